@@ -1,0 +1,153 @@
+//! `POST /heart_beat` and `GET /miners/heartbeat_status` (original §6).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::validate::{self, FieldError, Validate};
+
+/// A miner's liveness as the coordinator sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum HeartbeatStatus {
+    Online,
+    Offline,
+    Degraded,
+}
+
+impl HeartbeatStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Online => "online",
+            Self::Offline => "offline",
+            Self::Degraded => "degraded",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "online" => Some(Self::Online),
+            "offline" => Some(Self::Offline),
+            "degraded" => Some(Self::Degraded),
+            _ => None,
+        }
+    }
+
+    /// Online or degraded: the miner is alive.
+    pub fn is_up(self) -> bool {
+        self != Self::Offline
+    }
+}
+
+/// The original's `HeartbeatRequest`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct HeartbeatRequest {
+    /// The client's clock; informational only (the server stamps heartbeats itself). The original
+    /// sends a naive UTC ISO-8601 string without a zone, so this is kept as text.
+    #[serde(default)]
+    pub timestamp: Option<String>,
+    /// What the miner says of itself: `online`, `degraded`, or `offline` when signing off.
+    pub status: HeartbeatStatus,
+    #[serde(default)]
+    pub version: Option<String>,
+    pub metrics: HeartbeatMetrics,
+}
+
+/// The original's `HeartbeatMetrics`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct HeartbeatMetrics {
+    pub miner_id: String,
+    pub system_info: SystemInfo,
+    pub metrics: SystemMetrics,
+    /// Per-device figures (GPU utilisation, memory, temperature …).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub resource_usage: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    pub active_jobs: Vec<String>,
+}
+
+/// Host facts sent with each heartbeat.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SystemInfo {
+    #[serde(default)]
+    pub hostname: Option<String>,
+    #[serde(default)]
+    pub ip_address: Option<String>,
+    #[serde(default)]
+    pub os_version: Option<String>,
+    /// Seconds since boot.
+    #[serde(default)]
+    pub uptime: Option<f64>,
+    #[serde(default)]
+    pub last_boot: Option<String>,
+}
+
+/// The original's `SystemMetrics`: four required numbers, the rest optional.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SystemMetrics {
+    /// Percent.
+    pub cpu_usage: f64,
+    /// Percent.
+    pub memory_usage: f64,
+    /// Percent.
+    pub disk_usage: f64,
+    /// Milliseconds (round trip of the previous heartbeat).
+    pub network_latency: f64,
+    #[serde(default)]
+    pub gpu_usage: Option<f64>,
+    /// Degrees Celsius.
+    #[serde(default)]
+    pub temperature: Option<f64>,
+    #[serde(default)]
+    pub active_processes: Option<u32>,
+}
+
+impl Validate for HeartbeatRequest {
+    fn validate(&self) -> Result<(), FieldError> {
+        let m = &self.metrics;
+        validate::identifier("metrics.miner_id", &m.miner_id)?;
+        let s = &m.metrics;
+        for (name, value) in [
+            ("cpu_usage", s.cpu_usage),
+            ("memory_usage", s.memory_usage),
+            ("disk_usage", s.disk_usage),
+        ] {
+            validate::number_in(&format!("metrics.metrics.{name}"), value, 0.0..=100.0)?;
+        }
+        if let Some(gpu) = s.gpu_usage {
+            validate::number_in("metrics.metrics.gpu_usage", gpu, 0.0..=100.0)?;
+        }
+        validate::number_in(
+            "metrics.metrics.network_latency",
+            s.network_latency,
+            0.0..=3.6e6,
+        )?;
+        if let Some(t) = s.temperature {
+            validate::number_in("metrics.metrics.temperature", t, -100.0..=200.0)?;
+        }
+        Ok(())
+    }
+}
+
+/// The original's `HeartbeatResponse`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct HeartbeatResponse {
+    pub status: String,
+    pub message: String,
+    /// The server's time of this heartbeat.
+    pub last_seen: DateTime<Utc>,
+    /// Instructions for the agent, e.g. `{"action": "restart", "target": "compute_subnet"}`.
+    #[schema(value_type = Vec<Object>)]
+    pub commands: Vec<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// One entry of `GET /miners/heartbeat_status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct HeartbeatStatusEntry {
+    pub last_seen: Option<DateTime<Utc>>,
+    /// Time since the last heartbeat, as Python's `str(timedelta)` writes it (`0:00:12.5`).
+    pub time_since: Option<String>,
+    /// `online`, `offline`, `degraded` (see the README for the rule); null before the first heartbeat.
+    pub status: Option<HeartbeatStatus>,
+}

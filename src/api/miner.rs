@@ -1,0 +1,286 @@
+//! Registration (`POST /miners/`), the pod a miner's own `GET /miners/{id}` returns, and the
+//! admin's verification status.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::network::NetworkInfo;
+use super::validate::{self, FieldError, Validate, fail};
+
+/// Most compute resources one registration may carry.
+const MAX_RESOURCES: usize = 64;
+
+/// The original's registration body (`register.py` `submit_registration`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RegistrationRequest {
+    /// The miner's display name (the username chosen at registration).
+    #[serde(alias = "username")]
+    pub name: String,
+    #[serde(default)]
+    pub location: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub compute_resources: Vec<ComputeResource>,
+    /// `independent`, `bittensor` or `commune`; free text in the original.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration_type: Option<String>,
+}
+
+/// One CPU or GPU resource offered by a miner (original §4.3 wire object).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ComputeResource {
+    pub id: String,
+    /// `CPU` or `GPU`.
+    pub resource_type: String,
+    #[serde(default)]
+    pub location: Option<String>,
+    #[serde(default)]
+    pub hourly_price: f64,
+    /// Total memory, e.g. `15.68GB`.
+    pub ram: String,
+    pub storage: Storage,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_specs: Option<CpuSpecs>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_specs: Option<GpuSpecs>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_active: Option<bool>,
+    /// Facts beyond the original's fields (kept as sent, under their own keys).
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The disk behind a resource.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Storage {
+    /// `NVME`, `SSD` or `HDD`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// e.g. `467.91GB`.
+    pub capacity: String,
+    /// Measured, e.g. `550MB/s`; null when not measured.
+    #[serde(default)]
+    pub read_speed: Option<String>,
+    #[serde(default)]
+    pub write_speed: Option<String>,
+}
+
+/// CPU facts, named as `lscpu` names them (original §4.2).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CpuSpecs {
+    #[serde(default)]
+    pub op_modes: Option<String>,
+    #[serde(default)]
+    pub address_sizes: Option<String>,
+    #[serde(default)]
+    pub byte_order: Option<String>,
+    #[serde(default)]
+    pub total_cpus: Option<u32>,
+    /// The kernel's CPU list, e.g. `0-15` or `0-7,16-23`.
+    #[serde(default)]
+    pub online_cpus: Option<String>,
+    #[serde(default)]
+    pub vendor_id: Option<String>,
+    #[serde(default)]
+    pub cpu_name: Option<String>,
+    #[serde(default)]
+    pub cpu_family: Option<u32>,
+    #[serde(default)]
+    pub model: Option<u32>,
+    #[serde(default)]
+    pub threads_per_core: Option<u32>,
+    #[serde(default)]
+    pub cores_per_socket: Option<u32>,
+    #[serde(default)]
+    pub sockets: Option<u32>,
+    #[serde(default)]
+    pub stepping: Option<u32>,
+    #[serde(default)]
+    pub cpu_max_mhz: Option<f64>,
+    #[serde(default)]
+    pub cpu_min_mhz: Option<f64>,
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// GPU facts (original §4.2).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct GpuSpecs {
+    pub gpu_name: String,
+    /// e.g. `80.00GB`.
+    #[serde(default)]
+    pub memory_size: Option<String>,
+    #[serde(default)]
+    pub cuda_cores: Option<u32>,
+    /// e.g. `1980MHz`.
+    #[serde(default)]
+    pub clock_speed: Option<String>,
+    /// e.g. `700W`.
+    #[serde(default)]
+    pub power_consumption: Option<String>,
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The answer to a registration. `token` is shown once: the coordinator keeps only its hash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RegistrationResponse {
+    pub miner_id: String,
+    pub message: String,
+    pub added_resources: Vec<String>,
+    /// Bearer token for this miner's heartbeats and updates.
+    pub token: String,
+}
+
+/// A miner's verification by validators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum VerificationStatus {
+    PendingVerification,
+    Verified,
+    Rejected,
+}
+
+impl VerificationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PendingVerification => "pending_verification",
+            Self::Verified => "verified",
+            Self::Rejected => "rejected",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::PendingVerification, Self::Verified, Self::Rejected]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+    }
+}
+
+/// Body of `PATCH /miners/{id}/status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct VerificationUpdate {
+    pub status: VerificationStatus,
+}
+
+/// A miner as `GET /miners/{id}` shows it: never a secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Pod {
+    pub id: String,
+    pub name: String,
+    pub location: Option<String>,
+    pub description: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// Verification status.
+    pub status: VerificationStatus,
+    /// `online`, `offline` or `degraded`; null before the first heartbeat.
+    pub heartbeat_status: Option<String>,
+    pub last_seen: Option<DateTime<Utc>>,
+    pub compute_resources: Vec<ComputeResource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
+    pub bittensor_details: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
+    pub commune_details: Option<serde_json::Value>,
+}
+
+/// A page of `GET /miners`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct MinerList {
+    pub miners: Vec<Pod>,
+    /// Pass as `after` to get the next page; null on the last page.
+    pub next: Option<String>,
+}
+
+impl Validate for RegistrationRequest {
+    fn validate(&self) -> Result<(), FieldError> {
+        validate::text("name", &self.name, 64)?;
+        if let Some(location) = &self.location {
+            validate::text("location", location, 200)?;
+        }
+        if let Some(description) = &self.description {
+            validate::text("description", description, 1000)?;
+        }
+        if self.compute_resources.is_empty() {
+            return Err(fail("compute_resources", "must list at least one resource"));
+        }
+        if self.compute_resources.len() > MAX_RESOURCES {
+            return Err(fail(
+                "compute_resources",
+                format!("must list at most {MAX_RESOURCES} resources"),
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, resource) in self.compute_resources.iter().enumerate() {
+            resource.check(&format!("compute_resources[{i}]"))?;
+            if !seen.insert(resource.id.as_str()) {
+                return Err(fail(
+                    format!("compute_resources[{i}].id"),
+                    format!("{:?} appears twice", resource.id),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ComputeResource {
+    fn check(&self, at: &str) -> Result<(), FieldError> {
+        validate::identifier(&format!("{at}.id"), &self.id)?;
+        let kind = self.resource_type.to_ascii_uppercase();
+        if kind != "CPU" && kind != "GPU" {
+            return Err(fail(
+                format!("{at}.resource_type"),
+                format!("expected \"CPU\" or \"GPU\", got {:?}", self.resource_type),
+            ));
+        }
+        validate::number_in(
+            &format!("{at}.hourly_price"),
+            self.hourly_price,
+            0.0..=1.0e6,
+        )?;
+        validate::quantity(&format!("{at}.ram"), &self.ram, "GB")?;
+        validate::text(&format!("{at}.storage.type"), &self.storage.kind, 32)?;
+        validate::quantity(
+            &format!("{at}.storage.capacity"),
+            &self.storage.capacity,
+            "GB",
+        )?;
+        for (name, speed) in [
+            ("read_speed", &self.storage.read_speed),
+            ("write_speed", &self.storage.write_speed),
+        ] {
+            if let Some(speed) = speed {
+                validate::quantity(&format!("{at}.storage.{name}"), speed, "MB/s")?;
+            }
+        }
+        if let Some(cpu) = &self.cpu_specs
+            && let Some(online) = &cpu.online_cpus
+        {
+            validate::cpu_list(&format!("{at}.cpu_specs.online_cpus"), online)?;
+        }
+        match (&self.gpu_specs, kind.as_str()) {
+            (None, "GPU") => Err(fail(
+                format!("{at}.gpu_specs"),
+                "a GPU resource needs gpu_specs",
+            )),
+            (Some(gpu), _) => validate::text(&format!("{at}.gpu_specs.gpu_name"), &gpu.gpu_name, 200),
+            (None, _) => Ok(()),
+        }
+    }
+}
+
+impl Validate for VerificationUpdate {
+    fn validate(&self) -> Result<(), FieldError> {
+        // The enum already admits only known statuses.
+        Ok(())
+    }
+}

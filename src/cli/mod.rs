@@ -1,0 +1,119 @@
+//! The command line: one `Cli` parsed by clap, one module per command.
+//!
+//! Exit codes: 0 success, 1 failure, 2 usage error (clap's own errors use 2 as well).
+
+mod completions;
+mod pending;
+mod server;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser, Subcommand};
+
+/// Polaris: rent out your GPUs and CPUs to decentralized compute networks.
+///
+/// Run `polaris` on a terminal for the dashboard, `polaris --daemon` for the headless agent, or
+/// one of the commands below. Settings come from flags, the environment, `.env` (in the working
+/// directory and in POLARIS_HOME) and POLARIS_HOME/polaris.toml, in that order; see
+/// `.env.example` for every name.
+#[derive(Debug, Parser)]
+#[command(name = "polaris", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    /// Run the agent in the foreground without a screen (for systemd and servers).
+    #[arg(long, global = false)]
+    pub daemon: bool,
+
+    /// Where Polaris keeps its files [env: POLARIS_HOME] [default: ~/.polaris]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub home: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the agent and compute_subnet in the background
+    Start,
+    /// Stop compute_subnet and the agent
+    Stop,
+    /// Show whether the agent and compute_subnet run (exit 3 when something configured is down)
+    Status(pending::StatusArgs),
+    /// Register this machine with the coordinator
+    Register(pending::RegisterArgs),
+    /// Show this miner's pod and compute resources as the coordinator lists them
+    ViewCompute(pending::ViewComputeArgs),
+    /// Print or follow the agent's and compute_subnet's logs
+    Logs(pending::LogsArgs),
+    /// Show the compute_subnet process and where its logs are
+    CheckMain(pending::CheckMainArgs),
+    /// Update the compute_subnet repository and restart it if it was running
+    Update(pending::UpdateArgs),
+    /// Show the hardware facts registration would send (CPU, RAM, GPUs, disks, network)
+    Inventory(pending::InventoryArgs),
+    /// Run the coordinator: registration, heartbeats, health check, alerts
+    Server(server::ServerArgs),
+    /// Print shell completions (e.g. `polaris completions bash > /etc/bash_completion.d/polaris`)
+    Completions(completions::CompletionsArgs),
+}
+
+/// Runs the parsed command line and maps the outcome to an exit code.
+pub fn run(cli: Cli) -> ExitCode {
+    let outcome = match cli.command {
+        Some(Command::Server(args)) => server::run(args, cli.home),
+        Some(Command::Completions(args)) => completions::run(&args),
+        Some(Command::Start) => pending::not_yet("start"),
+        Some(Command::Stop) => pending::not_yet("stop"),
+        Some(Command::Status(_)) => pending::not_yet("status"),
+        Some(Command::Register(_)) => pending::not_yet("register"),
+        Some(Command::ViewCompute(_)) => pending::not_yet("view-compute"),
+        Some(Command::Logs(_)) => pending::not_yet("logs"),
+        Some(Command::CheckMain(_)) => pending::not_yet("check-main"),
+        Some(Command::Update(_)) => pending::not_yet("update"),
+        Some(Command::Inventory(_)) => pending::not_yet("inventory"),
+        None if cli.daemon => pending::not_yet("--daemon"),
+        None if std::io::stdout().is_terminal() => pending::not_yet("the dashboard"),
+        None => {
+            // Not a terminal and no command: a script called us wrongly.
+            let _ = Cli::command().print_help();
+            return ExitCode::from(2);
+        }
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("polaris: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_tree_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_seed_command_parses() {
+        for args in [
+            &["polaris", "start"][..],
+            &["polaris", "stop"],
+            &["polaris", "status", "--json"],
+            &["polaris", "register"],
+            &["polaris", "view-compute", "--json"],
+            &["polaris", "logs", "-n", "5", "-f"],
+            &["polaris", "check-main"],
+            &["polaris", "update", "subnet"],
+            &["polaris", "inventory", "--json"],
+            &["polaris", "server", "--offline-after", "2s"],
+        ] {
+            assert!(Cli::try_parse_from(args).is_ok(), "{args:?}");
+        }
+    }
+}

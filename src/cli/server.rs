@@ -1,0 +1,105 @@
+//! `polaris server`: runs the coordinator until SIGINT or SIGTERM.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Settings, StoreKind, keys};
+use crate::server::Coordinator;
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Address to listen on [env: POLARIS_LISTEN] [default: 127.0.0.1:8420]
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Where state is kept [env: POLARIS_STORE] [default: sqlite]
+    #[arg(long, value_enum)]
+    pub store: Option<StoreKind>,
+    /// Silence after which a miner is offline, e.g. 45s [env: POLARIS_OFFLINE_AFTER] [default: 45s]
+    #[arg(long, value_name = "DURATION")]
+    pub offline_after: Option<String>,
+    /// URL that receives a JSON POST per alert [env: POLARIS_ALERT_WEBHOOK]
+    #[arg(long, value_name = "URL")]
+    pub alert_webhook: Option<String>,
+}
+
+pub(super) fn run(args: ServerArgs, home: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let mut flags = Vec::new();
+    if let Some(listen) = args.listen {
+        flags.push((keys::LISTEN.env, listen));
+    }
+    if let Some(store) = args.store {
+        let name = match store {
+            StoreKind::Sqlite => "sqlite",
+            StoreKind::Firestore => "firestore",
+        };
+        flags.push((keys::STORE.env, name.to_owned()));
+    }
+    if let Some(after) = args.offline_after {
+        flags.push((keys::OFFLINE_AFTER.env, after));
+    }
+    if let Some(url) = args.alert_webhook {
+        flags.push((keys::ALERT_WEBHOOK.env, url));
+    }
+    let settings = Settings::load(home, &flags)?;
+    let _log_guard = crate::telemetry::init_file_logging(&settings.logs_dir(), "server")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(settings))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let coordinator = Coordinator::build(&settings).await?;
+    let addr = coordinator.local_addr()?;
+    println!("polaris server listening on http://{addr} (API: http://{addr}/api/v1)");
+    println!(
+        "{} miners loaded from {}; a miner is offline after {} of silence",
+        coordinator.miner_count(),
+        settings.database_path().display(),
+        humantime::format_duration(settings.server.offline_after)
+    );
+    if let Some(path) = &coordinator.created_admin_token {
+        println!(
+            "Admin token written to {} (send it as `Authorization: Bearer <token>` on admin routes)",
+            path.display()
+        );
+    }
+    tracing::info!(%addr, home = %settings.home.display(), "coordinator listening");
+    let cancel = CancellationToken::new();
+    tokio::spawn(stop_on_signal(cancel.clone()));
+    coordinator.run(cancel).await
+}
+
+/// Cancels on SIGINT or SIGTERM (Ctrl-C or Ctrl-Break on Windows).
+async fn stop_on_signal(cancel: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+            (Ok(mut int), Ok(mut term)) => {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            _ => {
+                tracing::error!("cannot listen for signals; stop the server with SIGKILL");
+                return;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        if tokio::signal::ctrl_c().await.is_err() {
+            return;
+        }
+    }
+    tracing::info!("stop signal received; finishing requests and flushing the store");
+    cancel.cancel();
+}

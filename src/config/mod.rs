@@ -1,0 +1,385 @@
+//! Settings, layered as flag > environment > `.env` > `POLARIS_HOME/polaris.toml` > default.
+//!
+//! Every value is parsed into its type here, before any command does I/O, and a bad value names
+//! the setting, the value, where it came from and what is expected.
+
+pub mod keys;
+mod secret;
+mod sources;
+
+use std::net::SocketAddr;
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+pub use secret::Secret;
+pub use sources::{Layers, Origin, Raw};
+
+use keys::Key;
+
+/// Default coordinator address of the standalone set-up.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8420";
+
+/// Why settings could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid {name}={value:?} (from {origin}): expected {expected}")]
+    Invalid {
+        name: String,
+        value: String,
+        origin: Origin,
+        expected: String,
+    },
+    #[error("unknown setting `{key}` in {}: see .env.example for the names", path.display())]
+    UnknownKey { key: String, path: PathBuf },
+    #[error("cannot parse {}", path.display())]
+    Toml {
+        path: PathBuf,
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    #[error("cannot parse {}", path.display())]
+    DotEnv {
+        path: PathBuf,
+        #[source]
+        source: dotenvy::Error,
+    },
+    #[error("cannot read {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot find your home directory: set POLARIS_HOME")]
+    NoHome,
+}
+
+/// Which store the coordinator keeps its state in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StoreKind {
+    /// Embedded SQLite database in `POLARIS_HOME/polaris.db`.
+    Sqlite,
+    /// Google Firestore, for several coordinators sharing the work.
+    Firestore,
+}
+
+/// The local SSH account facts (the original's keys).
+#[derive(Debug, Clone)]
+pub struct SshSettings {
+    pub password: Option<Secret>,
+    pub user: Option<String>,
+    pub host: Option<String>,
+    pub port: u16,
+}
+
+/// The compute_subnet process the agent supervises.
+#[derive(Debug, Clone, Default)]
+pub struct ComputeSettings {
+    pub cmd: Option<String>,
+    pub dir: Option<PathBuf>,
+    pub repo: Option<String>,
+}
+
+/// The SSH reverse tunnel kept by the agent.
+#[derive(Debug, Clone)]
+pub struct RelaySettings {
+    pub url: Option<String>,
+    pub remote_port: u16,
+    pub tunnel_target: Option<String>,
+    pub host_key: Option<String>,
+}
+
+/// `polaris server` settings.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    pub store: StoreKind,
+    pub offline_after: Duration,
+    pub alert_webhook: Option<reqwest::Url>,
+    pub admin_token: Option<Secret>,
+    pub firestore_project: Option<String>,
+    pub relay_listen: Option<SocketAddr>,
+    pub relay_ports: RangeInclusive<u16>,
+}
+
+/// Every setting, parsed.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub home: PathBuf,
+    pub server_url: reqwest::Url,
+    pub heartbeat_interval: Duration,
+    pub location: Option<String>,
+    pub ssh: SshSettings,
+    pub compute: ComputeSettings,
+    pub relay: RelaySettings,
+    pub server: ServerSettings,
+}
+
+impl Settings {
+    /// Loads settings for this process: `home` and `flags` come from the command line.
+    pub fn load(
+        home: Option<PathBuf>,
+        flags: &[(&'static str, String)],
+    ) -> Result<Self, ConfigError> {
+        let mut layers = Layers::from_env(std::env::vars_os().filter_map(|(k, v)| {
+            Some((k.into_string().ok()?, v.into_string().ok()?))
+        }));
+        for (name, value) in flags {
+            layers.set_flag(name, value.clone());
+        }
+        layers.add_dotenv(Path::new(".env"))?;
+        let home = match home {
+            Some(home) => home,
+            None => resolve_home(&layers)?,
+        };
+        layers.add_dotenv(&home.join(".env"))?;
+        layers.set_toml(&home.join("polaris.toml"))?;
+        Self::from_layers(home, &layers)
+    }
+
+    /// Parses every setting from already-read layers.
+    pub fn from_layers(home: PathBuf, layers: &Layers) -> Result<Self, ConfigError> {
+        let p = Parser { layers };
+        Ok(Self {
+            server_url: p
+                .parse(&keys::SERVER_URL, "an http:// or https:// URL", parse_url)?
+                .unwrap_or_else(default_server_url),
+            heartbeat_interval: p
+                .duration(&keys::HEARTBEAT_INTERVAL)?
+                .unwrap_or(Duration::from_secs(10)),
+            location: p.string(&keys::LOCATION),
+            ssh: SshSettings {
+                password: p.string(&keys::SSH_PASSWORD).map(Secret::new),
+                user: p.string(&keys::SSH_USER),
+                host: p.string(&keys::SSH_HOST),
+                port: p.port(&keys::SSH_PORT)?.unwrap_or(22),
+            },
+            compute: ComputeSettings {
+                cmd: p.string(&keys::COMPUTE_CMD),
+                dir: p.string(&keys::COMPUTE_DIR).map(|d| expand_tilde(&d)),
+                repo: p.string(&keys::COMPUTE_REPO),
+            },
+            relay: RelaySettings {
+                url: p.parse(&keys::RELAY, "ssh://user@host:port", parse_relay_url)?,
+                remote_port: p.port(&keys::RELAY_REMOTE_PORT)?.unwrap_or(0),
+                tunnel_target: p.string(&keys::TUNNEL_TARGET),
+                host_key: p.string(&keys::RELAY_HOST_KEY),
+            },
+            server: ServerSettings {
+                listen: p
+                    .parse(&keys::LISTEN, "an address like 127.0.0.1:8420", |v| {
+                        SocketAddr::from_str(v).ok()
+                    })?
+                    .unwrap_or_else(default_listen),
+                store: p
+                    .parse(&keys::STORE, "sqlite or firestore", |v| {
+                        <StoreKind as clap::ValueEnum>::from_str(v, true).ok()
+                    })?
+                    .unwrap_or(StoreKind::Sqlite),
+                offline_after: p
+                    .duration(&keys::OFFLINE_AFTER)?
+                    .unwrap_or(Duration::from_secs(45)),
+                alert_webhook: p.parse(
+                    &keys::ALERT_WEBHOOK,
+                    "an http:// or https:// URL",
+                    parse_url,
+                )?,
+                admin_token: p
+                    .parse(
+                        &keys::ADMIN_TOKEN,
+                        "at least 16 characters without spaces",
+                        |v| (v.len() >= 16 && !v.contains(char::is_whitespace)).then(|| v.to_owned()),
+                    )?
+                    .map(Secret::new),
+                firestore_project: p.string(&keys::FIRESTORE_PROJECT),
+                relay_listen: p.parse(
+                    &keys::RELAY_LISTEN,
+                    "an address like 0.0.0.0:2222",
+                    |v| SocketAddr::from_str(v).ok(),
+                )?,
+                relay_ports: p
+                    .parse(&keys::RELAY_PORTS, "a port range like 20000-20999", |v| {
+                        let (lo, hi) = v.split_once('-')?;
+                        let (lo, hi) = (lo.trim().parse().ok()?, hi.trim().parse().ok()?);
+                        (0 < lo && lo <= hi).then_some(lo..=hi)
+                    })?
+                    .unwrap_or(20000..=20999),
+            },
+            home,
+        })
+    }
+
+    /// The SQLite database of the coordinator.
+    pub fn database_path(&self) -> PathBuf {
+        self.home.join("polaris.db")
+    }
+
+    /// Where log files go.
+    pub fn logs_dir(&self) -> PathBuf {
+        self.home.join("logs")
+    }
+}
+
+/// Reads raw values from the layers and parses them, naming the setting on failure.
+struct Parser<'a> {
+    layers: &'a Layers,
+}
+
+impl Parser<'_> {
+    fn string(&self, key: &Key) -> Option<String> {
+        self.layers.get(key).map(|raw| raw.value.trim().to_owned())
+    }
+
+    fn parse<T>(
+        &self,
+        key: &Key,
+        expected: &str,
+        parse: impl FnOnce(&str) -> Option<T>,
+    ) -> Result<Option<T>, ConfigError> {
+        let Some(raw) = self.layers.get(key) else {
+            return Ok(None);
+        };
+        match parse(raw.value.trim()) {
+            Some(value) => Ok(Some(value)),
+            None => Err(ConfigError::Invalid {
+                name: key.env.to_owned(),
+                value: raw.value,
+                origin: raw.origin,
+                expected: expected.to_owned(),
+            }),
+        }
+    }
+
+    fn duration(&self, key: &Key) -> Result<Option<Duration>, ConfigError> {
+        self.parse(key, "a duration like 500ms, 2s or 45s", parse_duration)
+    }
+
+    fn port(&self, key: &Key) -> Result<Option<u16>, ConfigError> {
+        self.parse(key, "a port number from 0 to 65535", |v| v.parse().ok())
+    }
+}
+
+/// Parses `500ms`, `2s`, `1m30s`; a bare number means seconds. Zero is refused.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let duration = match text.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => humantime::parse_duration(text).ok()?,
+    };
+    (!duration.is_zero()).then_some(duration)
+}
+
+fn parse_url(text: &str) -> Option<reqwest::Url> {
+    let url = reqwest::Url::parse(text).ok()?;
+    (matches!(url.scheme(), "http" | "https") && url.host().is_some()).then_some(url)
+}
+
+fn parse_relay_url(text: &str) -> Option<String> {
+    let url = reqwest::Url::parse(text).ok()?;
+    (url.scheme() == "ssh" && url.host().is_some() && !url.username().is_empty())
+        .then(|| text.to_owned())
+}
+
+fn default_server_url() -> reqwest::Url {
+    // A constant that parses; covered by the `defaults_are_valid` test.
+    reqwest::Url::parse(&format!("http://{DEFAULT_LISTEN}/api/v1")).unwrap_or_else(|_| {
+        unreachable!("the default server URL is a valid URL");
+    })
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8420))
+}
+
+/// `POLARIS_HOME` from the layers (flag and toml do not apply), else `~/.polaris`.
+fn resolve_home(layers: &Layers) -> Result<PathBuf, ConfigError> {
+    const HOME: Key = Key {
+        env: "POLARIS_HOME",
+        toml: "",
+    };
+    if let Some(raw) = layers.get(&HOME) {
+        return Ok(expand_tilde(raw.value.trim()));
+    }
+    user_home()
+        .map(|home| home.join(".polaris"))
+        .ok_or(ConfigError::NoHome)
+}
+
+fn user_home() -> Option<PathBuf> {
+    let var = if cfg!(windows) { "USERPROFILE" } else { "HOME" };
+    std::env::var_os(var)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+fn expand_tilde(path: &str) -> PathBuf {
+    match path.strip_prefix("~/").zip(user_home()) {
+        Some((rest, home)) => home.join(rest),
+        None => PathBuf::from(path),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let layers = Layers::from_env(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        Settings::from_layers(PathBuf::from("/tmp/polaris-test"), &layers)
+    }
+
+    #[test]
+    fn defaults_are_valid() -> Result<(), ConfigError> {
+        let s = settings(&[])?;
+        assert_eq!(s.server_url.as_str(), "http://127.0.0.1:8420/api/v1");
+        assert_eq!(s.server.offline_after, Duration::from_secs(45));
+        assert_eq!(s.heartbeat_interval, Duration::from_secs(10));
+        assert_eq!(s.server.store, StoreKind::Sqlite);
+        assert_eq!(s.ssh.port, 22);
+        assert_eq!(s.server.relay_ports, 20000..=20999);
+        Ok(())
+    }
+
+    #[test]
+    fn durations_accept_units_and_bare_seconds() {
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2s"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_duration("45"), Some(Duration::from_secs(45)));
+        assert_eq!(parse_duration("0s"), None);
+        assert_eq!(parse_duration("soon"), None);
+    }
+
+    #[test]
+    fn invalid_value_names_setting_value_origin_and_expectation() {
+        let err = settings(&[("POLARIS_OFFLINE_AFTER", "soon")])
+            .expect_err("`soon` is not a duration");
+        let text = err.to_string();
+        for part in ["POLARIS_OFFLINE_AFTER", "\"soon\"", "environment", "duration"] {
+            assert!(text.contains(part), "{text:?} lacks {part:?}");
+        }
+    }
+
+    #[test]
+    fn each_typed_setting_rejects_garbage() {
+        for name in [
+            "SERVER_URL",
+            "SSH_PORT",
+            "POLARIS_LISTEN",
+            "POLARIS_STORE",
+            "POLARIS_ALERT_WEBHOOK",
+            "POLARIS_ADMIN_TOKEN",
+            "POLARIS_RELAY",
+            "POLARIS_RELAY_PORTS",
+            "POLARIS_HEARTBEAT_INTERVAL",
+        ] {
+            let err = settings(&[(name, "not valid")]).expect_err(name);
+            assert!(err.to_string().contains(name), "{err}");
+        }
+    }
+
+    #[test]
+    fn webhook_must_be_http() {
+        assert!(settings(&[("POLARIS_ALERT_WEBHOOK", "ftp://x/")]).is_err());
+        assert!(settings(&[("POLARIS_ALERT_WEBHOOK", "https://hooks.example/x")]).is_ok());
+    }
+}

@@ -1,0 +1,17 @@
+//! Polaris: one binary for compute providers ("miners") and the coordinator they talk to.
+//!
+//! # Layout
+//! - [`cli`]: the command tree (clap) and one module per command; `main.rs` only calls [`cli::run`].
+//! - [`config`]: settings layered as flag > environment > `.env` > `polaris.toml` > default.
+//! - [`telemetry`]: tracing into rotating files under `POLARIS_HOME/logs`.
+//! - [`api`]: the wire contract (serde types compatible with the original Python tool's bodies).
+//! - [`server`]: `polaris server`, the coordinator: HTTP routes, auth, the in-memory heartbeat
+//!   registry with its deadline index, the health check and alerts.
+//! - [`store`]: persistence behind a trait; the embedded SQLite store and its batching writer.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod server;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,76 @@
+//! The health check: sleeps until the earliest heartbeat deadline, marks silent miners offline,
+//! and keeps metrics_history pruned.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::alerts::Alert;
+use super::state::AppState;
+use crate::api::HeartbeatStatus;
+use crate::store::{StatusChange, Write};
+
+/// How long metrics_history is kept.
+pub(super) const METRICS_RETENTION: chrono::TimeDelta = chrono::TimeDelta::days(30);
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// Sleep when no miner is up (a heartbeat wakes the loop earlier).
+const IDLE: Duration = Duration::from_secs(3600);
+
+/// Runs sweeps until `cancel` fires.
+pub(super) async fn run(state: AppState, cancel: CancellationToken) {
+    let silence = humantime::format_duration(state.registry.offline_after()).to_string();
+    loop {
+        let sweep = state.registry.sweep(Instant::now());
+        if let Some((silent, up)) = sweep.hold_started {
+            state.alerter.send(Alert::MassSilence { silent, up });
+        }
+        if sweep.hold_ended {
+            state.alerter.send(Alert::MassSilenceEnded);
+        }
+        for miner in sweep.offline {
+            let now = Utc::now();
+            let reason = format!("no heartbeat for {silence}");
+            let change = StatusChange {
+                miner_id: miner.miner_id.to_string(),
+                timestamp: now,
+                old_status: Some(miner.old_status),
+                new_status: HeartbeatStatus::Offline,
+                reason: reason.clone(),
+            };
+            let state_write = AppState::state_write(
+                &miner.miner_id,
+                miner.last_seen.unwrap_or(now),
+                HeartbeatStatus::Offline,
+                miner.heartbeat_count,
+                None,
+            );
+            let alert = Alert::MinerOffline {
+                miner_id: miner.miner_id.to_string(),
+                last_seen: miner.last_seen,
+                reason,
+            };
+            state.record_transition(change, state_write, Some(alert));
+        }
+        let wake = sweep.next.unwrap_or_else(|| Instant::now() + IDLE);
+        tokio::select! {
+            () = tokio::time::sleep_until(wake) => {}
+            () = state.registry.deadline_moved.notified() => {}
+            () = cancel.cancelled() => return,
+        }
+    }
+}
+
+/// Deletes metrics_history older than [`METRICS_RETENTION`] now and every hour.
+pub(super) async fn prune(state: AppState, cancel: CancellationToken) {
+    loop {
+        state.writer.send(Write::PruneMetrics {
+            before: Utc::now() - METRICS_RETENTION,
+        });
+        tokio::select! {
+            () = tokio::time::sleep(PRUNE_EVERY) => {}
+            () = cancel.cancelled() => return,
+        }
+    }
+}

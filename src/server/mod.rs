@@ -1,0 +1,120 @@
+//! `polaris server`: the coordinator miners register with and send heartbeats to.
+//!
+//! [`Coordinator::build`] opens the store, loads every miner into memory and binds the listener
+//! (port 0 works; [`Coordinator::local_addr`] tells the port). [`Coordinator::run`] serves until
+//! the cancellation token fires, then commits every queued write before returning.
+
+mod alerts;
+pub mod auth;
+mod error;
+mod health;
+mod limit;
+mod metrics;
+pub mod registry;
+mod routes;
+mod state;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use alerts::Alert;
+pub use routes::{ApiDoc, MAX_BODY, router};
+
+use crate::config::{Settings, StoreKind};
+use crate::store::sqlite::SqliteStore;
+use crate::store::writer::StoreWriter;
+use crate::store::Store;
+use metrics::Metrics;
+use registry::Registry;
+use state::AppState;
+
+/// A coordinator ready to serve.
+#[derive(Debug)]
+pub struct Coordinator {
+    listener: TcpListener,
+    state: AppState,
+    writer_task: JoinHandle<()>,
+    /// Set when this start created the admin token file: its path, to tell the operator once.
+    pub created_admin_token: Option<std::path::PathBuf>,
+}
+
+impl Coordinator {
+    /// Opens the store, loads the registry and binds `settings.server.listen`.
+    pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        let server = &settings.server;
+        std::fs::create_dir_all(&settings.home).with_context(|| {
+            format!("cannot create POLARIS_HOME at {}", settings.home.display())
+        })?;
+        let store: Arc<dyn Store> = match server.store {
+            StoreKind::Sqlite => {
+                let path = settings.database_path();
+                Arc::new(
+                    SqliteStore::open(&path)
+                        .with_context(|| format!("cannot open the database {}", path.display()))?,
+                )
+            }
+            StoreKind::Firestore => anyhow::bail!(
+                "the firestore store is not available in this version: use --store sqlite"
+            ),
+        };
+        let summaries = store
+            .load_summaries()
+            .await
+            .context("cannot load miners from the store")?;
+        let registry = Registry::new(server.offline_after, summaries, tokio::time::Instant::now());
+        let (admin_token, created_admin_token) = auth::load_or_create_admin_token(
+            server.admin_token.as_ref().map(|s| s.expose()),
+            &settings.home,
+        )?;
+        let metrics = Arc::new(Metrics::default());
+        let alerter = alerts::Alerter::new(server.alert_webhook.clone(), Arc::clone(&metrics))?;
+        let (writer, writer_task) = StoreWriter::spawn(Arc::clone(&store));
+        let state = AppState::new(
+            registry,
+            writer,
+            store,
+            alerter,
+            metrics,
+            auth::hash_token(&admin_token),
+        );
+        let listener = TcpListener::bind(server.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", server.listen))?;
+        Ok(Self {
+            listener,
+            state,
+            writer_task,
+            created_admin_token,
+        })
+    }
+
+    pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
+        Ok(self.listener.local_addr()?)
+    }
+
+    /// Number of miners loaded.
+    pub fn miner_count(&self) -> usize {
+        self.state.registry.len()
+    }
+
+    /// Serves until `cancel` fires, then flushes the store.
+    pub async fn run(self, cancel: CancellationToken) -> anyhow::Result<()> {
+        let health = tokio::spawn(health::run(self.state.clone(), cancel.child_token()));
+        let prune = tokio::spawn(health::prune(self.state.clone(), cancel.child_token()));
+        let app = router(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let served = axum::serve(self.listener, app)
+            .with_graceful_shutdown(cancel.clone().cancelled_owned())
+            .await;
+        cancel.cancel();
+        let _ = tokio::join!(health, prune);
+        self.state.writer.close().await;
+        let _ = self.writer_task.await;
+        tracing::info!("coordinator stopped; store flushed");
+        served.context("the HTTP server failed")
+    }
+}

@@ -1,0 +1,508 @@
+//! The heartbeat store: every miner's liveness in memory, plus an index ordered by time of last
+//! heartbeat, so the health check touches only miners whose deadline has passed.
+//!
+//! Status rule (also in the README):
+//! - `online`: the last heartbeat said `online` and arrived less than `offline_after` ago.
+//! - `degraded`: the last heartbeat said `degraded`, or the miner is late: silent for more than
+//!   half of `offline_after` but less than all of it. Lateness is computed when read (it heals
+//!   with the next heartbeat), so it is neither recorded nor alerted.
+//! - `offline`: silent for `offline_after`, or the last heartbeat said `offline` (a sign-off).
+//!
+//! Only the first and second kinds of change of a stored status are transitions: they are written
+//! to status_history and, for online/degraded ↔ offline, alerted.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::api::HeartbeatStatus;
+use crate::store::MinerSummary;
+
+/// Fewest miners up for the mass-silence guard to apply: in a small fleet, every miner counts.
+pub const MASS_SILENCE_MIN_MINERS: usize = 10;
+
+/// How often miner_states and metrics_history are written for a miner whose status is unchanged.
+pub const SAMPLE_EVERY: Duration = Duration::from_secs(60);
+
+/// How often the health check looks again while the mass-silence guard holds transitions.
+const HOLD_RECHECK: Duration = Duration::from_secs(1);
+
+/// The in-memory registry of miners. Cheap to share; the lock is never held across `.await`.
+#[derive(Debug)]
+pub struct Registry {
+    inner: Mutex<Inner>,
+    offline_after: Duration,
+    /// Wakes the health check when the earliest deadline may have moved earlier.
+    pub(crate) deadline_moved: Notify,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    by_id: HashMap<Arc<str>, usize>,
+    by_token: HashMap<[u8; 32], usize>,
+    miners: Vec<Entry>,
+    /// `(time the silence clock started, miner index)` of every miner that is up. The clock
+    /// starts at the last heartbeat, or at start-up for a miner the previous run saw up.
+    silence: BTreeSet<(Instant, usize)>,
+    /// Whether the mass-silence guard is holding transitions now.
+    holding: bool,
+}
+
+#[derive(Debug)]
+struct Entry {
+    id: Arc<str>,
+    token_hash: [u8; 32],
+    status: Option<HeartbeatStatus>,
+    /// Start of the silence clock (see [`Inner::silence`]); `Some` exactly when the miner is up.
+    clock: Option<Instant>,
+    last_seen: Option<DateTime<Utc>>,
+    heartbeat_count: u64,
+    last_sample: Option<Instant>,
+}
+
+/// Who presented a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenOwner {
+    Miner(Arc<str>),
+    Unknown,
+}
+
+/// Why a heartbeat was not recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    NoSuchMiner,
+    WrongToken,
+}
+
+/// What a heartbeat changed, for the caller to persist and alert.
+#[derive(Debug, Clone)]
+pub struct HeartbeatOutcome {
+    pub miner_id: Arc<str>,
+    pub old_status: Option<HeartbeatStatus>,
+    pub new_status: HeartbeatStatus,
+    pub heartbeat_count: u64,
+    /// Time since the previous heartbeat.
+    pub since_last: Option<Duration>,
+    /// miner_states and metrics_history are due (status changed, or a minute passed).
+    pub sample_due: bool,
+}
+
+impl HeartbeatOutcome {
+    /// A change of a known status (the first heartbeat is not a transition).
+    pub fn is_transition(&self) -> bool {
+        self.old_status.is_some_and(|old| old != self.new_status)
+    }
+}
+
+/// A miner the health check found silent.
+#[derive(Debug, Clone)]
+pub struct Silent {
+    pub miner_id: Arc<str>,
+    pub old_status: HeartbeatStatus,
+    pub last_seen: Option<DateTime<Utc>>,
+    pub heartbeat_count: u64,
+}
+
+/// What one health-check sweep decided.
+#[derive(Debug, Default)]
+pub struct Sweep {
+    /// Miners now offline.
+    pub offline: Vec<Silent>,
+    /// The mass-silence guard started holding: `(silent, up)` counts.
+    pub hold_started: Option<(usize, usize)>,
+    /// The guard stopped holding.
+    pub hold_ended: bool,
+    /// When to sweep next; `None` when no miner is up.
+    pub next: Option<Instant>,
+}
+
+/// One row of `GET /miners/heartbeat_status`.
+#[derive(Debug, Clone)]
+pub struct Liveness {
+    pub miner_id: Arc<str>,
+    pub last_seen: Option<DateTime<Utc>>,
+    pub status: Option<HeartbeatStatus>,
+}
+
+impl Registry {
+    /// Builds the registry from the store. Every miner that was up gets a fresh grace period of
+    /// `offline_after` from `now`, so a restart never declares the whole fleet offline.
+    pub fn new(offline_after: Duration, summaries: Vec<MinerSummary>, now: Instant) -> Self {
+        let mut inner = Inner::default();
+        for summary in summaries {
+            let up = summary.current_status.is_some_and(HeartbeatStatus::is_up);
+            inner.insert(Entry {
+                id: summary.id.into(),
+                token_hash: summary.token_hash,
+                status: summary.current_status,
+                clock: up.then_some(now),
+                last_seen: summary.last_heartbeat,
+                heartbeat_count: summary.heartbeat_count,
+                last_sample: None,
+            });
+        }
+        Self {
+            inner: Mutex::new(inner),
+            offline_after,
+            deadline_moved: Notify::new(),
+        }
+    }
+
+    pub fn offline_after(&self) -> Duration {
+        self.offline_after
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // Every critical section leaves `Inner` consistent before it could panic, so a poisoned
+        // lock still guards valid data.
+        self.inner.lock().unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Adds a newly registered miner (no heartbeat yet).
+    pub fn add(&self, id: &str, token_hash: [u8; 32]) {
+        self.lock().insert(Entry {
+            id: id.into(),
+            token_hash,
+            status: None,
+            clock: None,
+            last_seen: None,
+            heartbeat_count: 0,
+            last_sample: None,
+        });
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.lock().by_id.contains_key(id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().miners.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The miner a token belongs to.
+    pub fn token_owner(&self, token_hash: &[u8; 32]) -> TokenOwner {
+        let inner = self.lock();
+        match inner.by_token.get(token_hash) {
+            Some(&i) => TokenOwner::Miner(Arc::clone(&inner.miners[i].id)),
+            None => TokenOwner::Unknown,
+        }
+    }
+
+    /// Records a heartbeat of `id`, authenticated by `token_hash`.
+    pub fn heartbeat(
+        &self,
+        id: &str,
+        token_hash: &[u8; 32],
+        reported: HeartbeatStatus,
+        now: Instant,
+        wall: DateTime<Utc>,
+    ) -> Result<HeartbeatOutcome, Refusal> {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let &i = inner.by_id.get(id).ok_or(Refusal::NoSuchMiner)?;
+        let entry = &mut inner.miners[i];
+        if entry.token_hash != *token_hash {
+            return Err(Refusal::WrongToken);
+        }
+        let was_empty = inner.silence.is_empty();
+        if let Some(clock) = entry.clock.take() {
+            inner.silence.remove(&(clock, i));
+        }
+        let since_last = entry
+            .last_seen
+            .and_then(|last| (wall - last).to_std().ok());
+        let old_status = entry.status;
+        entry.status = Some(reported);
+        entry.last_seen = Some(wall);
+        entry.heartbeat_count += 1;
+        if reported.is_up() {
+            entry.clock = Some(now);
+            inner.silence.insert((now, i));
+        }
+        let sample_due = old_status != Some(reported)
+            || entry
+                .last_sample
+                .is_none_or(|at| now.duration_since(at) >= SAMPLE_EVERY);
+        if sample_due {
+            entry.last_sample = Some(now);
+        }
+        let outcome = HeartbeatOutcome {
+            miner_id: Arc::clone(&entry.id),
+            old_status,
+            new_status: reported,
+            heartbeat_count: entry.heartbeat_count,
+            since_last,
+            sample_due,
+        };
+        drop(guard);
+        if was_empty && reported.is_up() {
+            // Release the lock first so the woken health check does not block on it at once.
+            self.deadline_moved.notify_one();
+        }
+        Ok(outcome)
+    }
+
+    /// Marks miners silent for `offline_after` as offline, unless the mass-silence guard holds.
+    pub fn sweep(&self, now: Instant) -> Sweep {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let mut sweep = Sweep::default();
+        let Some(overdue_before) = now.checked_sub(self.offline_after) else {
+            sweep.next = inner.next_deadline(self.offline_after);
+            return sweep;
+        };
+        let overdue: Vec<(Instant, usize)> = inner
+            .silence
+            .range(..=(overdue_before, usize::MAX))
+            .copied()
+            .collect();
+        if overdue.is_empty() {
+            sweep.hold_ended = std::mem::take(&mut inner.holding);
+            sweep.next = inner.next_deadline(self.offline_after);
+            return sweep;
+        }
+        let up = inner.silence.len();
+        let late = match now.checked_sub(self.offline_after / 2) {
+            Some(late_before) => inner.silence.range(..=(late_before, usize::MAX)).count(),
+            None => overdue.len(),
+        };
+        if up >= MASS_SILENCE_MIN_MINERS && late * 2 >= up {
+            if !inner.holding {
+                inner.holding = true;
+                sweep.hold_started = Some((late, up));
+            }
+            sweep.next = Some(now + HOLD_RECHECK);
+            return sweep;
+        }
+        sweep.hold_ended = std::mem::take(&mut inner.holding);
+        for key in overdue {
+            inner.silence.remove(&key);
+            let entry = &mut inner.miners[key.1];
+            entry.clock = None;
+            let old_status = entry.status.unwrap_or(HeartbeatStatus::Online);
+            entry.status = Some(HeartbeatStatus::Offline);
+            entry.last_sample = Some(now);
+            sweep.offline.push(Silent {
+                miner_id: Arc::clone(&entry.id),
+                old_status,
+                last_seen: entry.last_seen,
+                heartbeat_count: entry.heartbeat_count,
+            });
+        }
+        sweep.next = inner.next_deadline(self.offline_after);
+        sweep
+    }
+
+    /// Every miner's liveness, with lateness applied (see the module docs).
+    pub fn liveness(&self, now: Instant) -> Vec<Liveness> {
+        let inner = self.lock();
+        inner
+            .miners
+            .iter()
+            .map(|e| Liveness {
+                miner_id: Arc::clone(&e.id),
+                last_seen: e.last_seen,
+                status: self.effective(e, now),
+            })
+            .collect()
+    }
+
+    /// One miner's liveness.
+    pub fn liveness_of(&self, id: &str, now: Instant) -> Option<Liveness> {
+        let inner = self.lock();
+        let e = &inner.miners[*inner.by_id.get(id)?];
+        Some(Liveness {
+            miner_id: Arc::clone(&e.id),
+            last_seen: e.last_seen,
+            status: self.effective(e, now),
+        })
+    }
+
+    /// How many miners are in each status (`None`: no heartbeat yet).
+    pub fn counts(&self, now: Instant) -> HashMap<Option<HeartbeatStatus>, usize> {
+        let inner = self.lock();
+        let mut counts = HashMap::new();
+        for e in &inner.miners {
+            *counts.entry(self.effective(e, now)).or_insert(0) += 1;
+        }
+        counts
+    }
+
+    fn effective(&self, e: &Entry, now: Instant) -> Option<HeartbeatStatus> {
+        match (e.status, e.clock) {
+            (Some(HeartbeatStatus::Online), Some(clock))
+                if now.duration_since(clock) > self.offline_after / 2 =>
+            {
+                Some(HeartbeatStatus::Degraded)
+            }
+            (status, _) => status,
+        }
+    }
+}
+
+impl Inner {
+    fn insert(&mut self, entry: Entry) {
+        let i = self.miners.len();
+        if let Some(clock) = entry.clock {
+            self.silence.insert((clock, i));
+        }
+        self.by_id.insert(Arc::clone(&entry.id), i);
+        self.by_token.insert(entry.token_hash, i);
+        self.miners.push(entry);
+    }
+
+    fn next_deadline(&self, offline_after: Duration) -> Option<Instant> {
+        self.silence
+            .first()
+            .map(|&(clock, _)| clock + offline_after)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const AFTER: Duration = Duration::from_secs(45);
+
+    fn registry(n: usize) -> Registry {
+        let r = Registry::new(AFTER, Vec::new(), Instant::now());
+        for i in 0..n {
+            r.add(&format!("m{i}"), [i as u8; 32]);
+        }
+        r
+    }
+
+    fn beat(r: &Registry, i: usize, at: Instant) -> HeartbeatOutcome {
+        r.heartbeat(&format!("m{i}"), &[i as u8; 32], HeartbeatStatus::Online, at, Utc::now())
+            .expect("known miner with its own token")
+    }
+
+    #[test]
+    fn first_heartbeat_is_not_a_transition_but_recovery_is() {
+        let r = registry(1);
+        let t0 = Instant::now();
+        let first = beat(&r, 0, t0);
+        assert!(!first.is_transition());
+        assert!(first.sample_due);
+        let sweep = r.sweep(t0 + AFTER);
+        assert_eq!(sweep.offline.len(), 1);
+        assert_eq!(sweep.offline[0].old_status, HeartbeatStatus::Online);
+        let back = beat(&r, 0, t0 + AFTER + Duration::from_secs(1));
+        assert!(back.is_transition());
+        assert_eq!(back.old_status, Some(HeartbeatStatus::Offline));
+    }
+
+    #[test]
+    fn a_sweep_before_the_deadline_changes_nothing_and_names_the_deadline() {
+        let r = registry(1);
+        let t0 = Instant::now();
+        beat(&r, 0, t0);
+        let sweep = r.sweep(t0 + AFTER - Duration::from_millis(1));
+        assert!(sweep.offline.is_empty());
+        assert_eq!(sweep.next, Some(t0 + AFTER));
+    }
+
+    #[test]
+    fn only_a_miner_whose_deadline_passed_goes_offline() {
+        let r = registry(3);
+        let t0 = Instant::now();
+        beat(&r, 0, t0);
+        beat(&r, 1, t0 + Duration::from_secs(30));
+        beat(&r, 2, t0 + Duration::from_secs(40));
+        let sweep = r.sweep(t0 + AFTER);
+        let ids: Vec<_> = sweep.offline.iter().map(|s| s.miner_id.to_string()).collect();
+        assert_eq!(ids, ["m0"]);
+        assert_eq!(sweep.next, Some(t0 + Duration::from_secs(30) + AFTER));
+        assert!(r.sweep(t0 + AFTER).offline.is_empty(), "alerted once only");
+    }
+
+    #[test]
+    fn wrong_token_and_unknown_miner_are_refused_without_change() {
+        let r = registry(2);
+        let now = Instant::now();
+        let wrong = r.heartbeat("m0", &[1; 32], HeartbeatStatus::Online, now, Utc::now());
+        assert_eq!(wrong.err(), Some(Refusal::WrongToken));
+        let unknown = r.heartbeat("zz", &[0; 32], HeartbeatStatus::Online, now, Utc::now());
+        assert_eq!(unknown.err(), Some(Refusal::NoSuchMiner));
+        assert_eq!(r.liveness_of("m0", now).and_then(|l| l.status), None);
+    }
+
+    #[test]
+    fn mass_silence_holds_transitions_and_alerts_once() {
+        let n = MASS_SILENCE_MIN_MINERS;
+        let r = registry(n);
+        let t0 = Instant::now();
+        for i in 0..n {
+            beat(&r, i, t0 + Duration::from_millis(i as u64 * 100));
+        }
+        let first = r.sweep(t0 + AFTER + Duration::from_secs(1));
+        assert!(first.offline.is_empty());
+        assert_eq!(first.hold_started, Some((n, n)));
+        let again = r.sweep(t0 + AFTER + Duration::from_secs(2));
+        assert!(again.hold_started.is_none(), "one aggregate alert per episode");
+        // Most miners come back: the guard lifts and the one still silent goes offline.
+        let t1 = t0 + AFTER + Duration::from_secs(3);
+        for i in 1..n {
+            beat(&r, i, t1);
+        }
+        let after = r.sweep(t1);
+        assert!(after.hold_ended);
+        assert_eq!(after.offline.len(), 1);
+        assert_eq!(&*after.offline[0].miner_id, "m0");
+    }
+
+    #[test]
+    fn a_restart_gives_every_miner_that_was_up_a_fresh_grace_period() {
+        let summary = |id: &str, status| MinerSummary {
+            id: id.into(),
+            token_hash: [0; 32],
+            last_heartbeat: Some(Utc::now() - chrono::Duration::hours(1)),
+            current_status: Some(status),
+            heartbeat_count: 9,
+        };
+        let t0 = Instant::now();
+        let r = Registry::new(
+            AFTER,
+            vec![summary("up", HeartbeatStatus::Online), summary("down", HeartbeatStatus::Offline)],
+            t0,
+        );
+        assert!(r.sweep(t0 + AFTER - Duration::from_millis(1)).offline.is_empty());
+        let sweep = r.sweep(t0 + AFTER);
+        let ids: Vec<_> = sweep.offline.iter().map(|s| s.miner_id.to_string()).collect();
+        assert_eq!(ids, ["up"]);
+    }
+
+    #[test]
+    fn a_late_miner_reads_as_degraded_without_a_transition() {
+        let r = registry(1);
+        let t0 = Instant::now();
+        beat(&r, 0, t0);
+        let late = t0 + AFTER / 2 + Duration::from_secs(1);
+        assert_eq!(
+            r.liveness_of("m0", late).and_then(|l| l.status),
+            Some(HeartbeatStatus::Degraded)
+        );
+        assert!(r.sweep(late).offline.is_empty());
+    }
+
+    #[test]
+    fn samples_are_due_once_a_minute_or_on_a_status_change() {
+        let r = registry(1);
+        let t0 = Instant::now();
+        assert!(beat(&r, 0, t0).sample_due);
+        assert!(!beat(&r, 0, t0 + Duration::from_secs(10)).sample_due);
+        assert!(beat(&r, 0, t0 + SAMPLE_EVERY).sample_due);
+        let degraded = r
+            .heartbeat("m0", &[0; 32], HeartbeatStatus::Degraded, t0 + SAMPLE_EVERY + Duration::from_secs(1), Utc::now())
+            .expect("known");
+        assert!(degraded.sample_due && degraded.is_transition());
+    }
+}

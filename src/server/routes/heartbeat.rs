@@ -1,0 +1,162 @@
+//! `POST /heart_beat` (the hot path: memory only, never waits on the store) and
+//! `GET /miners/heartbeat_status`.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::State;
+use chrono::Utc;
+use tokio::time::Instant;
+
+use crate::api::{
+    ErrorBody, HeartbeatRequest, HeartbeatResponse, HeartbeatStatus, HeartbeatStatusEntry,
+};
+use crate::server::alerts::Alert;
+use crate::server::auth::Bearer;
+use crate::server::error::{ApiError, ApiJson};
+use crate::server::registry::Refusal;
+use crate::server::state::AppState;
+use crate::store::{StatusChange, Write};
+
+/// Records a heartbeat. The server's clock stamps it; the body's `timestamp` is ignored.
+#[utoipa::path(post, path = "/api/v1/heart_beat", request_body = HeartbeatRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = HeartbeatResponse),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 422, body = ErrorBody),
+    ))]
+pub(super) async fn receive(
+    State(state): State<AppState>,
+    bearer: Bearer,
+    ApiJson(body): ApiJson<HeartbeatRequest>,
+) -> Result<Json<HeartbeatResponse>, ApiError> {
+    let miner_id = body.metrics.miner_id.as_str();
+    let now = Utc::now();
+    let outcome = match state
+        .registry
+        .heartbeat(miner_id, &bearer.0, body.status, Instant::now(), now)
+    {
+        Ok(outcome) => outcome,
+        Err(Refusal::NoSuchMiner) => {
+            // Authenticate first, so an anonymous caller cannot probe which miners exist.
+            state.caller(&bearer)?;
+            return Err(ApiError::no_such_miner(miner_id));
+        }
+        Err(Refusal::WrongToken) => {
+            state.require_miner(&bearer, miner_id)?;
+            return Err(ApiError::Forbidden("this token belongs to another miner"));
+        }
+    };
+    state.metrics.heartbeat();
+
+    if outcome.sample_due {
+        let metrics = serde_json::to_value(&body.metrics).map_err(ApiError::internal)?;
+        let state_write = AppState::state_write(
+            miner_id,
+            now,
+            outcome.new_status,
+            outcome.heartbeat_count,
+            Some(metrics.clone()),
+        );
+        if outcome.is_transition() {
+            let old = outcome.old_status;
+            let alert = match (old, outcome.new_status.is_up()) {
+                (Some(HeartbeatStatus::Offline), true) => Some(Alert::MinerRecovered {
+                    miner_id: miner_id.to_owned(),
+                    offline_for_secs: outcome.since_last.map(|d| d.as_secs_f64()),
+                }),
+                (Some(old), false) if old.is_up() => Some(Alert::MinerOffline {
+                    miner_id: miner_id.to_owned(),
+                    last_seen: Some(now),
+                    reason: "the miner signed off".into(),
+                }),
+                _ => None,
+            };
+            let change = StatusChange {
+                miner_id: miner_id.to_owned(),
+                timestamp: now,
+                old_status: old,
+                new_status: outcome.new_status,
+                reason: "reported by the miner's heartbeat".into(),
+            };
+            state.record_transition(change, state_write, alert);
+        } else {
+            state.writer.send(state_write);
+        }
+        state.writer.send(Write::Metrics {
+            miner_id: miner_id.to_owned(),
+            at: now,
+            status: outcome.new_status,
+            metrics,
+            time_since_last: outcome.since_last.map(|d| d.as_secs_f64()),
+        });
+    }
+
+    Ok(Json(HeartbeatResponse {
+        status: "success".into(),
+        message: "Heartbeat processed successfully".into(),
+        last_seen: now,
+        commands: Vec::new(),
+    }))
+}
+
+/// Every miner's liveness (admin).
+#[utoipa::path(get, path = "/api/v1/miners/heartbeat_status", security(("bearer" = [])),
+    responses((status = 200, body = BTreeMap<String, HeartbeatStatusEntry>),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub(super) async fn status(
+    State(state): State<AppState>,
+    bearer: Bearer,
+) -> Result<Json<BTreeMap<String, HeartbeatStatusEntry>>, ApiError> {
+    state.require_admin(&bearer)?;
+    let now = Utc::now();
+    let entries = state
+        .registry
+        .liveness(Instant::now())
+        .into_iter()
+        .map(|l| {
+            let since = l.last_seen.and_then(|at| (now - at).to_std().ok());
+            let entry = HeartbeatStatusEntry {
+                last_seen: l.last_seen,
+                time_since: since.map(python_timedelta),
+                status: l.status,
+            };
+            (l.miner_id.to_string(), entry)
+        })
+        .collect();
+    Ok(Json(entries))
+}
+
+/// Formats like Python's `str(timedelta)`: `0:00:12.500000`, `1 day, 2:03:04`.
+fn python_timedelta(d: std::time::Duration) -> String {
+    let secs = d.as_secs();
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    let clock = format!("{}:{:02}:{:02}", rest / 3600, rest % 3600 / 60, rest % 60);
+    let micros = d.subsec_micros();
+    let clock = if micros > 0 {
+        format!("{clock}.{micros:06}")
+    } else {
+        clock
+    };
+    match days {
+        0 => clock,
+        1 => format!("1 day, {clock}"),
+        n => format!("{n} days, {clock}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::python_timedelta;
+    use std::time::Duration;
+
+    #[test]
+    fn time_since_reads_like_python() {
+        assert_eq!(python_timedelta(Duration::from_secs(12)), "0:00:12");
+        assert_eq!(python_timedelta(Duration::from_millis(12_500)), "0:00:12.500000");
+        assert_eq!(python_timedelta(Duration::from_secs(86_400 + 3_723)), "1 day, 1:02:03");
+        assert_eq!(python_timedelta(Duration::from_secs(2 * 86_400)), "2 days, 0:00:00");
+    }
+}

@@ -1,0 +1,48 @@
+//! Liveness, metrics, the OpenAPI document and the JSON answers for unknown routes.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{Method, Uri, header};
+use axum::response::IntoResponse;
+use utoipa::OpenApi;
+
+use super::ApiDoc;
+use crate::api::ErrorBody;
+use crate::server::error::ApiError;
+use crate::server::state::AppState;
+
+/// Liveness: answers as long as the server serves.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "serving")))]
+pub(super) async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+pub(super) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let text = state.metrics.render(
+        &state.registry,
+        state.writer.stats(),
+        tokio::time::Instant::now(),
+    );
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        text,
+    )
+}
+
+pub(super) async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+pub(super) async fn no_route(uri: Uri) -> ApiError {
+    ApiError::NotFound(format!("no route {}", uri.path()))
+}
+
+pub(super) async fn wrong_method(method: Method, uri: Uri) -> impl IntoResponse {
+    let body = ErrorBody {
+        error: "method_not_allowed".into(),
+        detail: format!("{method} is not allowed on {}", uri.path()),
+    };
+    (axum::http::StatusCode::METHOD_NOT_ALLOWED, Json(body))
+}

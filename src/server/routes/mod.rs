@@ -1,0 +1,77 @@
+//! The HTTP surface (base `/api/v1`, plus `/healthz` and `/metrics` at the root).
+
+mod heartbeat;
+mod meta;
+mod miners;
+mod updates;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::{get, patch, post};
+use tower_http::timeout::TimeoutLayer;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+
+use super::state::AppState;
+
+/// Largest request body accepted.
+pub const MAX_BODY: usize = 64 * 1024;
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The whole API as a router; tests and the server use the same one.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/miners", get(miners::list).post(miners::register))
+        .route("/miners/", post(miners::register))
+        .route("/miners/heartbeat_status", get(heartbeat::status))
+        .route("/miners/{id}", get(miners::show))
+        .route("/miners/{id}/status", patch(miners::set_verification))
+        .route("/miners/{id}/status_history", get(miners::history))
+        .route("/heart_beat", post(heartbeat::receive))
+        .route("/network_update", post(updates::network))
+        .route("/bittensor/register", post(updates::bittensor))
+        .route("/commune/register", post(updates::commune))
+        .route("/openapi.json", get(meta::openapi))
+        .route("/healthz", get(meta::healthz));
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/healthz", get(meta::healthz))
+        .route("/metrics", get(meta::metrics))
+        .fallback(meta::no_route)
+        .method_not_allowed_fallback(meta::wrong_method)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
+        .with_state(state)
+}
+
+/// The OpenAPI document, generated from the handlers and wire types.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Polaris coordinator API", description = "Registration, compute listing and heartbeats of Polaris miners."),
+    paths(
+        miners::register, miners::list, miners::show, miners::set_verification, miners::history,
+        heartbeat::receive, heartbeat::status,
+        updates::network, updates::bittensor, updates::commune,
+        meta::healthz, meta::metrics,
+    ),
+    modifiers(&BearerAuth),
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}

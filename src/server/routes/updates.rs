@@ -1,0 +1,84 @@
+//! A miner's own updates: network facts and its Bittensor or Commune registration. Each waits for
+//! its commit, so a 200 means stored.
+
+use axum::Json;
+use axum::extract::State;
+use chrono::Utc;
+
+use crate::api::{
+    BittensorRegistration, CommuneRegistration, ErrorBody, NetworkUpdate, SimpleResponse,
+};
+use crate::server::auth::Bearer;
+use crate::server::error::{ApiError, ApiJson};
+use crate::server::state::AppState;
+use crate::store::Write;
+
+/// Updates how validators reach the miner. A `password` in the body is accepted for old clients
+/// and discarded unread.
+#[utoipa::path(post, path = "/api/v1/network_update", request_body = NetworkUpdate,
+    security(("bearer" = [])),
+    responses((status = 200, body = SimpleResponse), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub(super) async fn network(
+    State(state): State<AppState>,
+    bearer: Bearer,
+    ApiJson(body): ApiJson<NetworkUpdate>,
+) -> Result<Json<SimpleResponse>, ApiError> {
+    state.require_miner(&bearer, &body.miner_id)?;
+    let write = Write::Network {
+        miner_id: body.miner_id,
+        network: body.network,
+        at: Utc::now(),
+    };
+    state.writer.commit(write).await.map_err(ApiError::internal)?;
+    Ok(Json(SimpleResponse::success("Network information updated")))
+}
+
+/// Records the miner's Bittensor wallet and hotkey.
+#[utoipa::path(post, path = "/api/v1/bittensor/register", request_body = BittensorRegistration,
+    security(("bearer" = [])),
+    responses((status = 200, body = SimpleResponse), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub(super) async fn bittensor(
+    State(state): State<AppState>,
+    bearer: Bearer,
+    ApiJson(body): ApiJson<BittensorRegistration>,
+) -> Result<Json<SimpleResponse>, ApiError> {
+    state.require_miner(&bearer, &body.miner_id)?;
+    let details = serde_json::to_value(&body).map_err(ApiError::internal)?;
+    let write = Write::Bittensor {
+        miner_id: body.miner_id,
+        details,
+        at: Utc::now(),
+    };
+    state.writer.commit(write).await.map_err(ApiError::internal)?;
+    Ok(Json(SimpleResponse::success(
+        "Bittensor registration recorded; pending verification",
+    )))
+}
+
+/// Records the miner's Commune key and uid.
+#[utoipa::path(post, path = "/api/v1/commune/register", request_body = CommuneRegistration,
+    security(("bearer" = [])),
+    responses((status = 200, body = SimpleResponse), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub(super) async fn commune(
+    State(state): State<AppState>,
+    bearer: Bearer,
+    ApiJson(body): ApiJson<CommuneRegistration>,
+) -> Result<Json<SimpleResponse>, ApiError> {
+    state.require_miner(&bearer, &body.miner_id)?;
+    let details = serde_json::to_value(&body).map_err(ApiError::internal)?;
+    let write = Write::Commune {
+        miner_id: body.miner_id,
+        details,
+        at: Utc::now(),
+    };
+    state.writer.commit(write).await.map_err(ApiError::internal)?;
+    Ok(Json(SimpleResponse::success(
+        "Commune registration recorded; pending verification",
+    )))
+}

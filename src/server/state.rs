@@ -1,0 +1,159 @@
+//! What every request handler shares, and the rules for who may do what.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use super::alerts::{Alert, Alerter};
+use super::auth::{Bearer, same_hash};
+use super::error::ApiError;
+use super::limit::RegistrationLimiter;
+use super::metrics::Metrics;
+use super::registry::{Registry, TokenOwner};
+use crate::api::HeartbeatStatus;
+use crate::store::writer::StoreWriter;
+use crate::store::{StatusChange, Store, Write};
+
+/// The coordinator's shared state. Cloning is cheap.
+#[derive(Debug, Clone)]
+pub struct AppState(Arc<Shared>);
+
+#[derive(Debug)]
+pub struct Shared {
+    pub registry: Registry,
+    pub writer: StoreWriter,
+    pub store: Arc<dyn Store>,
+    pub alerter: Alerter,
+    pub metrics: Arc<Metrics>,
+    pub limiter: RegistrationLimiter,
+    admin_hash: [u8; 32],
+}
+
+impl std::fmt::Debug for dyn Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Store")
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    Admin,
+    Miner(Arc<str>),
+}
+
+impl AppState {
+    pub fn new(
+        registry: Registry,
+        writer: StoreWriter,
+        store: Arc<dyn Store>,
+        alerter: Alerter,
+        metrics: Arc<Metrics>,
+        admin_hash: [u8; 32],
+    ) -> Self {
+        Self(Arc::new(Shared {
+            registry,
+            writer,
+            store,
+            alerter,
+            metrics,
+            limiter: RegistrationLimiter::default(),
+            admin_hash,
+        }))
+    }
+
+    /// Who a token belongs to; an unknown token is a 401.
+    pub fn caller(&self, bearer: &Bearer) -> Result<Caller, ApiError> {
+        if same_hash(&bearer.0, &self.admin_hash) {
+            return Ok(Caller::Admin);
+        }
+        match self.registry.token_owner(&bearer.0) {
+            TokenOwner::Miner(id) => Ok(Caller::Miner(id)),
+            TokenOwner::Unknown => Err(ApiError::Unauthorized("unknown token")),
+        }
+    }
+
+    /// Only the admin token passes.
+    pub fn require_admin(&self, bearer: &Bearer) -> Result<(), ApiError> {
+        match self.caller(bearer)? {
+            Caller::Admin => Ok(()),
+            Caller::Miner(_) => Err(ApiError::Forbidden("this route needs the admin token")),
+        }
+    }
+
+    /// The admin, or the miner `miner_id` itself (401 unknown token, 404 unknown miner, 403 a
+    /// token of another miner).
+    pub fn require_miner_or_admin(&self, bearer: &Bearer, miner_id: &str) -> Result<(), ApiError> {
+        let caller = self.caller(bearer)?;
+        if !self.registry.contains(miner_id) {
+            return Err(ApiError::no_such_miner(miner_id));
+        }
+        match caller {
+            Caller::Admin => Ok(()),
+            Caller::Miner(id) if &*id == miner_id => Ok(()),
+            Caller::Miner(_) => Err(ApiError::Forbidden(
+                "this token belongs to another miner",
+            )),
+        }
+    }
+
+    /// The miner `miner_id` itself, and nobody else (not even the admin).
+    pub fn require_miner(&self, bearer: &Bearer, miner_id: &str) -> Result<(), ApiError> {
+        match self.caller(bearer)? {
+            Caller::Admin => Err(ApiError::Forbidden(
+                "use the miner's own token, not the admin token",
+            )),
+            Caller::Miner(id) if &*id == miner_id => Ok(()),
+            Caller::Miner(_) if !self.registry.contains(miner_id) => {
+                Err(ApiError::no_such_miner(miner_id))
+            }
+            Caller::Miner(_) => Err(ApiError::Forbidden(
+                "this token belongs to another miner",
+            )),
+        }
+    }
+
+    /// Records a status transition: miner_states and status_history are queued together, and the
+    /// alert (if any) goes out only after the commit.
+    pub fn record_transition(&self, change: StatusChange, state: Write, alert: Option<Alert>) {
+        self.metrics.transition(change.new_status);
+        self.writer.send(state);
+        let committed = self.writer.send_acked(Write::Transition(change));
+        let Some(alert) = alert else { return };
+        let alerter = self.alerter.clone();
+        tokio::spawn(async move {
+            match committed.await {
+                Ok(Ok(())) => {}
+                Ok(Err(reason)) => tracing::error!(%reason, "status transition not stored"),
+                Err(_) => tracing::error!("store writer stopped before the transition was stored"),
+            }
+            alerter.send(alert);
+        });
+    }
+
+    /// The miner_states write for a miner's current facts.
+    pub fn state_write(
+        miner_id: &str,
+        last_heartbeat: DateTime<Utc>,
+        status: HeartbeatStatus,
+        heartbeat_count: u64,
+        metrics: Option<serde_json::Value>,
+    ) -> Write {
+        Write::State {
+            miner_id: miner_id.to_owned(),
+            last_heartbeat,
+            status,
+            heartbeat_count,
+            metrics,
+            at: Utc::now(),
+        }
+    }
+}

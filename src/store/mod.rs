@@ -1,0 +1,54 @@
+//! Persistence of the coordinator's state behind one trait, so SQLite (embedded, the default) and
+//! Firestore (several coordinators) are interchangeable.
+//!
+//! The coordinator never waits on the store while answering a heartbeat: writes go through the
+//! batching [`writer`], and only registration waits for its commit (so the token it hands out is
+//! durable).
+
+mod records;
+pub mod sqlite;
+pub mod writer;
+
+use async_trait::async_trait;
+
+pub use records::{
+    MinerRecord, MinerSummary, NewMiner, StatusChange, TIMESTAMP_FORMAT, Write, format_time,
+};
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("stored JSON is unreadable")]
+    Json(#[from] serde_json::Error),
+    #[error("stored value is unreadable: {0}")]
+    Corrupt(String),
+    #[error("the store's worker thread stopped")]
+    WorkerGone,
+    #[error("miner {0} does not exist")]
+    NoSuchMiner(String),
+}
+
+/// Where miners, their states and their history live.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// What the coordinator keeps in memory about every miner, read once at start-up.
+    async fn load_summaries(&self) -> Result<Vec<MinerSummary>, StoreError>;
+
+    /// Applies a batch of writes in one transaction where the store allows it.
+    async fn apply(&self, batch: Vec<Write>) -> Result<(), StoreError>;
+
+    /// One miner with its registration details.
+    async fn miner(&self, id: &str) -> Result<Option<MinerRecord>, StoreError>;
+
+    /// Miners ordered by id, starting after `after`.
+    async fn miners(
+        &self,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<MinerRecord>, StoreError>;
+
+    /// A miner's status transitions, oldest first.
+    async fn status_history(&self, miner_id: &str) -> Result<Vec<StatusChange>, StoreError>;
+}

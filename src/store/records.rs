@@ -1,0 +1,113 @@
+//! The rows the store reads and writes.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::api::{ComputeResource, HeartbeatStatus, NetworkInfo, VerificationStatus};
+
+/// Timestamps are stored as fixed-width UTC text, so text order is time order.
+pub const TIMESTAMP_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.6fZ";
+
+pub fn format_time(at: DateTime<Utc>) -> String {
+    at.format(TIMESTAMP_FORMAT).to_string()
+}
+
+/// What the coordinator keeps in memory about a miner.
+#[derive(Debug, Clone)]
+pub struct MinerSummary {
+    pub id: String,
+    pub token_hash: [u8; 32],
+    pub last_heartbeat: Option<DateTime<Utc>>,
+    pub current_status: Option<HeartbeatStatus>,
+    pub heartbeat_count: u64,
+}
+
+/// A miner as stored, registration details included.
+#[derive(Debug, Clone)]
+pub struct MinerRecord {
+    pub id: String,
+    pub name: String,
+    pub location: Option<String>,
+    pub description: Option<String>,
+    pub registration_type: Option<String>,
+    pub compute_resources: Vec<ComputeResource>,
+    pub network: Option<NetworkInfo>,
+    pub bittensor_details: Option<serde_json::Value>,
+    pub commune_details: Option<serde_json::Value>,
+    pub verification: VerificationStatus,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub last_heartbeat: Option<DateTime<Utc>>,
+    pub current_status: Option<HeartbeatStatus>,
+}
+
+/// A freshly registered miner.
+#[derive(Debug, Clone)]
+pub struct NewMiner {
+    pub id: String,
+    pub name: String,
+    pub location: Option<String>,
+    pub description: Option<String>,
+    pub registration_type: Option<String>,
+    pub compute_resources: Vec<ComputeResource>,
+    pub token_hash: [u8; 32],
+    pub at: DateTime<Utc>,
+}
+
+/// One row of status_history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct StatusChange {
+    pub miner_id: String,
+    pub timestamp: DateTime<Utc>,
+    pub old_status: Option<HeartbeatStatus>,
+    pub new_status: HeartbeatStatus,
+    pub reason: String,
+}
+
+/// One change to apply to the store.
+#[derive(Debug, Clone)]
+pub enum Write {
+    Register(Box<NewMiner>),
+    Verification {
+        miner_id: String,
+        status: VerificationStatus,
+        at: DateTime<Utc>,
+    },
+    Network {
+        miner_id: String,
+        network: NetworkInfo,
+        at: DateTime<Utc>,
+    },
+    Bittensor {
+        miner_id: String,
+        details: serde_json::Value,
+        at: DateTime<Utc>,
+    },
+    Commune {
+        miner_id: String,
+        details: serde_json::Value,
+        at: DateTime<Utc>,
+    },
+    /// Upsert of miner_states.
+    State {
+        miner_id: String,
+        last_heartbeat: DateTime<Utc>,
+        status: HeartbeatStatus,
+        heartbeat_count: u64,
+        metrics: Option<serde_json::Value>,
+        at: DateTime<Utc>,
+    },
+    /// A row of status_history.
+    Transition(StatusChange),
+    /// A row of metrics_history.
+    Metrics {
+        miner_id: String,
+        at: DateTime<Utc>,
+        status: HeartbeatStatus,
+        metrics: serde_json::Value,
+        time_since_last: Option<f64>,
+    },
+    /// Deletes metrics_history rows older than `before`.
+    PruneMetrics { before: DateTime<Utc> },
+}

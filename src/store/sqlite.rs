@@ -1,0 +1,514 @@
+//! The embedded store: one SQLite file in WAL mode, `POLARIS_HOME/polaris.db`.
+//!
+//! rusqlite blocks, so every call runs on tokio's blocking pool. Writes and reads use separate
+//! connections: in WAL mode a reader never waits for the writer.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+
+use super::records::format_time;
+use super::{MinerRecord, MinerSummary, StatusChange, Store, StoreError, Write};
+use crate::api::{HeartbeatStatus, VerificationStatus};
+
+/// The schema, applied when `user_version` is 0.
+const SCHEMA_V1: &str = "
+CREATE TABLE miners (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    location TEXT,
+    description TEXT,
+    registration_type TEXT,
+    compute_resources TEXT NOT NULL,
+    network TEXT,
+    bittensor_details TEXT,
+    commune_details TEXT,
+    verification_status TEXT NOT NULL,
+    token_hash BLOB NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE miner_states (
+    miner_id TEXT PRIMARY KEY REFERENCES miners(id),
+    last_heartbeat TEXT NOT NULL,
+    current_status TEXT NOT NULL,
+    heartbeat_count INTEGER NOT NULL,
+    updated_at TEXT NOT NULL,
+    current_metrics TEXT
+);
+CREATE TABLE status_history (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    miner_id TEXT NOT NULL,
+    timestamp TEXT NOT NULL,
+    old_status TEXT,
+    new_status TEXT NOT NULL,
+    reason TEXT NOT NULL
+);
+CREATE INDEX status_history_by_miner ON status_history(miner_id, id);
+CREATE TABLE metrics_history (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    miner_id TEXT NOT NULL,
+    timestamp TEXT NOT NULL,
+    status TEXT NOT NULL,
+    metrics TEXT NOT NULL,
+    time_since_last REAL
+);
+CREATE INDEX metrics_history_by_time ON metrics_history(timestamp);
+CREATE INDEX metrics_history_by_miner ON metrics_history(miner_id, timestamp);
+PRAGMA user_version = 1;
+";
+
+/// The SQLite implementation of [`Store`].
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    writer: Arc<Mutex<Connection>>,
+    reader: Arc<Mutex<Connection>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let writer = Connection::open(path)?;
+        // FULL: a committed status transition survives a power cut, not only a crash. Commits are
+        // batched, so the extra fsync is paid once per batch.
+        writer.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;",
+        )?;
+        let version: i64 = writer.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        match version {
+            0 => writer.execute_batch(&format!("BEGIN; {SCHEMA_V1} COMMIT;"))?,
+            1 => {}
+            newer => {
+                return Err(StoreError::Corrupt(format!(
+                    "{} has schema version {newer}, newer than this polaris knows (1): upgrade polaris",
+                    path.display()
+                )));
+            }
+        }
+        let reader = Connection::open(path)?;
+        reader.execute_batch("PRAGMA busy_timeout = 5000;")?;
+        Ok(Self {
+            writer: Arc::new(Mutex::new(writer)),
+            reader: Arc::new(Mutex::new(reader)),
+        })
+    }
+
+    async fn with<T: Send + 'static>(
+        conn: &Arc<Mutex<Connection>>,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let conn = Arc::clone(conn);
+        tokio::task::spawn_blocking(move || {
+            // A panic while holding the lock cannot leave SQLite half-written (the transaction
+            // rolls back), so a poisoned lock is safe to keep using.
+            let mut guard = conn.lock().unwrap_or_else(|poison| poison.into_inner());
+            f(&mut guard)
+        })
+        .await
+        .map_err(|_| StoreError::WorkerGone)?
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn load_summaries(&self) -> Result<Vec<MinerSummary>, StoreError> {
+        Self::with(&self.reader, |conn| {
+            let mut stmt = conn.prepare(
+                "SELECT m.id, m.token_hash, s.last_heartbeat, s.current_status, s.heartbeat_count
+                 FROM miners m LEFT JOIN miner_states s ON s.miner_id = m.id",
+            )?;
+            let rows = stmt.query_map([], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, Vec<u8>>(1)?,
+                    row.get::<_, Option<String>>(2)?,
+                    row.get::<_, Option<String>>(3)?,
+                    row.get::<_, Option<i64>>(4)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, hash, last, status, count) = row?;
+                let token_hash = hash
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt(format!("token hash of miner {id}")))?;
+                out.push(MinerSummary {
+                    last_heartbeat: last.as_deref().map(parse_time).transpose()?,
+                    current_status: status.as_deref().map(parse_status).transpose()?,
+                    heartbeat_count: count.unwrap_or(0).max(0).unsigned_abs(),
+                    token_hash,
+                    id,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn apply(&self, batch: Vec<Write>) -> Result<(), StoreError> {
+        Self::with(&self.writer, move |conn| {
+            let tx = conn.transaction()?;
+            for write in &batch {
+                apply_one(&tx, write)?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn miner(&self, id: &str) -> Result<Option<MinerRecord>, StoreError> {
+        let id = id.to_owned();
+        Self::with(&self.reader, move |conn| {
+            conn.query_row(
+                &format!("{MINER_SELECT} WHERE m.id = ?1"),
+                [&id],
+                read_miner,
+            )
+            .optional()?
+            .transpose()
+        })
+        .await
+    }
+
+    async fn miners(
+        &self,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<MinerRecord>, StoreError> {
+        Self::with(&self.reader, move |conn| {
+            let mut stmt =
+                conn.prepare(&format!("{MINER_SELECT} WHERE m.id > ?1 ORDER BY m.id LIMIT ?2"))?;
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let rows = stmt.query_map(params![after.unwrap_or_default(), limit], read_miner)?;
+            rows.map(|row| row?).collect()
+        })
+        .await
+    }
+
+    async fn status_history(&self, miner_id: &str) -> Result<Vec<StatusChange>, StoreError> {
+        let miner_id = miner_id.to_owned();
+        Self::with(&self.reader, move |conn| {
+            let mut stmt = conn.prepare(
+                "SELECT timestamp, old_status, new_status, reason FROM status_history
+                 WHERE miner_id = ?1 ORDER BY id",
+            )?;
+            let rows = stmt.query_map([&miner_id], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, Option<String>>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, String>(3)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (at, old, new, reason) = row?;
+                out.push(StatusChange {
+                    miner_id: miner_id.clone(),
+                    timestamp: parse_time(&at)?,
+                    old_status: old.as_deref().map(parse_status).transpose()?,
+                    new_status: parse_status(&new)?,
+                    reason,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+const MINER_SELECT: &str = "SELECT m.id, m.name, m.location, m.description, m.registration_type,
+    m.compute_resources, m.network, m.bittensor_details, m.commune_details,
+    m.verification_status, m.created_at, m.updated_at, s.last_heartbeat, s.current_status
+    FROM miners m LEFT JOIN miner_states s ON s.miner_id = m.id";
+
+/// Reads one row of [`MINER_SELECT`]. The outer `Result` is SQLite's, the inner one ours.
+fn read_miner(row: &Row<'_>) -> rusqlite::Result<Result<MinerRecord, StoreError>> {
+    let text = |i: usize| row.get::<_, Option<String>>(i);
+    let (resources, network, bittensor, commune) = (text(5)?, text(6)?, text(7)?, text(8)?);
+    let (verification, created, updated, last, status) =
+        (text(9)?, text(10)?, text(11)?, text(12)?, text(13)?);
+    let (id, name, location, description, registration_type) =
+        (row.get(0)?, row.get(1)?, text(2)?, text(3)?, text(4)?);
+    Ok((|| {
+        Ok(MinerRecord {
+            compute_resources: serde_json::from_str(resources.as_deref().unwrap_or("[]"))?,
+            network: from_json(network)?,
+            bittensor_details: from_json(bittensor)?,
+            commune_details: from_json(commune)?,
+            verification: verification
+                .as_deref()
+                .and_then(VerificationStatus::parse)
+                .ok_or_else(|| StoreError::Corrupt(format!("verification status of {id}")))?,
+            created_at: parse_time(created.as_deref().unwrap_or_default())?,
+            updated_at: parse_time(updated.as_deref().unwrap_or_default())?,
+            last_heartbeat: last.as_deref().map(parse_time).transpose()?,
+            current_status: status.as_deref().map(parse_status).transpose()?,
+            id,
+            name,
+            location,
+            description,
+            registration_type,
+        })
+    })())
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(
+    text: Option<String>,
+) -> Result<Option<T>, serde_json::Error> {
+    text.map(|t| serde_json::from_str(&t)).transpose()
+}
+
+fn apply_one(tx: &Transaction<'_>, write: &Write) -> Result<(), StoreError> {
+    let json = |v: &serde_json::Value| v.to_string();
+    let changed = match write {
+        Write::Register(m) => tx.execute(
+            "INSERT INTO miners (id, name, location, description, registration_type,
+                compute_resources, verification_status, token_hash, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
+            params![
+                m.id,
+                m.name,
+                m.location,
+                m.description,
+                m.registration_type,
+                serde_json::to_string(&m.compute_resources)?,
+                VerificationStatus::PendingVerification.as_str(),
+                m.token_hash.as_slice(),
+                format_time(m.at),
+            ],
+        )?,
+        Write::Verification {
+            miner_id,
+            status,
+            at,
+        } => tx.execute(
+            "UPDATE miners SET verification_status = ?2, updated_at = ?3 WHERE id = ?1",
+            params![miner_id, status.as_str(), format_time(*at)],
+        )?,
+        Write::Network {
+            miner_id,
+            network,
+            at,
+        } => tx.execute(
+            "UPDATE miners SET network = ?2, updated_at = ?3 WHERE id = ?1",
+            params![miner_id, serde_json::to_string(network)?, format_time(*at)],
+        )?,
+        Write::Bittensor {
+            miner_id,
+            details,
+            at,
+        } => tx.execute(
+            "UPDATE miners SET bittensor_details = ?2, updated_at = ?3 WHERE id = ?1",
+            params![miner_id, json(details), format_time(*at)],
+        )?,
+        Write::Commune {
+            miner_id,
+            details,
+            at,
+        } => tx.execute(
+            "UPDATE miners SET commune_details = ?2, updated_at = ?3 WHERE id = ?1",
+            params![miner_id, json(details), format_time(*at)],
+        )?,
+        Write::State {
+            miner_id,
+            last_heartbeat,
+            status,
+            heartbeat_count,
+            metrics,
+            at,
+        } => tx.execute(
+            "INSERT INTO miner_states (miner_id, last_heartbeat, current_status, heartbeat_count,
+                updated_at, current_metrics)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT(miner_id) DO UPDATE SET last_heartbeat = ?2, current_status = ?3,
+                heartbeat_count = ?4, updated_at = ?5,
+                current_metrics = COALESCE(?6, current_metrics)",
+            params![
+                miner_id,
+                format_time(*last_heartbeat),
+                status.as_str(),
+                i64::try_from(*heartbeat_count).unwrap_or(i64::MAX),
+                format_time(*at),
+                metrics.as_ref().map(json),
+            ],
+        )?,
+        Write::Transition(change) => tx.execute(
+            "INSERT INTO status_history (miner_id, timestamp, old_status, new_status, reason)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                change.miner_id,
+                format_time(change.timestamp),
+                change.old_status.map(HeartbeatStatus::as_str),
+                change.new_status.as_str(),
+                change.reason,
+            ],
+        )?,
+        Write::Metrics {
+            miner_id,
+            at,
+            status,
+            metrics,
+            time_since_last,
+        } => tx.execute(
+            "INSERT INTO metrics_history (miner_id, timestamp, status, metrics, time_since_last)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                miner_id,
+                format_time(*at),
+                status.as_str(),
+                json(metrics),
+                time_since_last
+            ],
+        )?,
+        Write::PruneMetrics { before } => {
+            tx.execute(
+                "DELETE FROM metrics_history WHERE timestamp < ?1",
+                [format_time(*before)],
+            )?;
+            return Ok(());
+        }
+    };
+    // Updates of a miner that does not exist are a bug upstream (routes check first); say so
+    // rather than silently writing nothing.
+    if changed == 0 {
+        return Err(StoreError::NoSuchMiner(miner_of(write).to_owned()));
+    }
+    Ok(())
+}
+
+fn miner_of(write: &Write) -> &str {
+    match write {
+        Write::Register(m) => &m.id,
+        Write::Verification { miner_id, .. }
+        | Write::Network { miner_id, .. }
+        | Write::Bittensor { miner_id, .. }
+        | Write::Commune { miner_id, .. }
+        | Write::State { miner_id, .. }
+        | Write::Metrics { miner_id, .. } => miner_id,
+        Write::Transition(change) => &change.miner_id,
+        Write::PruneMetrics { .. } => "",
+    }
+}
+
+fn parse_time(text: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| StoreError::Corrupt(format!("timestamp {text:?}")))
+}
+
+fn parse_status(text: &str) -> Result<HeartbeatStatus, StoreError> {
+    HeartbeatStatus::parse(text).ok_or_else(|| StoreError::Corrupt(format!("status {text:?}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::NewMiner;
+
+    fn new_miner(id: &str) -> Write {
+        Write::Register(Box::new(NewMiner {
+            id: id.into(),
+            name: "alice".into(),
+            location: Some("Kampala".into()),
+            description: None,
+            registration_type: Some("independent".into()),
+            compute_resources: Vec::new(),
+            token_hash: [7; 32],
+            at: Utc::now(),
+        }))
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_applied_atomically() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let store = SqliteStore::open(&dir.path().join("p.db"))?;
+        store.apply(vec![new_miner("a")]).await?;
+        // The second write names a miner that does not exist: the whole batch must roll back.
+        let bad = vec![
+            new_miner("b"),
+            Write::Verification {
+                miner_id: "nobody".into(),
+                status: VerificationStatus::Verified,
+                at: Utc::now(),
+            },
+        ];
+        assert!(store.apply(bad).await.is_err());
+        let ids: Vec<_> = store.load_summaries().await?.into_iter().map(|s| s.id).collect();
+        assert_eq!(ids, ["a"]);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn reopening_keeps_state_and_history() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("p.db");
+        let at = Utc::now();
+        {
+            let store = SqliteStore::open(&path)?;
+            store
+                .apply(vec![
+                    new_miner("a"),
+                    Write::State {
+                        miner_id: "a".into(),
+                        last_heartbeat: at,
+                        status: HeartbeatStatus::Online,
+                        heartbeat_count: 3,
+                        metrics: None,
+                        at,
+                    },
+                    Write::Transition(StatusChange {
+                        miner_id: "a".into(),
+                        timestamp: at,
+                        old_status: Some(HeartbeatStatus::Online),
+                        new_status: HeartbeatStatus::Offline,
+                        reason: "silent".into(),
+                    }),
+                ])
+                .await?;
+        }
+        let store = SqliteStore::open(&path)?;
+        let summary = &store.load_summaries().await?[0];
+        assert_eq!(summary.heartbeat_count, 3);
+        assert_eq!(summary.current_status, Some(HeartbeatStatus::Online));
+        assert_eq!(summary.token_hash, [7; 32]);
+        let history = store.status_history("a").await?;
+        assert_eq!(history.len(), 1);
+        assert_eq!(history[0].new_status, HeartbeatStatus::Offline);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn pruning_drops_only_old_metrics() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let store = SqliteStore::open(&dir.path().join("p.db"))?;
+        let now = Utc::now();
+        let sample = |at| Write::Metrics {
+            miner_id: "a".into(),
+            at,
+            status: HeartbeatStatus::Online,
+            metrics: serde_json::json!({"cpu_usage": 1.0}),
+            time_since_last: None,
+        };
+        store
+            .apply(vec![
+                new_miner("a"),
+                sample(now - chrono::Duration::days(31)),
+                sample(now),
+                Write::PruneMetrics {
+                    before: now - chrono::Duration::days(30),
+                },
+            ])
+            .await?;
+        let count: i64 = SqliteStore::with(&store.reader, |c| {
+            Ok(c.query_row("SELECT COUNT(*) FROM metrics_history", [], |r| r.get(0))?)
+        })
+        .await?;
+        assert_eq!(count, 1);
+        Ok(())
+    }
+}
