@@ -272,7 +272,9 @@ impl ComputeResource {
                 format!("{at}.gpu_specs"),
                 "a GPU resource needs gpu_specs",
             )),
-            (Some(gpu), _) => validate::text(&format!("{at}.gpu_specs.gpu_name"), &gpu.gpu_name, 200),
+            (Some(gpu), _) => {
+                validate::text(&format!("{at}.gpu_specs.gpu_name"), &gpu.gpu_name, 200)
+            }
             (None, _) => Ok(()),
         }
     }

@@ -11,8 +11,8 @@ pub use heartbeat::{
     SystemInfo, SystemMetrics,
 };
 pub use miner::{
-    ComputeResource, CpuSpecs, GpuSpecs, MinerList, Pod, RegistrationRequest,
-    RegistrationResponse, Storage, VerificationStatus, VerificationUpdate,
+    ComputeResource, CpuSpecs, GpuSpecs, MinerList, Pod, RegistrationRequest, RegistrationResponse,
+    Storage, VerificationStatus, VerificationUpdate,
 };
 pub use network::{
     BittensorRegistration, CommuneRegistration, NetworkInfo, NetworkUpdate, SimpleResponse,

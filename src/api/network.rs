@@ -94,7 +94,10 @@ impl Validate for BittensorRegistration {
         if self.network != "mainnet" && self.network != "testnet" {
             return Err(fail(
                 "network",
-                format!("expected \"mainnet\" or \"testnet\", got {:?}", self.network),
+                format!(
+                    "expected \"mainnet\" or \"testnet\", got {:?}",
+                    self.network
+                ),
             ));
         }
         Ok(())

@@ -81,7 +81,9 @@ pub(crate) fn quantity(field: &str, value: &str, unit: &str) -> Result<(), Field
 /// A CPU list as the kernel writes it: `0-7`, `0-7,16-23`, `0,2,4`.
 pub(crate) fn cpu_list(field: &str, value: &str) -> Result<(), FieldError> {
     let part_ok = |part: &str| match part.split_once('-') {
-        Some((lo, hi)) => matches!((lo.parse::<u32>(), hi.parse::<u32>()), (Ok(l), Ok(h)) if l <= h),
+        Some((lo, hi)) => {
+            matches!((lo.parse::<u32>(), hi.parse::<u32>()), (Ok(l), Ok(h)) if l <= h)
+        }
         None => part.parse::<u32>().is_ok(),
     };
     if !value.is_empty() && value.split(',').all(part_ok) {

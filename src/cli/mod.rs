@@ -19,7 +19,12 @@ use clap::{CommandFactory, Parser, Subcommand};
 /// directory and in POLARIS_HOME) and POLARIS_HOME/polaris.toml, in that order; see
 /// `.env.example` for every name.
 #[derive(Debug, Parser)]
-#[command(name = "polaris", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "polaris",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     /// Run the agent in the foreground without a screen (for systemd and servers).
     #[arg(long, global = false)]

@@ -122,9 +122,10 @@ impl Settings {
         home: Option<PathBuf>,
         flags: &[(&'static str, String)],
     ) -> Result<Self, ConfigError> {
-        let mut layers = Layers::from_env(std::env::vars_os().filter_map(|(k, v)| {
-            Some((k.into_string().ok()?, v.into_string().ok()?))
-        }));
+        let mut layers = Layers::from_env(
+            std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+        );
         for (name, value) in flags {
             layers.set_flag(name, value.clone());
         }
@@ -189,7 +190,10 @@ impl Settings {
                     .parse(
                         &keys::ADMIN_TOKEN,
                         "at least 16 characters without spaces",
-                        |v| (v.len() >= 16 && !v.contains(char::is_whitespace)).then(|| v.to_owned()),
+                        |v| {
+                            (v.len() >= 16 && !v.contains(char::is_whitespace))
+                                .then(|| v.to_owned())
+                        },
                     )?
                     .map(Secret::new),
                 firestore_project: p.string(&keys::FIRESTORE_PROJECT),
@@ -351,10 +355,15 @@ mod tests {
 
     #[test]
     fn invalid_value_names_setting_value_origin_and_expectation() {
-        let err = settings(&[("POLARIS_OFFLINE_AFTER", "soon")])
-            .expect_err("`soon` is not a duration");
+        let err =
+            settings(&[("POLARIS_OFFLINE_AFTER", "soon")]).expect_err("`soon` is not a duration");
         let text = err.to_string();
-        for part in ["POLARIS_OFFLINE_AFTER", "\"soon\"", "environment", "duration"] {
+        for part in [
+            "POLARIS_OFFLINE_AFTER",
+            "\"soon\"",
+            "environment",
+            "duration",
+        ] {
             assert!(text.contains(part), "{text:?} lacks {part:?}");
         }
     }

@@ -40,7 +40,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Bearer {
         let header = parts
             .headers
             .get(AUTHORIZATION)
-            .ok_or(ApiError::Unauthorized("missing Authorization: Bearer <token> header"))?;
+            .ok_or(ApiError::Unauthorized(
+                "missing Authorization: Bearer <token> header",
+            ))?;
         let token = header
             .to_str()
             .ok()
@@ -140,14 +142,19 @@ mod tests {
     fn admin_token_is_created_once_and_private() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
         let (first, created) = load_or_create_admin_token(None, dir.path())?;
-        assert_eq!(created.as_deref(), Some(admin_token_path(dir.path()).as_path()));
+        assert_eq!(
+            created.as_deref(),
+            Some(admin_token_path(dir.path()).as_path())
+        );
         let (second, created) = load_or_create_admin_token(None, dir.path())?;
         assert_eq!(first, second);
         assert!(created.is_none());
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(admin_token_path(dir.path()))?.permissions().mode();
+            let mode = std::fs::metadata(admin_token_path(dir.path()))?
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         Ok(())

@@ -56,6 +56,9 @@ mod tests {
         assert!(!limiter.allow(ip, t0));
         assert!(limiter.allow(ip, t0 + REFILL_EVERY));
         assert!(!limiter.allow(ip, t0 + REFILL_EVERY));
-        assert!(limiter.allow(IpAddr::from([127, 0, 0, 2]), t0), "buckets are per address");
+        assert!(
+            limiter.allow(IpAddr::from([127, 0, 0, 2]), t0),
+            "buckets are per address"
+        );
     }
 }

@@ -102,7 +102,11 @@ impl Metrics {
             ("offline", &self.to_offline),
             ("degraded", &self.to_degraded),
         ] {
-            let _ = writeln!(out, "polaris_status_transitions_total{{to=\"{to}\"}} {}", get(c));
+            let _ = writeln!(
+                out,
+                "polaris_status_transitions_total{{to=\"{to}\"}} {}",
+                get(c)
+            );
         }
         let _ = writeln!(
             out,

@@ -26,9 +26,9 @@ pub use alerts::Alert;
 pub use routes::{ApiDoc, MAX_BODY, router};
 
 use crate::config::{Settings, StoreKind};
+use crate::store::Store;
 use crate::store::sqlite::SqliteStore;
 use crate::store::writer::StoreWriter;
-use crate::store::Store;
 use metrics::Metrics;
 use registry::Registry;
 use state::AppState;

@@ -159,7 +159,9 @@ impl Registry {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // Every critical section leaves `Inner` consistent before it could panic, so a poisoned
         // lock still guards valid data.
-        self.inner.lock().unwrap_or_else(|poison| poison.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 
     /// Adds a newly registered miner (no heartbeat yet).
@@ -216,9 +218,7 @@ impl Registry {
         if let Some(clock) = entry.clock.take() {
             inner.silence.remove(&(clock, i));
         }
-        let since_last = entry
-            .last_seen
-            .and_then(|last| (wall - last).to_std().ok());
+        let since_last = entry.last_seen.and_then(|last| (wall - last).to_std().ok());
         let old_status = entry.status;
         entry.status = Some(reported);
         entry.last_seen = Some(wall);
@@ -381,8 +381,14 @@ mod tests {
     }
 
     fn beat(r: &Registry, i: usize, at: Instant) -> HeartbeatOutcome {
-        r.heartbeat(&format!("m{i}"), &[i as u8; 32], HeartbeatStatus::Online, at, Utc::now())
-            .expect("known miner with its own token")
+        r.heartbeat(
+            &format!("m{i}"),
+            &[i as u8; 32],
+            HeartbeatStatus::Online,
+            at,
+            Utc::now(),
+        )
+        .expect("known miner with its own token")
     }
 
     #[test]
@@ -418,7 +424,11 @@ mod tests {
         beat(&r, 1, t0 + Duration::from_secs(30));
         beat(&r, 2, t0 + Duration::from_secs(40));
         let sweep = r.sweep(t0 + AFTER);
-        let ids: Vec<_> = sweep.offline.iter().map(|s| s.miner_id.to_string()).collect();
+        let ids: Vec<_> = sweep
+            .offline
+            .iter()
+            .map(|s| s.miner_id.to_string())
+            .collect();
         assert_eq!(ids, ["m0"]);
         assert_eq!(sweep.next, Some(t0 + Duration::from_secs(30) + AFTER));
         assert!(r.sweep(t0 + AFTER).offline.is_empty(), "alerted once only");
@@ -447,7 +457,10 @@ mod tests {
         assert!(first.offline.is_empty());
         assert_eq!(first.hold_started, Some((n, n)));
         let again = r.sweep(t0 + AFTER + Duration::from_secs(2));
-        assert!(again.hold_started.is_none(), "one aggregate alert per episode");
+        assert!(
+            again.hold_started.is_none(),
+            "one aggregate alert per episode"
+        );
         // Most miners come back: the guard lifts and the one still silent goes offline.
         let t1 = t0 + AFTER + Duration::from_secs(3);
         for i in 1..n {
@@ -471,12 +484,23 @@ mod tests {
         let t0 = Instant::now();
         let r = Registry::new(
             AFTER,
-            vec![summary("up", HeartbeatStatus::Online), summary("down", HeartbeatStatus::Offline)],
+            vec![
+                summary("up", HeartbeatStatus::Online),
+                summary("down", HeartbeatStatus::Offline),
+            ],
             t0,
         );
-        assert!(r.sweep(t0 + AFTER - Duration::from_millis(1)).offline.is_empty());
+        assert!(
+            r.sweep(t0 + AFTER - Duration::from_millis(1))
+                .offline
+                .is_empty()
+        );
         let sweep = r.sweep(t0 + AFTER);
-        let ids: Vec<_> = sweep.offline.iter().map(|s| s.miner_id.to_string()).collect();
+        let ids: Vec<_> = sweep
+            .offline
+            .iter()
+            .map(|s| s.miner_id.to_string())
+            .collect();
         assert_eq!(ids, ["up"]);
     }
 
@@ -501,7 +525,13 @@ mod tests {
         assert!(!beat(&r, 0, t0 + Duration::from_secs(10)).sample_due);
         assert!(beat(&r, 0, t0 + SAMPLE_EVERY).sample_due);
         let degraded = r
-            .heartbeat("m0", &[0; 32], HeartbeatStatus::Degraded, t0 + SAMPLE_EVERY + Duration::from_secs(1), Utc::now())
+            .heartbeat(
+                "m0",
+                &[0; 32],
+                HeartbeatStatus::Degraded,
+                t0 + SAMPLE_EVERY + Duration::from_secs(1),
+                Utc::now(),
+            )
             .expect("known");
         assert!(degraded.sample_due && degraded.is_transition());
     }

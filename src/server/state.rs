@@ -99,9 +99,7 @@ impl AppState {
         match caller {
             Caller::Admin => Ok(()),
             Caller::Miner(id) if &*id == miner_id => Ok(()),
-            Caller::Miner(_) => Err(ApiError::Forbidden(
-                "this token belongs to another miner",
-            )),
+            Caller::Miner(_) => Err(ApiError::Forbidden("this token belongs to another miner")),
         }
     }
 
@@ -115,9 +113,7 @@ impl AppState {
             Caller::Miner(_) if !self.registry.contains(miner_id) => {
                 Err(ApiError::no_such_miner(miner_id))
             }
-            Caller::Miner(_) => Err(ApiError::Forbidden(
-                "this token belongs to another miner",
-            )),
+            Caller::Miner(_) => Err(ApiError::Forbidden("this token belongs to another miner")),
         }
     }
 

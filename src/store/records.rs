@@ -109,5 +109,7 @@ pub enum Write {
         time_since_last: Option<f64>,
     },
     /// Deletes metrics_history rows older than `before`.
-    PruneMetrics { before: DateTime<Utc> },
+    PruneMetrics {
+        before: DateTime<Utc>,
+    },
 }

@@ -180,8 +180,9 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> Result<Vec<MinerRecord>, StoreError> {
         Self::with(&self.reader, move |conn| {
-            let mut stmt =
-                conn.prepare(&format!("{MINER_SELECT} WHERE m.id > ?1 ORDER BY m.id LIMIT ?2"))?;
+            let mut stmt = conn.prepare(&format!(
+                "{MINER_SELECT} WHERE m.id > ?1 ORDER BY m.id LIMIT ?2"
+            ))?;
             let limit = i64::try_from(limit).unwrap_or(i64::MAX);
             let rows = stmt.query_map(params![after.unwrap_or_default(), limit], read_miner)?;
             rows.map(|row| row?).collect()
@@ -438,7 +439,12 @@ mod tests {
             },
         ];
         assert!(store.apply(bad).await.is_err());
-        let ids: Vec<_> = store.load_summaries().await?.into_iter().map(|s| s.id).collect();
+        let ids: Vec<_> = store
+            .load_summaries()
+            .await?
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
         assert_eq!(ids, ["a"]);
         Ok(())
     }

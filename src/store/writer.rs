@@ -205,7 +205,14 @@ impl StoreError {
         match self {
             StoreError::Sqlite(err) => matches!(
                 err.sqlite_error_code(),
-                Some(DatabaseBusy | DatabaseLocked | DiskFull | SystemIoFailure | CannotOpen | ReadOnly)
+                Some(
+                    DatabaseBusy
+                        | DatabaseLocked
+                        | DiskFull
+                        | SystemIoFailure
+                        | CannotOpen
+                        | ReadOnly
+                )
             ),
             StoreError::WorkerGone => true,
             StoreError::Json(_) | StoreError::Corrupt(_) | StoreError::NoSuchMiner(_) => false,

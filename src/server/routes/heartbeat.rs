@@ -34,21 +34,22 @@ pub(super) async fn receive(
 ) -> Result<Json<HeartbeatResponse>, ApiError> {
     let miner_id = body.metrics.miner_id.as_str();
     let now = Utc::now();
-    let outcome = match state
-        .registry
-        .heartbeat(miner_id, &bearer.0, body.status, Instant::now(), now)
-    {
-        Ok(outcome) => outcome,
-        Err(Refusal::NoSuchMiner) => {
-            // Authenticate first, so an anonymous caller cannot probe which miners exist.
-            state.caller(&bearer)?;
-            return Err(ApiError::no_such_miner(miner_id));
-        }
-        Err(Refusal::WrongToken) => {
-            state.require_miner(&bearer, miner_id)?;
-            return Err(ApiError::Forbidden("this token belongs to another miner"));
-        }
-    };
+    let outcome =
+        match state
+            .registry
+            .heartbeat(miner_id, &bearer.0, body.status, Instant::now(), now)
+        {
+            Ok(outcome) => outcome,
+            Err(Refusal::NoSuchMiner) => {
+                // Authenticate first, so an anonymous caller cannot probe which miners exist.
+                state.caller(&bearer)?;
+                return Err(ApiError::no_such_miner(miner_id));
+            }
+            Err(Refusal::WrongToken) => {
+                state.require_miner(&bearer, miner_id)?;
+                return Err(ApiError::Forbidden("this token belongs to another miner"));
+            }
+        };
     state.metrics.heartbeat();
 
     if outcome.sample_due {
@@ -155,8 +156,17 @@ mod tests {
     #[test]
     fn time_since_reads_like_python() {
         assert_eq!(python_timedelta(Duration::from_secs(12)), "0:00:12");
-        assert_eq!(python_timedelta(Duration::from_millis(12_500)), "0:00:12.500000");
-        assert_eq!(python_timedelta(Duration::from_secs(86_400 + 3_723)), "1 day, 1:02:03");
-        assert_eq!(python_timedelta(Duration::from_secs(2 * 86_400)), "2 days, 0:00:00");
+        assert_eq!(
+            python_timedelta(Duration::from_millis(12_500)),
+            "0:00:12.500000"
+        );
+        assert_eq!(
+            python_timedelta(Duration::from_secs(86_400 + 3_723)),
+            "1 day, 1:02:03"
+        );
+        assert_eq!(
+            python_timedelta(Duration::from_secs(2 * 86_400)),
+            "2 days, 0:00:00"
+        );
     }
 }

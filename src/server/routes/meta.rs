@@ -25,10 +25,7 @@ pub(super) async fn metrics(State(state): State<AppState>) -> impl IntoResponse 
         state.writer.stats(),
         tokio::time::Instant::now(),
     );
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        text,
-    )
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 
 pub(super) async fn openapi() -> Json<utoipa::openapi::OpenApi> {

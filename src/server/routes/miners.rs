@@ -47,7 +47,11 @@ pub(super) async fn register(
     let miner_id = new_miner_id();
     let token = generate_token();
     let token_hash = hash_token(&token);
-    let added_resources = body.compute_resources.iter().map(|r| r.id.clone()).collect();
+    let added_resources = body
+        .compute_resources
+        .iter()
+        .map(|r| r.id.clone())
+        .collect();
     let miner = NewMiner {
         id: miner_id.clone(),
         name: body.name,

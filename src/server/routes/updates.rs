@@ -31,7 +31,11 @@ pub(super) async fn network(
         network: body.network,
         at: Utc::now(),
     };
-    state.writer.commit(write).await.map_err(ApiError::internal)?;
+    state
+        .writer
+        .commit(write)
+        .await
+        .map_err(ApiError::internal)?;
     Ok(Json(SimpleResponse::success("Network information updated")))
 }
 
@@ -53,7 +57,11 @@ pub(super) async fn bittensor(
         details,
         at: Utc::now(),
     };
-    state.writer.commit(write).await.map_err(ApiError::internal)?;
+    state
+        .writer
+        .commit(write)
+        .await
+        .map_err(ApiError::internal)?;
     Ok(Json(SimpleResponse::success(
         "Bittensor registration recorded; pending verification",
     )))
@@ -77,7 +85,11 @@ pub(super) async fn commune(
         details,
         at: Utc::now(),
     };
-    state.writer.commit(write).await.map_err(ApiError::internal)?;
+    state
+        .writer
+        .commit(write)
+        .await
+        .map_err(ApiError::internal)?;
     Ok(Json(SimpleResponse::success(
         "Commune registration recorded; pending verification",
     )))

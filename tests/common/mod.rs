@@ -1,0 +1,247 @@
+//! Shared parts of the integration tests: the real `polaris` binary started as a coordinator in a
+//! temporary POLARIS_HOME on a free loopback port, a loopback webhook receiver, and the original
+//! tool's request bodies.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+/// A running `polaris server`, stopped with SIGTERM when dropped.
+pub struct Server {
+    child: Option<Child>,
+    pub base: String,
+    pub api: String,
+    pub admin_token: String,
+    pub home: PathBuf,
+}
+
+impl Server {
+    /// Starts `polaris server --listen 127.0.0.1:0 ARGS` with `POLARIS_HOME=home`.
+    pub fn start(home: &Path, args: &[&str]) -> Result<Self, Box<dyn std::error::Error>> {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_polaris"))
+            .args(["server", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("POLARIS_HOME", home)
+            .env_remove("POLARIS_ALERT_WEBHOOK")
+            .env_remove("POLARIS_ADMIN_TOKEN")
+            .env_remove("POLARIS_OFFLINE_AFTER")
+            .current_dir(home)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let base = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx
+                .recv_timeout(left)
+                .map_err(|_| "the server printed no listening line within 20 s")?;
+            if let Some(rest) = line.strip_prefix("polaris server listening on ") {
+                break rest
+                    .split_whitespace()
+                    .next()
+                    .ok_or("no address")?
+                    .to_owned();
+            }
+        };
+        let admin_token = std::fs::read_to_string(home.join("admin_token"))?
+            .trim()
+            .to_owned();
+        Ok(Self {
+            child: Some(child),
+            api: format!("{base}/api/v1"),
+            base,
+            admin_token,
+            home: home.to_owned(),
+        })
+    }
+
+    /// Sends SIGTERM and waits for a clean exit; returns the exit status' success.
+    pub fn stop(mut self) -> Result<bool, Box<dyn std::error::Error>> {
+        let mut child = self.child.take().ok_or("already stopped")?;
+        terminate(&child)?;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status.success());
+            }
+            if Instant::now() > deadline {
+                child.kill()?;
+                return Err("the server did not stop within 15 s of SIGTERM".into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn terminate(child: &Child) -> std::io::Result<()> {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other("kill -TERM failed"))
+    }
+}
+
+/// A loopback HTTP server that records every JSON body POSTed to it.
+pub struct Webhook {
+    pub url: String,
+    received: Arc<Mutex<Vec<Value>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Webhook {
+    pub async fn start() -> Result<Self, Box<dyn std::error::Error>> {
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&received);
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+                let sink = Arc::clone(&sink);
+                async move {
+                    sink.lock().map(|mut v| v.push(body)).ok();
+                    "ok"
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}/hook", listener.local_addr()?);
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Self {
+            url,
+            received,
+            task,
+        })
+    }
+
+    pub fn alerts(&self) -> Vec<Value> {
+        self.received.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    /// The alerts of one kind received so far.
+    pub fn of_kind(&self, kind: &str) -> Vec<Value> {
+        self.alerts()
+            .into_iter()
+            .filter(|a| a["kind"] == kind)
+            .collect()
+    }
+}
+
+impl Drop for Webhook {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// One of the original tool's bodies from `tests/fixtures/original`, with `MINER_ID` replaced.
+pub fn fixture(name: &str, miner_id: &str) -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/original")
+        .join(name);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
+        .replace("MINER_ID", miner_id);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
+}
+
+/// Registers a miner with the original registration body; returns `(miner_id, token)`.
+pub async fn register(
+    http: &reqwest::Client,
+    server: &Server,
+) -> Result<(String, String), Box<dyn std::error::Error>> {
+    let response = http
+        .post(format!("{}/miners/", server.api))
+        .json(&fixture("registration.json", ""))
+        .send()
+        .await?;
+    assert_eq!(response.status(), 201, "registration refused");
+    let body: Value = response.json().await?;
+    let id = body["miner_id"].as_str().ok_or("no miner_id")?.to_owned();
+    let token = body["token"].as_str().ok_or("no token")?.to_owned();
+    Ok((id, token))
+}
+
+/// Sends the original heartbeat body for `miner_id`; returns the HTTP status.
+pub async fn heartbeat(
+    http: &reqwest::Client,
+    server: &Server,
+    miner_id: &str,
+    token: &str,
+) -> Result<u16, Box<dyn std::error::Error>> {
+    let response = http
+        .post(format!("{}/heart_beat", server.api))
+        .bearer_auth(token)
+        .json(&fixture("heartbeat.json", miner_id))
+        .send()
+        .await?;
+    Ok(response.status().as_u16())
+}
+
+/// GET with a bearer token; returns status and JSON body (Null when not JSON).
+pub async fn get(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+) -> Result<(u16, Value), Box<dyn std::error::Error>> {
+    let response = http.get(url).bearer_auth(token).send().await?;
+    let status = response.status().as_u16();
+    let body = response.json().await.unwrap_or(Value::Null);
+    Ok((status, body))
+}
+
+/// A miner's status_history rows, read through the admin route.
+pub async fn history(
+    http: &reqwest::Client,
+    server: &Server,
+    miner_id: &str,
+) -> Result<Vec<Value>, Box<dyn std::error::Error>> {
+    let url = format!("{}/miners/{miner_id}/status_history", server.api);
+    let (status, body) = get(http, &url, &server.admin_token).await?;
+    assert_eq!(status, 200, "status_history: {body}");
+    Ok(body.as_array().cloned().unwrap_or_default())
+}
+
+/// Polls `check` every 50 ms until it returns `Some` or `limit` passes.
+pub async fn wait_for<T, F, Fut>(limit: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return Some(value);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,376 @@
+//! The coordinator end to end: the real binary over HTTP, with the original tool's bodies.
+#![cfg(unix)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Server, TestResult, Webhook, fixture, get, heartbeat, history, register, wait_for};
+use serde_json::Value;
+
+async fn status_of(http: &reqwest::Client, server: &Server, id: &str) -> Option<String> {
+    let url = format!("{}/miners/heartbeat_status", server.api);
+    let (_, body) = get(http, &url, &server.admin_token).await.ok()?;
+    body[id]["status"].as_str().map(str::to_owned)
+}
+
+#[tokio::test]
+async fn silence_goes_offline_once_recovers_once_and_survives_a_restart() -> TestResult {
+    let home = tempfile::tempdir()?;
+    let hook = Webhook::start().await?;
+    let args = [
+        "--offline-after",
+        "2s",
+        "--alert-webhook",
+        hook.url.as_str(),
+    ];
+    let server = Server::start(home.path(), &args)?;
+    let http = reqwest::Client::new();
+
+    // Register with the original body: the answer carries the id, the resources and a token.
+    let response = http
+        .post(format!("{}/miners/", server.api))
+        .json(&fixture("registration.json", ""))
+        .send()
+        .await?;
+    assert_eq!(response.status(), 201);
+    let body: Value = response.json().await?;
+    let id = body["miner_id"].as_str().ok_or("miner_id")?.to_owned();
+    let token = body["token"].as_str().ok_or("token")?.to_owned();
+    assert_eq!(id.len(), 20);
+    assert_eq!(
+        body["added_resources"],
+        serde_json::json!(["3f1c2a9e-5b7d-4c1e-9a2f-6d8e0b4c7a15"])
+    );
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+
+    // The original heartbeat body with the token: 200 and the server's time.
+    let response = http
+        .post(format!("{}/heart_beat", server.api))
+        .bearer_auth(&token)
+        .json(&fixture("heartbeat.json", &id))
+        .send()
+        .await?;
+    assert_eq!(response.status(), 200);
+    let beat: Value = response.json().await?;
+    let last_seen_text = beat["last_seen"].as_str().ok_or("last_seen")?;
+    let last_seen = chrono::DateTime::parse_from_rfc3339(last_seen_text)?;
+    assert!(
+        (chrono::Utc::now() - last_seen.to_utc())
+            .num_seconds()
+            .abs()
+            < 5
+    );
+    assert_eq!(beat["status"], "success");
+    assert_eq!(beat["commands"], serde_json::json!([]));
+    let silent_since = Instant::now();
+    assert_eq!(
+        status_of(&http, &server, &id).await.as_deref(),
+        Some("online")
+    );
+
+    // Silence: offline within 3 s, with exactly one history row and one alert.
+    let offline = wait_for(Duration::from_secs(4), || async {
+        (status_of(&http, &server, &id).await.as_deref() == Some("offline")).then(Instant::now)
+    })
+    .await
+    .ok_or("never went offline")?;
+    let detected_after = offline - silent_since;
+    assert!(
+        detected_after <= Duration::from_secs(3),
+        "offline after {detected_after:?}"
+    );
+    assert!(
+        detected_after >= Duration::from_secs(2),
+        "offline too early: {detected_after:?}"
+    );
+    wait_for(Duration::from_secs(5), || async {
+        (!hook.of_kind("miner_offline").is_empty()).then_some(())
+    })
+    .await
+    .ok_or("no offline alert")?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rows = history(&http, &server, &id).await?;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["old_status"], "online");
+    assert_eq!(rows[0]["new_status"], "offline");
+    let offline_alerts = hook.of_kind("miner_offline");
+    assert_eq!(offline_alerts.len(), 1, "{offline_alerts:?}");
+    assert_eq!(offline_alerts[0]["miner_id"], id.as_str());
+    assert!(
+        offline_alerts[0]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains(&id))
+    );
+
+    // A heartbeat again: online, one recovery alert, a second history row.
+    assert_eq!(heartbeat(&http, &server, &id, &token).await?, 200);
+    assert_eq!(
+        status_of(&http, &server, &id).await.as_deref(),
+        Some("online")
+    );
+    wait_for(Duration::from_secs(5), || async {
+        (!hook.of_kind("miner_recovered").is_empty()).then_some(())
+    })
+    .await
+    .ok_or("no recovery alert")?;
+    let rows = history(&http, &server, &id).await?;
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(
+        (
+            rows[1]["old_status"].as_str(),
+            rows[1]["new_status"].as_str()
+        ),
+        (Some("offline"), Some("online"))
+    );
+    assert_eq!(hook.of_kind("miner_recovered").len(), 1);
+    assert_eq!(hook.of_kind("miner_offline").len(), 1);
+
+    // Restart while the miner is silent for longer than offline_after: it keeps its record and
+    // history, and gets a fresh grace period instead of an instant offline.
+    assert!(server.stop()?, "the server did not exit cleanly on SIGTERM");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let server = Server::start(home.path(), &args)?;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let status = status_of(&http, &server, &id).await;
+    assert!(
+        matches!(status.as_deref(), Some("online" | "degraded")),
+        "{status:?} during the grace period"
+    );
+    assert_eq!(history(&http, &server, &id).await?.len(), 2);
+    assert_eq!(
+        hook.of_kind("miner_offline").len(),
+        1,
+        "no alert during the grace period"
+    );
+    let (code, pod) = get(&http, &format!("{}/miners/{id}", server.api), &token).await?;
+    assert_eq!(code, 200);
+    assert_eq!(pod["name"], "kato");
+    assert_eq!(pod["compute_resources"][0]["ram"], "15.68GB");
+    // The same token still works after the restart.
+    assert_eq!(heartbeat(&http, &server, &id, &token).await?, 200);
+    assert!(server.stop()?);
+    Ok(())
+}
+
+#[tokio::test]
+async fn mass_silence_holds_transitions_and_sends_one_aggregate_alert() -> TestResult {
+    let home = tempfile::tempdir()?;
+    let hook = Webhook::start().await?;
+    let server = Server::start(
+        home.path(),
+        &["--offline-after", "2s", "--alert-webhook", &hook.url],
+    )?;
+    let http = reqwest::Client::new();
+    let mut miners = Vec::new();
+    for _ in 0..10 {
+        miners.push(register(&http, &server).await?);
+    }
+    for (id, token) in &miners {
+        assert_eq!(heartbeat(&http, &server, id, token).await?, 200);
+    }
+    // Everyone goes silent at once: one aggregate alert, nobody marked offline.
+    wait_for(Duration::from_secs(5), || async {
+        (!hook.of_kind("mass_silence").is_empty()).then_some(())
+    })
+    .await
+    .ok_or("no mass-silence alert")?;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(hook.of_kind("mass_silence").len(), 1);
+    assert!(
+        hook.of_kind("miner_offline").is_empty(),
+        "{:?}",
+        hook.alerts()
+    );
+    for (id, _) in &miners {
+        assert!(history(&http, &server, id).await?.is_empty());
+    }
+    // Nine come back; the guard lifts and the one still silent goes offline alone.
+    for (id, token) in &miners[1..] {
+        assert_eq!(heartbeat(&http, &server, id, token).await?, 200);
+    }
+    wait_for(Duration::from_secs(5), || async {
+        (hook.of_kind("miner_offline").len() == 1).then_some(())
+    })
+    .await
+    .ok_or("the silent miner never went offline")?;
+    assert_eq!(hook.of_kind("mass_silence_ended").len(), 1);
+    assert_eq!(
+        hook.of_kind("miner_offline")[0]["miner_id"],
+        miners[0].0.as_str()
+    );
+    assert!(server.stop()?);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_dead_webhook_never_slows_heartbeats() -> TestResult {
+    let home = tempfile::tempdir()?;
+    // A port nobody listens on: every delivery fails and is retried in the background.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let url = format!("http://{}/hook", dead.local_addr()?);
+    drop(dead);
+    let server = Server::start(
+        home.path(),
+        &["--offline-after", "1s", "--alert-webhook", &url],
+    )?;
+    let http = reqwest::Client::new();
+    let (id, token) = register(&http, &server).await?;
+    assert_eq!(heartbeat(&http, &server, &id, &token).await?, 200);
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    // The alert is failing now; heartbeats are answered at once regardless.
+    let started = Instant::now();
+    for _ in 0..20 {
+        assert_eq!(heartbeat(&http, &server, &id, &token).await?, 200);
+    }
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed < Duration::from_secs(2),
+        "20 heartbeats took {elapsed:?}"
+    );
+    let metrics = http
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let failures = metric(&metrics, "polaris_alert_failures_total");
+    assert!(failures >= 1.0, "{metrics}");
+    assert!(metric(&metrics, "polaris_heartbeats_received_total") >= 21.0);
+    assert!(server.stop()?);
+    Ok(())
+}
+
+#[tokio::test]
+async fn tokens_of_one_miner_never_reach_another() -> TestResult {
+    let home = tempfile::tempdir()?;
+    let server = Server::start(home.path(), &[])?;
+    let http = reqwest::Client::new();
+    let (a, token_a) = register(&http, &server).await?;
+    let (b, token_b) = register(&http, &server).await?;
+    assert_ne!(token_a, token_b);
+    let pod = |id: &str| format!("{}/miners/{id}", server.api);
+    assert_eq!(get(&http, &pod(&a), &token_a).await?.0, 200);
+    assert_eq!(get(&http, &pod(&b), &token_a).await?.0, 403);
+    assert_eq!(get(&http, &pod(&a), &server.admin_token).await?.0, 200);
+    assert_eq!(heartbeat(&http, &server, &b, &token_a).await?, 403);
+    assert_eq!(
+        heartbeat(&http, &server, &a, &server.admin_token).await?,
+        403
+    );
+    // Admin routes refuse miner tokens.
+    let list = format!("{}/miners", server.api);
+    assert_eq!(get(&http, &list, &token_a).await?.0, 403);
+    let (code, page) = get(&http, &list, &server.admin_token).await?;
+    assert_eq!(code, 200);
+    assert_eq!(page["miners"].as_array().map(Vec::len), Some(2));
+    // No answer ever carries a token or the plaintext password of the original body.
+    let (_, shown) = get(&http, &pod(&a), &token_a).await?;
+    let text = shown.to_string();
+    assert!(
+        !text.contains(&token_a) && !text.contains("plaintext-in-the-original"),
+        "{text}"
+    );
+    assert!(server.stop()?);
+    let db = std::fs::read(home.path().join("polaris.db"))?;
+    let needle = b"plaintext-in-the-original";
+    assert!(
+        !db.windows(needle.len()).any(|w| w == needle),
+        "the password reached the database"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn wallet_and_network_updates_are_stored_and_shown() -> TestResult {
+    let home = tempfile::tempdir()?;
+    let server = Server::start(home.path(), &[])?;
+    let http = reqwest::Client::new();
+    let (id, token) = register(&http, &server).await?;
+    for (route, file) in [
+        ("network_update", "network_update.json"),
+        ("bittensor/register", "bittensor_register.json"),
+        ("commune/register", "commune_register.json"),
+    ] {
+        let response = http
+            .post(format!("{}/{route}", server.api))
+            .bearer_auth(&token)
+            .json(&fixture(file, &id))
+            .send()
+            .await?;
+        assert_eq!(response.status(), 200, "{route}");
+        let body: Value = response.json().await?;
+        assert_eq!(body["status"], "success", "{route}");
+    }
+    let (_, pod) = get(&http, &format!("{}/miners/{id}", server.api), &token).await?;
+    assert_eq!(pod["bittensor_details"]["netuid"], 49);
+    assert_eq!(pod["commune_details"]["commune_uid"], "17");
+    assert_eq!(pod["status"], "pending_verification");
+    let response = http
+        .patch(format!("{}/miners/{id}/status", server.api))
+        .bearer_auth(&server.admin_token)
+        .json(&serde_json::json!({"status": "verified"}))
+        .send()
+        .await?;
+    assert_eq!(response.status(), 200);
+    let (_, pod) = get(&http, &format!("{}/miners/{id}", server.api), &token).await?;
+    assert_eq!(pod["status"], "verified");
+    assert!(server.stop()?);
+    Ok(())
+}
+
+#[tokio::test]
+async fn health_metrics_and_openapi_are_served() -> TestResult {
+    let home = tempfile::tempdir()?;
+    let server = Server::start(home.path(), &[])?;
+    let http = reqwest::Client::new();
+    let health: Value = http
+        .get(format!("{}/healthz", server.base))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(health["status"], "ok");
+    let metrics = http
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await?
+        .text()
+        .await?;
+    for name in [
+        "polaris_heartbeats_received_total",
+        "polaris_status_transitions_total{to=\"offline\"}",
+        "polaris_store_queue_depth",
+        "polaris_alert_failures_total",
+        "polaris_miners{status=\"online\"}",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from\n{metrics}");
+    }
+    let doc: Value = http
+        .get(format!("{}/openapi.json", server.api))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
+    for path in [
+        "/api/v1/heart_beat",
+        "/api/v1/miners/",
+        "/api/v1/miners/{id}",
+        "/api/v1/network_update",
+    ] {
+        assert!(
+            doc["paths"][path].is_object(),
+            "{path} missing from the OpenAPI document"
+        );
+    }
+    assert!(doc["components"]["schemas"]["HeartbeatRequest"].is_object());
+    assert!(server.stop()?);
+    Ok(())
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(f64::NAN)
+}
