@@ -94,12 +94,12 @@ pub struct SystemMetrics {
     pub disk_usage: f64,
     /// Milliseconds (round trip of the previous heartbeat).
     pub network_latency: f64,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu_usage: Option<f64>,
     /// Degrees Celsius.
     #[serde(default)]
     pub temperature: Option<f64>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_processes: Option<u32>,
 }
 

@@ -6,6 +6,7 @@
 
 mod alerts;
 pub mod auth;
+mod body_limit;
 mod error;
 mod health;
 mod limit;
@@ -47,6 +48,10 @@ impl Coordinator {
     /// Opens the store, loads the registry and binds `settings.server.listen`.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
         let server = &settings.server;
+        // Bind first: a busy port must fail before anything is created on disk.
+        let listener = TcpListener::bind(server.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", server.listen))?;
         std::fs::create_dir_all(&settings.home).with_context(|| {
             format!("cannot create POLARIS_HOME at {}", settings.home.display())
         })?;
@@ -82,9 +87,6 @@ impl Coordinator {
             metrics,
             auth::hash_token(&admin_token),
         );
-        let listener = TcpListener::bind(server.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", server.listen))?;
         Ok(Self {
             listener,
             state,

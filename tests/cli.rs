@@ -1,0 +1,211 @@
+//! The command line of the real binary: help, completions, exit codes and setting errors.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn polaris(home: &Path, args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_polaris"));
+    command
+        .args(args)
+        .env("POLARIS_HOME", home)
+        .current_dir(home)
+        .stdin(Stdio::null());
+    for name in [
+        "POLARIS_OFFLINE_AFTER",
+        "POLARIS_LISTEN",
+        "POLARIS_STORE",
+        "POLARIS_ALERT_WEBHOOK",
+    ] {
+        command.env_remove(name);
+    }
+    for (name, value) in envs {
+        command.env(name, value);
+    }
+    command.output().expect("the polaris binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn help_lists_every_command_with_a_description() {
+    let home = tempfile::tempdir().expect("temp dir");
+    let out = polaris(home.path(), &["--help"], &[]);
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    for command in [
+        "check-main",
+        "logs",
+        "register",
+        "start",
+        "status",
+        "stop",
+        "update",
+        "view-compute",
+        "inventory",
+        "server",
+        "completions",
+    ] {
+        let line = help
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{command} ")))
+            .unwrap_or_else(|| panic!("{command} missing from --help:\n{help}"));
+        assert!(
+            line.split_whitespace().count() > 2,
+            "{command} has no description: {line:?}"
+        );
+    }
+}
+
+#[test]
+fn no_command_without_a_terminal_prints_help_and_exits_2() {
+    let home = tempfile::tempdir().expect("temp dir");
+    let out = polaris(home.path(), &[], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stdout).contains("Usage: polaris"));
+}
+
+#[test]
+fn unknown_flags_are_usage_errors() {
+    let home = tempfile::tempdir().expect("temp dir");
+    let out = polaris(home.path(), &["server", "--no-such-flag"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--no-such-flag"));
+}
+
+#[test]
+fn completions_are_printed_for_each_shell() {
+    let home = tempfile::tempdir().expect("temp dir");
+    for (shell, marker) in [
+        ("bash", "_polaris"),
+        ("zsh", "#compdef polaris"),
+        ("fish", "complete -c polaris"),
+        ("powershell", "Register-ArgumentCompleter"),
+    ] {
+        let out = polaris(home.path(), &["completions", shell], &[]);
+        assert!(out.status.success(), "{shell}");
+        let script = text(&out.stdout);
+        assert!(
+            script.contains(marker),
+            "{shell} completions lack {marker:?}"
+        );
+        assert!(
+            script.contains("view-compute"),
+            "{shell} completions lack the commands"
+        );
+    }
+}
+
+#[test]
+fn a_bad_setting_names_itself_its_value_and_its_source() {
+    let home = tempfile::tempdir().expect("temp dir");
+    let out = polaris(
+        home.path(),
+        &["server"],
+        &[("POLARIS_OFFLINE_AFTER", "soon")],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert_eq!(
+        err.lines().count(),
+        1,
+        "one short line, no backtrace: {err}"
+    );
+    for part in [
+        "POLARIS_OFFLINE_AFTER",
+        "\"soon\"",
+        "environment",
+        "duration",
+    ] {
+        assert!(err.contains(part), "{err:?} lacks {part:?}");
+    }
+    assert!(
+        !home.path().join("polaris.db").exists(),
+        "nothing is created on a bad setting"
+    );
+}
+
+#[test]
+fn a_bad_dotenv_value_names_the_file() {
+    let home = tempfile::tempdir().expect("temp dir");
+    std::fs::write(home.path().join(".env"), "POLARIS_LISTEN=localhost\n").expect("write .env");
+    let out = polaris(home.path(), &["server"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("POLARIS_LISTEN") && err.contains(".env"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_misspelt_toml_key_is_refused() {
+    let home = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        home.path().join("polaris.toml"),
+        "[server]\nofline_after = \"5s\"\n",
+    )
+    .expect("write");
+    let out = polaris(home.path(), &["server"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("server.ofline_after"));
+}
+
+#[test]
+fn flags_beat_the_environment() {
+    let home = tempfile::tempdir().expect("temp dir");
+    // The flag is invalid and the environment valid: the flag wins, so the run fails on it.
+    let out = polaris(
+        home.path(),
+        &["server", "--offline-after", "never"],
+        &[("POLARIS_OFFLINE_AFTER", "5s")],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("\"never\"") && err.contains("command-line flag"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_busy_port_is_a_clear_error() {
+    let home = tempfile::tempdir().expect("temp dir");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let out = polaris(home.path(), &["server", "--listen", &addr], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("cannot listen on") && err.contains(&addr),
+        "{err}"
+    );
+}
+
+#[test]
+fn commands_of_later_issues_say_so_and_fail() {
+    let home = tempfile::tempdir().expect("temp dir");
+    for args in [
+        &["start"][..],
+        &["status"],
+        &["logs"],
+        &["inventory"],
+        &["--daemon"],
+    ] {
+        let out = polaris(home.path(), args, &[]);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(
+            text(&out.stderr).contains("not available in this version yet"),
+            "{args:?}"
+        );
+    }
+}
+
+#[test]
+fn firestore_is_refused_until_it_exists() {
+    let home = tempfile::tempdir().expect("temp dir");
+    let out = polaris(home.path(), &["server", "--store", "firestore"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("--store sqlite"));
+}
