@@ -387,6 +387,42 @@ mod tests {
     }
 
     #[test]
+    fn the_examples_name_every_setting() -> Result<(), Box<dyn std::error::Error>> {
+        let env_example = include_str!("../../.env.example");
+        let toml_example = include_str!("../../assets/polaris.toml.example");
+        for key in keys::KEYS {
+            assert!(
+                env_example.contains(&format!("{}=", key.env)),
+                ".env.example lacks {}",
+                key.env
+            );
+        }
+        // Uncomment every `# key = value` line: the result must be a valid polaris.toml.
+        let uncommented: Vec<&str> = toml_example
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest) if rest.contains(" = ") => rest,
+                _ => l,
+            })
+            .collect();
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("polaris.toml");
+        std::fs::write(&path, uncommented.join("\n"))?;
+        let mut layers = Layers::default();
+        layers.set_toml(&path)?;
+        Settings::from_layers(dir.path().to_owned(), &layers)?;
+        for key in keys::KEYS {
+            // Secrets belong in .env (or the environment), not in a file of settings.
+            let secret = [keys::SSH_PASSWORD, keys::ADMIN_TOKEN].contains(key);
+            let (table, name) = key.toml.split_once('.').ok_or("toml key without a table")?;
+            let present = toml_example.contains(&format!("[{table}]"))
+                && toml_example.contains(&format!("# {name} = "));
+            assert!(secret || present, "polaris.toml.example lacks {}", key.toml);
+        }
+        Ok(())
+    }
+
+    #[test]
     fn webhook_must_be_http() {
         assert!(settings(&[("POLARIS_ALERT_WEBHOOK", "ftp://x/")]).is_err());
         assert!(settings(&[("POLARIS_ALERT_WEBHOOK", "https://hooks.example/x")]).is_ok());
