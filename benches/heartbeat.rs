@@ -10,18 +10,21 @@
 //! 1. **Throughput**: heartbeats/s and `/healthz` requests/s with the same client and concurrency,
 //!    in alternating rounds (so drift affects both alike), their ratio (goal ≥ 0.7: a heartbeat,
 //!    with JSON parsing, validation, auth and bookkeeping, costs little more than an empty answer),
-//!    and heartbeat p50/p99 latency. Server and load generator share the machine's cores, which is
-//!    why the ratio, not the absolute rate, is the figure to compare.
+//!    and heartbeat p50/p99 latency. With two CPUs and `taskset`, the server runs on CPU 0 and the
+//!    load generator (a lean keep-alive HTTP/1.1 client, so it is not the bottleneck) on CPU 1, as
+//!    in the reference harness of `shared/reference/peers.md` §F. Compare the ratio, not the
+//!    absolute rates, across machines.
 //! 2. **Steady state**: miners heart-beating on the agent's real cadence (every 10 s ± 10 %) for
 //!    `POLARIS_BENCH_STEADY_SECS` (default 70 s, so each miner passes the 60-s sampling gate), and
 //!    from `/metrics` the rows written and the store commits (batched transactions) per heartbeat.
 //!    Goal: ≤ 0.1 store writes (commits) per heartbeat.
 //! 3. **Memory**: server RSS (`VmRSS`) with 10 000 and then `POLARIS_BENCH_MAX_MINERS` (default
-//!    100 000) registered miners, each having sent two heartbeats. Goal: ≤ 100 MB at 100 000.
+//!    100 000) registered miners, each having sent two heartbeats (the bursts fill the store's
+//!    queue, so the samples it sheds are counted and printed). Goal: ≤ 100 MB at 100 000.
 //!
 //! Knobs: `POLARIS_BENCH_MINERS` (throughput phase, default 1000), `POLARIS_BENCH_STEADY_MINERS`
 //! (default 2000), `POLARIS_BENCH_STEADY_SECS`, `POLARIS_BENCH_MAX_MINERS`,
-//! `POLARIS_BENCH_ROUND_SECS` (length of each throughput round, default 3).
+//! `POLARIS_BENCH_ROUND_SECS` (length of each of the 5 alternating throughput rounds, default 2).
 
 #[cfg(not(unix))]
 fn main() {
@@ -30,6 +33,8 @@ fn main() {
 
 #[cfg(unix)]
 fn main() -> anyhow::Result<()> {
+    // Pin before any thread exists, so every thread of the load generator inherits it.
+    bench::pin_self();
     // One worker thread for the load generator leaves the other core to the server.
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -51,6 +56,8 @@ mod bench {
     use serde_json::Value;
 
     const CONCURRENCY: usize = 32;
+    /// Alternating rounds of heartbeats and /healthz in the throughput phase.
+    const ROUNDS: usize = 5;
 
     fn knob(name: &str, default: usize) -> anyhow::Result<usize> {
         match std::env::var(name) {
@@ -78,7 +85,14 @@ mod bench {
                 chrono::Utc::now().timestamp_micros()
             ));
             std::fs::create_dir_all(&home)?;
-            let mut child = Command::new(env!("CARGO_BIN_EXE_polaris"))
+            let mut command = if pinned() {
+                let mut c = Command::new("taskset");
+                c.args(["-c", "0", env!("CARGO_BIN_EXE_polaris")]);
+                c
+            } else {
+                Command::new(env!("CARGO_BIN_EXE_polaris"))
+            };
+            let mut child = command
                 .args([
                     "server",
                     "--listen",
@@ -226,42 +240,54 @@ mod bench {
         latencies: Vec<Duration>,
     }
 
-    /// Sends requests for `length` (heartbeats round-robin over `miners`, or `/healthz` when
-    /// `miners` is empty).
+    /// Whether the server runs on CPU 0 and this process on CPU 1 (see [`pin_self`]).
+    fn pinned() -> bool {
+        PINNED.load(Ordering::Relaxed)
+    }
+
+    static PINNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+    /// Pins this process (and every thread it starts later) to CPU 1, so the server, pinned to
+    /// CPU 0, has a core of its own and the load generator cannot steal it: the reference harness
+    /// of `shared/reference/peers.md` §F. Needs two CPUs and `taskset`.
+    pub(super) fn pin_self() {
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        let ok = cpus >= 2
+            && Command::new("taskset")
+                .args(["-pc", "1", &std::process::id().to_string()])
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+        PINNED.store(ok, Ordering::Relaxed);
+    }
+
+    /// Sends prepared HTTP/1.1 requests (round-robin over `requests`) on `CONCURRENCY` keep-alive
+    /// connections for `length`. A hand-rolled client as lean as wrk, so the server, not the load
+    /// generator, is what runs out of CPU.
     async fn load(
-        http: &reqwest::Client,
-        server: &Server,
-        miners: &Arc<Vec<Miner>>,
+        addr: std::net::SocketAddr,
+        requests: &Arc<Vec<Vec<u8>>>,
         length: Duration,
     ) -> anyhow::Result<Round> {
         let next = Arc::new(AtomicUsize::new(0));
         let started = Instant::now();
         let mut workers = Vec::new();
         for _ in 0..CONCURRENCY {
-            let (http, miners, next) = (http.clone(), Arc::clone(miners), Arc::clone(&next));
-            let (beat_url, health_url) = (
-                format!("{}/heart_beat", server.api),
-                format!("{}/healthz", server.base),
-            );
+            let (requests, next) = (Arc::clone(requests), Arc::clone(&next));
             workers.push(tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                let mut stream = tokio::net::TcpStream::connect(addr).await?;
+                stream.set_nodelay(true)?;
+                let mut buf = Vec::with_capacity(4096);
                 let mut latencies = Vec::new();
                 while started.elapsed() < length {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let sent = Instant::now();
-                    let response = if miners.is_empty() {
-                        http.get(&health_url).send().await?
-                    } else {
-                        let miner = &miners[i % miners.len()];
-                        http.post(&beat_url)
-                            .bearer_auth(&miner.token)
-                            .json(&*miner.body)
-                            .send()
-                            .await?
-                    };
-                    if response.status() != 200 {
-                        bail!("{} answered {}", response.url(), response.status());
+                    stream.write_all(&requests[i % requests.len()]).await?;
+                    let status = read_response(&mut stream, &mut buf).await?;
+                    if status != 200 {
+                        bail!("the server answered {status}");
                     }
-                    response.bytes().await?;
                     latencies.push(sent.elapsed());
                 }
                 anyhow::Ok(latencies)
@@ -276,6 +302,53 @@ mod bench {
             elapsed: started.elapsed(),
             latencies,
         })
+    }
+
+    /// Reads one HTTP/1.1 response with a Content-Length body; returns its status.
+    async fn read_response(
+        stream: &mut tokio::net::TcpStream,
+        buf: &mut Vec<u8>,
+    ) -> anyhow::Result<u16> {
+        use tokio::io::AsyncReadExt;
+        buf.clear();
+        loop {
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = std::str::from_utf8(&buf[..end])?;
+                let status = head
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|s| s.parse().ok())
+                    .context("no status line")?;
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        let (name, value) = l.split_once(':')?;
+                        name.eq_ignore_ascii_case("content-length")
+                            .then(|| value.trim().parse().ok())?
+                    })
+                    .context("no content-length")?;
+                while buf.len() < end + 4 + length {
+                    if stream.read_buf(buf).await? == 0 {
+                        bail!("connection closed mid-body");
+                    }
+                }
+                return Ok(status);
+            }
+            if stream.read_buf(buf).await? == 0 {
+                bail!("connection closed");
+            }
+        }
+    }
+
+    fn heartbeat_request(miner: &Miner) -> anyhow::Result<Vec<u8>> {
+        let body = serde_json::to_string(&*miner.body)?;
+        Ok(format!(
+            "POST /api/v1/heart_beat HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+             Authorization: Bearer {}\r\nContent-Length: {}\r\n\r\n{body}",
+            miner.token,
+            body.len()
+        )
+        .into_bytes())
     }
 
     /// One heartbeat from every miner.
@@ -346,29 +419,42 @@ mod bench {
         let steady_n = knob("POLARIS_BENCH_STEADY_MINERS", 2000)?;
         let steady_secs = knob("POLARIS_BENCH_STEADY_SECS", 70)?;
         let max_miners = knob("POLARIS_BENCH_MAX_MINERS", 100_000)?;
-        let round = Duration::from_secs(knob("POLARIS_BENCH_ROUND_SECS", 3)? as u64);
+        let round = Duration::from_secs(knob("POLARIS_BENCH_ROUND_SECS", 2)? as u64);
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(CONCURRENCY * 2)
             .build()?;
 
         // 1. Throughput and latency, heartbeats and /healthz in alternating rounds.
         eprintln!(
-            "[1/3] throughput: {miners_n} miners, {CONCURRENCY} connections, 3 × {round:?} rounds of each"
+            "[1/3] throughput: {miners_n} miners, {CONCURRENCY} connections, {ROUNDS} × {round:?} rounds of each"
         );
         let server = Server::start("throughput")?;
-        let miners = Arc::new(register(&http, &server, miners_n).await?);
-        let none = Arc::new(Vec::new());
-        load(&http, &server, &miners, Duration::from_secs(1)).await?; // warm-up
-        load(&http, &server, &none, Duration::from_secs(1)).await?;
+        let addr: std::net::SocketAddr = server
+            .base
+            .trim_start_matches("http://")
+            .parse()
+            .context("server address")?;
+        let miners = register(&http, &server, miners_n).await?;
+        let beats_requests = Arc::new(
+            miners
+                .iter()
+                .map(heartbeat_request)
+                .collect::<anyhow::Result<Vec<_>>>()?,
+        );
+        let health_requests = Arc::new(vec![
+            b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".to_vec(),
+        ]);
+        load(addr, &beats_requests, Duration::from_secs(1)).await?; // warm-up
+        load(addr, &health_requests, Duration::from_secs(1)).await?;
         let (mut beats, mut beat_time, mut health, mut health_time) =
             (0, Duration::ZERO, 0, Duration::ZERO);
         let mut latencies = Vec::new();
-        for _ in 0..3 {
-            let r = load(&http, &server, &miners, round).await?;
+        for _ in 0..ROUNDS {
+            let r = load(addr, &beats_requests, round).await?;
             beats += r.requests;
             beat_time += r.elapsed;
             latencies.extend(r.latencies);
-            let r = load(&http, &server, &none, round).await?;
+            let r = load(addr, &health_requests, round).await?;
             health += r.requests;
             health_time += r.elapsed;
         }
@@ -388,8 +474,9 @@ mod bench {
             "polaris_heartbeats_received_total",
             "polaris_store_rows_total",
             "polaris_store_commits_total",
+            "polaris_store_samples_dropped_total",
         ];
-        let mut before = [0.0; 3];
+        let mut before = [0.0; 4];
         for (slot, name) in before.iter_mut().zip(names) {
             *slot = counter(&http, &server, name).await?;
         }
@@ -427,12 +514,12 @@ mod bench {
             task.await??;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let mut after = [0.0; 3];
+        let mut after = [0.0; 4];
         for (slot, name) in after.iter_mut().zip(names) {
             *slot = counter(&http, &server, name).await?;
         }
         drop(server);
-        let [hb, rows, commits] = [0, 1, 2].map(|i| after[i] - before[i]);
+        let [hb, rows, commits, shed] = [0, 1, 2, 3].map(|i| after[i] - before[i]);
 
         // 3. Memory with many miners.
         eprintln!("[3/3] memory: 10000 then {max_miners} miners, two heartbeats each");
@@ -445,19 +532,28 @@ mod bench {
                 all.extend(register(&http, &server, batch).await?);
                 eprintln!("      {} miners registered", all.len());
             }
+            eprintln!("      RSS after registration: {:.1} MB", server.rss_mb()?);
             let shared = Arc::new(all);
             beat_all(&http, &server, &shared).await?;
+            eprintln!(
+                "      RSS after the first heartbeats: {:.1} MB",
+                server.rss_mb()?
+            );
             beat_all(&http, &server, &shared).await?;
             tokio::time::sleep(Duration::from_millis(500)).await;
-            rss.push((shared.len(), server.rss_mb()?));
+            let dropped = counter(&http, &server, "polaris_store_samples_dropped_total").await?;
+            rss.push((shared.len(), server.rss_mb()?, dropped));
             all = Arc::try_unwrap(shared).unwrap_or_else(|shared| (*shared).clone());
         }
         drop(server);
 
         println!();
-        println!(
-            "polaris heartbeat benchmark (release build; server and load generator share this machine's cores)"
-        );
+        let setup = if pinned() {
+            "server pinned to CPU 0, load generator to CPU 1"
+        } else {
+            "server and load generator share the CPUs (no taskset, or one CPU)"
+        };
+        println!("polaris heartbeat benchmark (release build; {setup})");
         println!(
             "throughput    heartbeats/s {beat_rate:>9.0}   /healthz/s {health_rate:>9.0}   ratio {ratio:.2} (goal >= 0.70: {})",
             verdict(ratio >= 0.7)
@@ -469,18 +565,20 @@ mod bench {
             latencies.len()
         );
         println!(
-            "steady state  {steady_n} miners @ 10 s for {steady_secs} s: {hb:.0} heartbeats, {rows:.0} rows ({:.3}/heartbeat), {commits:.0} commits ({:.3}/heartbeat; goal <= 0.1 store writes/heartbeat: {})",
+            "steady state  {steady_n} miners @ 10 s for {steady_secs} s: {hb:.0} heartbeats, {rows:.0} rows ({:.3}/heartbeat), {commits:.0} commits ({:.3}/heartbeat; goal <= 0.1 store writes/heartbeat: {}), {shed:.0} samples shed",
             rows / hb.max(1.0),
             commits / hb.max(1.0),
             verdict(commits / hb.max(1.0) <= 0.1)
         );
-        for (n, mb) in &rss {
+        for (n, mb, dropped) in &rss {
             let goal = if *n >= 100_000 {
                 format!(" (goal <= 100 MB: {})", verdict(*mb <= 100.0))
             } else {
                 String::new()
             };
-            println!("memory        RSS with {n:>6} miners heart-beating: {mb:.1} MB{goal}");
+            println!(
+                "memory        RSS with {n:>6} miners heart-beating: {mb:.1} MB{goal} ({dropped:.0} samples shed during the bursts)"
+            );
         }
         Ok(())
     }

@@ -26,8 +26,8 @@ pub fn init_file_logging(dir: &Path, name: &str) -> anyhow::Result<WorkerGuard> 
         .build(dir)
         .with_context(|| format!("cannot open a log file in {}", dir.display()))?;
     let (writer, guard) = tracing_appender::non_blocking(appender);
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("polaris=info,tower_http=warn"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("polaris=info"));
     tracing_subscriber::registry()
         .with(filter)
         .with(

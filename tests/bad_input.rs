@@ -559,6 +559,15 @@ fn cases(a: &str, b: &str) -> Vec<Case> {
             404,
             "not_found",
         ),
+        case(
+            "pod: id that is not UTF-8",
+            Method::GET,
+            "/miners/%FF",
+            Admin,
+            Body::None,
+            400,
+            "invalid_query",
+        ),
         // GET /miners/{id}/status_history
         case(
             "history: other miner's token",

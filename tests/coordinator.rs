@@ -242,6 +242,81 @@ async fn a_dead_webhook_never_slows_heartbeats() -> TestResult {
 }
 
 #[tokio::test]
+async fn sigterm_commits_queued_writes_before_exiting() -> TestResult {
+    let home = tempfile::tempdir()?;
+    let server = Server::start(home.path(), &[])?;
+    let http = reqwest::Client::new();
+    let (id, token) = register(&http, &server).await?;
+    // The first heartbeat's state write is queued, not yet committed, when the stop arrives.
+    assert_eq!(heartbeat(&http, &server, &id, &token).await?, 200);
+    assert!(server.stop()?, "unclean exit");
+    let server = Server::start(home.path(), &[])?;
+    let (code, pod) = get(&http, &format!("{}/miners/{id}", server.api), &token).await?;
+    assert_eq!(code, 200);
+    assert!(
+        pod["last_seen"].is_string(),
+        "the heartbeat was lost: {pod}"
+    );
+    assert_eq!(pod["heartbeat_status"], "online");
+    assert!(server.stop()?);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_request_cannot_block_the_stop() -> TestResult {
+    use std::io::Write;
+    let home = tempfile::tempdir()?;
+    let server = Server::start(home.path(), &[])?;
+    let address = server.base.trim_start_matches("http://").to_owned();
+    let mut stuck = std::net::TcpStream::connect(address)?;
+    stuck.write_all(b"POST /api/v1/heart_beat HTTP/1.1\r\nHost: x")?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    assert!(server.stop()?, "unclean exit");
+    assert!(
+        started.elapsed() < Duration::from_secs(14),
+        "stop took {:?}",
+        started.elapsed()
+    );
+    drop(stuck);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_webhook_that_never_answers_never_slows_heartbeats() -> TestResult {
+    let home = tempfile::tempdir()?;
+    // Accepts connections and never answers: every delivery waits for its timeout.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/hook", silent.local_addr()?);
+    let hold = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            open.push(socket);
+        }
+    });
+    let server = Server::start(
+        home.path(),
+        &["--offline-after", "1s", "--alert-webhook", &url],
+    )?;
+    let http = reqwest::Client::new();
+    let (id, token) = register(&http, &server).await?;
+    assert_eq!(heartbeat(&http, &server, &id, &token).await?, 200);
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    let started = Instant::now();
+    for _ in 0..20 {
+        assert_eq!(heartbeat(&http, &server, &id, &token).await?, 200);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "20 heartbeats took {:?}",
+        started.elapsed()
+    );
+    assert!(server.stop()?);
+    hold.abort();
+    Ok(())
+}
+
+#[tokio::test]
 async fn tokens_of_one_miner_never_reach_another() -> TestResult {
     let home = tempfile::tempdir()?;
     let server = Server::start(home.path(), &[])?;

@@ -1,5 +1,7 @@
 //! `POST /heart_beat` and `GET /miners/heartbeat_status` (original §6).
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -113,7 +115,7 @@ impl Validate for HeartbeatRequest {
             ("memory_usage", s.memory_usage),
             ("disk_usage", s.disk_usage),
         ] {
-            validate::number_in(&format!("metrics.metrics.{name}"), value, 0.0..=100.0)?;
+            validate::number_in(format_args!("metrics.metrics.{name}"), value, 0.0..=100.0)?;
         }
         if let Some(gpu) = s.gpu_usage {
             validate::number_in("metrics.metrics.gpu_usage", gpu, 0.0..=100.0)?;
@@ -133,9 +135,12 @@ impl Validate for HeartbeatRequest {
 /// The original's `HeartbeatResponse`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct HeartbeatResponse {
-    pub status: String,
-    pub message: String,
+    #[schema(value_type = String)]
+    pub status: Cow<'static, str>,
+    #[schema(value_type = String)]
+    pub message: Cow<'static, str>,
     /// The server's time of this heartbeat.
+    #[serde(serialize_with = "rfc3339_micros")]
     pub last_seen: DateTime<Utc>,
     /// Instructions for the agent, e.g. `{"action": "restart", "target": "compute_subnet"}`.
     #[schema(value_type = Vec<Object>)]
@@ -150,4 +155,10 @@ pub struct HeartbeatStatusEntry {
     pub time_since: Option<String>,
     /// `online`, `offline`, `degraded` (see the README for the rule); null before the first heartbeat.
     pub status: Option<HeartbeatStatus>,
+}
+
+/// `2026-11-24T12:00:00.123456Z`: the same text chrono's serde writes, without its general
+/// formatting machinery (this is on the heartbeat's hot path).
+fn rfc3339_micros<S: serde::Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
 }

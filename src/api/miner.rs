@@ -223,7 +223,7 @@ impl Validate for RegistrationRequest {
             resource.check(&format!("compute_resources[{i}]"))?;
             if !seen.insert(resource.id.as_str()) {
                 return Err(fail(
-                    format!("compute_resources[{i}].id"),
+                    format_args!("compute_resources[{i}].id"),
                     format!("{:?} appears twice", resource.id),
                 ));
             }
@@ -234,23 +234,23 @@ impl Validate for RegistrationRequest {
 
 impl ComputeResource {
     fn check(&self, at: &str) -> Result<(), FieldError> {
-        validate::identifier(&format!("{at}.id"), &self.id)?;
+        validate::identifier(format_args!("{at}.id"), &self.id)?;
         let kind = self.resource_type.to_ascii_uppercase();
         if kind != "CPU" && kind != "GPU" {
             return Err(fail(
-                format!("{at}.resource_type"),
+                format_args!("{at}.resource_type"),
                 format!("expected \"CPU\" or \"GPU\", got {:?}", self.resource_type),
             ));
         }
         validate::number_in(
-            &format!("{at}.hourly_price"),
+            format_args!("{at}.hourly_price"),
             self.hourly_price,
             0.0..=1.0e6,
         )?;
-        validate::quantity(&format!("{at}.ram"), &self.ram, "GB")?;
-        validate::text(&format!("{at}.storage.type"), &self.storage.kind, 32)?;
+        validate::quantity(format_args!("{at}.ram"), &self.ram, "GB")?;
+        validate::text(format_args!("{at}.storage.type"), &self.storage.kind, 32)?;
         validate::quantity(
-            &format!("{at}.storage.capacity"),
+            format_args!("{at}.storage.capacity"),
             &self.storage.capacity,
             "GB",
         )?;
@@ -259,21 +259,21 @@ impl ComputeResource {
             ("write_speed", &self.storage.write_speed),
         ] {
             if let Some(speed) = speed {
-                validate::quantity(&format!("{at}.storage.{name}"), speed, "MB/s")?;
+                validate::quantity(format_args!("{at}.storage.{name}"), speed, "MB/s")?;
             }
         }
         if let Some(cpu) = &self.cpu_specs
             && let Some(online) = &cpu.online_cpus
         {
-            validate::cpu_list(&format!("{at}.cpu_specs.online_cpus"), online)?;
+            validate::cpu_list(format_args!("{at}.cpu_specs.online_cpus"), online)?;
         }
         match (&self.gpu_specs, kind.as_str()) {
             (None, "GPU") => Err(fail(
-                format!("{at}.gpu_specs"),
+                format_args!("{at}.gpu_specs"),
                 "a GPU resource needs gpu_specs",
             )),
             (Some(gpu), _) => {
-                validate::text(&format!("{at}.gpu_specs.gpu_name"), &gpu.gpu_name, 200)
+                validate::text(format_args!("{at}.gpu_specs.gpu_name"), &gpu.gpu_name, 200)
             }
             (None, _) => Ok(()),
         }

@@ -31,12 +31,17 @@ impl NetworkInfo {
         if let Some(ssh) = &self.ssh
             && !ssh.is_empty()
         {
-            let ok = reqwest::Url::parse(ssh)
-                .map(|u| u.scheme() == "ssh" && u.host().is_some())
-                .unwrap_or(false);
+            let url = reqwest::Url::parse(ssh).ok();
+            if url.as_ref().is_some_and(|u| u.password().is_some()) {
+                return Err(fail(
+                    format_args!("{at}.ssh"),
+                    "must not carry a password: validators log in with keys",
+                ));
+            }
+            let ok = url.is_some_and(|u| u.scheme() == "ssh" && u.host().is_some());
             if !ok {
                 return Err(fail(
-                    format!("{at}.ssh"),
+                    format_args!("{at}.ssh"),
                     format!("expected ssh://user@host:port, got {ssh:?}"),
                 ));
             }
@@ -44,7 +49,7 @@ impl NetworkInfo {
         for (i, port) in self.open_ports.iter().enumerate() {
             if port.parse::<u16>().is_err() {
                 return Err(fail(
-                    format!("{at}.open_ports[{i}]"),
+                    format_args!("{at}.open_ports[{i}]"),
                     format!("expected a port number, got {port:?}"),
                 ));
             }

@@ -22,15 +22,17 @@ pub trait Validate {
     fn validate(&self) -> Result<(), FieldError>;
 }
 
-pub(crate) fn fail(field: impl Into<String>, problem: impl Into<String>) -> FieldError {
+/// Field names are `Display` values (often `format_args!`), turned into text only on failure, so
+/// checking a valid body allocates nothing.
+pub(crate) fn fail(field: impl fmt::Display, problem: impl Into<String>) -> FieldError {
     FieldError {
-        field: field.into(),
+        field: field.to_string(),
         problem: problem.into(),
     }
 }
 
 /// Non-empty, at most `max` characters, no control characters.
-pub(crate) fn text(field: &str, value: &str, max: usize) -> Result<(), FieldError> {
+pub(crate) fn text(field: impl fmt::Display, value: &str, max: usize) -> Result<(), FieldError> {
     if value.trim().is_empty() {
         return Err(fail(field, "must not be empty"));
     }
@@ -44,7 +46,7 @@ pub(crate) fn text(field: &str, value: &str, max: usize) -> Result<(), FieldErro
 }
 
 /// An identifier: 1 to 128 of `[A-Za-z0-9_.:-]`.
-pub(crate) fn identifier(field: &str, value: &str) -> Result<(), FieldError> {
+pub(crate) fn identifier(field: impl fmt::Display, value: &str) -> Result<(), FieldError> {
     let ok = !value.is_empty()
         && value.len() <= 128
         && value
@@ -61,7 +63,11 @@ pub(crate) fn identifier(field: &str, value: &str) -> Result<(), FieldError> {
 }
 
 /// A decimal number followed by `unit`, e.g. `15.68GB` or `550MB/s`.
-pub(crate) fn quantity(field: &str, value: &str, unit: &str) -> Result<(), FieldError> {
+pub(crate) fn quantity(
+    field: impl fmt::Display,
+    value: &str,
+    unit: &str,
+) -> Result<(), FieldError> {
     let number = value.strip_suffix(unit).unwrap_or("");
     let ok = !number.is_empty()
         && number.bytes().filter(|&b| b == b'.').count() <= 1
@@ -79,7 +85,7 @@ pub(crate) fn quantity(field: &str, value: &str, unit: &str) -> Result<(), Field
 }
 
 /// A CPU list as the kernel writes it: `0-7`, `0-7,16-23`, `0,2,4`.
-pub(crate) fn cpu_list(field: &str, value: &str) -> Result<(), FieldError> {
+pub(crate) fn cpu_list(field: impl fmt::Display, value: &str) -> Result<(), FieldError> {
     let part_ok = |part: &str| match part.split_once('-') {
         Some((lo, hi)) => {
             matches!((lo.parse::<u32>(), hi.parse::<u32>()), (Ok(l), Ok(h)) if l <= h)
@@ -98,7 +104,7 @@ pub(crate) fn cpu_list(field: &str, value: &str) -> Result<(), FieldError> {
 
 /// A finite number within `range`.
 pub(crate) fn number_in(
-    field: &str,
+    field: impl fmt::Display,
     value: f64,
     range: std::ops::RangeInclusive<f64>,
 ) -> Result<(), FieldError> {

@@ -147,7 +147,10 @@ impl Settings {
                 .parse(&keys::SERVER_URL, "an http:// or https:// URL", parse_url)?
                 .unwrap_or_else(default_server_url),
             heartbeat_interval: p
-                .duration(&keys::HEARTBEAT_INTERVAL)?
+                .duration(
+                    &keys::HEARTBEAT_INTERVAL,
+                    Duration::from_millis(100)..=Duration::from_secs(3600),
+                )?
                 .unwrap_or(Duration::from_secs(10)),
             location: p.string(&keys::LOCATION),
             ssh: SshSettings {
@@ -179,7 +182,10 @@ impl Settings {
                     })?
                     .unwrap_or(StoreKind::Sqlite),
                 offline_after: p
-                    .duration(&keys::OFFLINE_AFTER)?
+                    .duration(
+                        &keys::OFFLINE_AFTER,
+                        Duration::from_secs(1)..=Duration::from_secs(86_400),
+                    )?
                     .unwrap_or(Duration::from_secs(45)),
                 alert_webhook: p.parse(
                     &keys::ALERT_WEBHOOK,
@@ -255,8 +261,19 @@ impl Parser<'_> {
         }
     }
 
-    fn duration(&self, key: &Key) -> Result<Option<Duration>, ConfigError> {
-        self.parse(key, "a duration like 500ms, 2s or 45s", parse_duration)
+    fn duration(
+        &self,
+        key: &Key,
+        range: RangeInclusive<Duration>,
+    ) -> Result<Option<Duration>, ConfigError> {
+        let expected = format!(
+            "a duration from {} to {}, like 500ms, 2s or 45s",
+            humantime::format_duration(*range.start()),
+            humantime::format_duration(*range.end())
+        );
+        self.parse(key, &expected, |v| {
+            parse_duration(v).filter(|d| range.contains(d))
+        })
     }
 
     fn port(&self, key: &Key) -> Result<Option<u16>, ConfigError> {
@@ -420,6 +437,20 @@ mod tests {
             assert!(secret || present, "polaris.toml.example lacks {}", key.toml);
         }
         Ok(())
+    }
+
+    #[test]
+    fn durations_out_of_range_are_refused() {
+        for (name, value) in [
+            ("POLARIS_OFFLINE_AFTER", "500ms"),
+            ("POLARIS_OFFLINE_AFTER", "1000y"),
+            ("POLARIS_OFFLINE_AFTER", "18446744073709551615"),
+            ("POLARIS_HEARTBEAT_INTERVAL", "2h"),
+        ] {
+            let err = settings(&[(name, value)]).expect_err(value);
+            assert!(err.to_string().contains("a duration from"), "{err}");
+        }
+        assert!(settings(&[("POLARIS_OFFLINE_AFTER", "1s")]).is_ok());
     }
 
     #[test]

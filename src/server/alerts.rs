@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio_util::task::TaskTracker;
 
 use super::metrics::Metrics;
 
@@ -38,6 +39,9 @@ pub enum Alert {
     MassSilence { silent: usize, up: usize },
     /// The mass silence is over; transitions resume.
     MassSilenceEnded,
+    /// The mass silence lasted too long to be the coordinator's fault: the held miners are now
+    /// reported offline one by one.
+    MassSilenceExpired { held_for_secs: u64 },
 }
 
 impl Alert {
@@ -55,6 +59,9 @@ impl Alert {
             Alert::MassSilenceEnded => {
                 "mass silence is over; offline transitions resume".to_owned()
             }
+            Alert::MassSilenceExpired { held_for_secs } => format!(
+                "miners have been silent for {held_for_secs} s: no longer holding; they go offline now"
+            ),
         }
     }
 }
@@ -67,50 +74,162 @@ struct Payload<'a> {
     at: DateTime<Utc>,
 }
 
-/// Sends alerts. Cheap to clone.
+/// Alerts waiting to be dispatched before new ones are dropped (counted as failures).
+const QUEUE: usize = 10_000;
+/// How long shutdown waits for webhook deliveries still in flight.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+enum Message {
+    Alert {
+        alert: Alert,
+        at: DateTime<Utc>,
+        /// Resolves when the transition behind the alert is committed.
+        committed: Option<oneshot::Receiver<Result<(), String>>>,
+    },
+    Close(oneshot::Sender<()>),
+}
+
+/// Raises alerts. Cheap to clone.
+///
+/// One dispatcher task takes alerts in the order they were raised, waits until the transition
+/// behind each one is committed (an alert is never sent for a change that was not stored), logs
+/// it, and starts its webhook delivery. Deliveries run beside each other, so one slow delivery
+/// does not hold up the next alert.
 #[derive(Debug, Clone)]
 pub struct Alerter {
+    tx: mpsc::Sender<Message>,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("alert message")
+    }
+}
+
+impl Alerter {
+    /// Starts the dispatcher.
+    pub fn spawn(webhook: Option<reqwest::Url>, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
+        let client = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .user_agent(concat!("polaris/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let delivery = Delivery {
+            webhook,
+            client,
+            slots: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            metrics: Arc::clone(&metrics),
+        };
+        tokio::spawn(dispatch(rx, delivery));
+        Ok(Self { tx, metrics })
+    }
+
+    /// Raises an alert that needs no commit (mass silence).
+    pub fn send(&self, alert: Alert) {
+        self.enqueue(alert, Utc::now(), None);
+    }
+
+    /// Raises an alert once `committed` reports that its transition (made at `at`) is stored.
+    pub fn send_after_commit(
+        &self,
+        alert: Alert,
+        at: DateTime<Utc>,
+        committed: oneshot::Receiver<Result<(), String>>,
+    ) {
+        self.enqueue(alert, at, Some(committed));
+    }
+
+    fn enqueue(
+        &self,
+        alert: Alert,
+        at: DateTime<Utc>,
+        committed: Option<oneshot::Receiver<Result<(), String>>>,
+    ) {
+        if let Err(err) = self.tx.try_send(Message::Alert {
+            alert,
+            at,
+            committed,
+        }) {
+            self.metrics.alert_failed();
+            if let mpsc::error::TrySendError::Full(Message::Alert { alert, .. }) = err {
+                tracing::error!(alert = %alert.text(), "alert queue full; alert dropped");
+            }
+        }
+    }
+
+    /// Dispatches every alert raised so far, waits up to a few seconds for their deliveries, and
+    /// stops the dispatcher.
+    pub async fn close(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Message::Close(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+}
+
+async fn dispatch(mut rx: mpsc::Receiver<Message>, delivery: Delivery) {
+    let deliveries = TaskTracker::new();
+    while let Some(message) = rx.recv().await {
+        match message {
+            Message::Alert {
+                alert,
+                at,
+                committed,
+            } => {
+                if let Some(committed) = committed {
+                    match committed.await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(reason)) => {
+                            tracing::error!(alert = %alert.text(), %reason, "transition not stored; alert withheld");
+                            continue;
+                        }
+                        Err(_) => {
+                            tracing::error!(alert = %alert.text(), "store stopped before the transition was stored; alert withheld");
+                            continue;
+                        }
+                    }
+                }
+                tracing::warn!(alert = %alert.text(), "alert");
+                delivery.metrics.alert_sent();
+                if delivery.webhook.is_some() {
+                    let delivery = delivery.clone();
+                    deliveries.spawn(async move { delivery.deliver(&alert, at).await });
+                }
+            }
+            Message::Close(done) => {
+                deliveries.close();
+                if tokio::time::timeout(SHUTDOWN_GRACE, deliveries.wait())
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!("alert deliveries still running at shutdown were abandoned");
+                }
+                let _ = done.send(());
+                return;
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Delivery {
     webhook: Option<reqwest::Url>,
     client: reqwest::Client,
     slots: Arc<Semaphore>,
     metrics: Arc<Metrics>,
 }
 
-impl Alerter {
-    pub fn new(webhook: Option<reqwest::Url>, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .user_agent(concat!("polaris/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        Ok(Self {
-            webhook,
-            client,
-            slots: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
-            metrics,
-        })
-    }
-
-    /// Logs the alert and starts its delivery; returns at once.
-    pub fn send(&self, alert: Alert) {
-        tracing::warn!(alert = %alert.text(), "alert");
-        self.metrics.alert_sent();
-        let Some(url) = self.webhook.clone() else {
+impl Delivery {
+    async fn deliver(&self, alert: &Alert, at: DateTime<Utc>) {
+        let Some(url) = &self.webhook else { return };
+        let Ok(_slot) = self.slots.acquire().await else {
             return;
         };
-        let this = self.clone();
-        tokio::spawn(async move {
-            let Ok(_slot) = this.slots.acquire().await else {
-                return;
-            };
-            this.deliver(url, &alert).await;
-        });
-    }
-
-    async fn deliver(&self, url: reqwest::Url, alert: &Alert) {
         let body = Payload {
             alert,
             text: alert.text(),
-            at: Utc::now(),
+            at,
         };
         let mut delay = FIRST_RETRY;
         for attempt in 1..=ATTEMPTS {

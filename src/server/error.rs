@@ -2,9 +2,12 @@
 //! to fix; a 5xx says only that something failed (the cause goes to the log).
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::body::Bytes;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{FromRequest, Request};
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 
@@ -29,6 +32,8 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     RateLimited(&'static str),
+    #[error("the request took too long")]
+    Timeout,
     /// Anything on our side; the cause is logged, never sent.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -60,6 +65,7 @@ impl ApiError {
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::Timeout => (StatusCode::REQUEST_TIMEOUT, "timeout"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -79,15 +85,6 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<JsonRejection> for ApiError {
-    fn from(rejection: JsonRejection) -> Self {
-        ApiError::Body {
-            status: rejection.status(),
-            detail: rejection.body_text(),
-        }
-    }
-}
-
 impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> Self {
         ApiError::BadQuery(rejection.body_text())
@@ -102,6 +99,9 @@ impl From<PathRejection> for ApiError {
 
 /// A JSON body that is parsed and then checked with [`Validate`]; every failure becomes an
 /// [`ApiError`] in the API's own error shape.
+///
+/// Valid bodies take the fast path (plain `serde_json`); only a body that fails is parsed a second
+/// time with path tracking, so the error can name the field (`metrics.metrics.cpu_usage: …`).
 #[derive(Debug)]
 pub(super) struct ApiJson<T>(pub T);
 
@@ -113,8 +113,54 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let Json(value) = Json::<T>::from_request(req, state).await?;
+        if !is_json(req.headers()) {
+            return Err(ApiError::Body {
+                status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                detail: "expected a JSON body with `Content-Type: application/json`".into(),
+            });
+        }
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|rejection| ApiError::Body {
+                status: rejection.status(),
+                detail: rejection.body_text(),
+            })?;
+        let value =
+            serde_json::from_slice::<T>(&bytes).map_err(|err| describe::<T>(&bytes, &err))?;
         value.validate()?;
         Ok(ApiJson(value))
+    }
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(kind) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = kind.split(';').next().unwrap_or_default().trim();
+    essence.eq_ignore_ascii_case("application/json")
+        || essence.to_ascii_lowercase().ends_with("+json")
+}
+
+/// Turns a parse failure into a 400 (not JSON) or 422 (JSON of the wrong shape) naming the field.
+fn describe<T: DeserializeOwned>(bytes: &[u8], err: &serde_json::Error) -> ApiError {
+    use serde_json::error::Category;
+    match err.classify() {
+        Category::Data => {
+            let mut de = serde_json::Deserializer::from_slice(bytes);
+            let detail = match serde_path_to_error::deserialize::<_, T>(&mut de) {
+                Err(tracked) if tracked.path().iter().next().is_some() => {
+                    format!("{}: {}", tracked.path(), tracked.inner())
+                }
+                _ => err.to_string(),
+            };
+            ApiError::Body {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                detail,
+            }
+        }
+        Category::Syntax | Category::Eof | Category::Io => ApiError::Body {
+            status: StatusCode::BAD_REQUEST,
+            detail: format!("the body is not valid JSON: {err}"),
+        },
     }
 }

@@ -8,6 +8,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::alerts::Alert;
+use super::registry::MAX_HOLD_FACTOR;
 use super::state::AppState;
 use crate::api::HeartbeatStatus;
 use crate::store::{StatusChange, Write};
@@ -22,16 +23,9 @@ const IDLE: Duration = Duration::from_secs(3600);
 pub(super) async fn run(state: AppState, cancel: CancellationToken) {
     let silence = humantime::format_duration(state.registry.offline_after()).to_string();
     loop {
-        let sweep = state.registry.sweep(Instant::now());
-        if let Some((silent, up)) = sweep.hold_started {
-            state.alerter.send(Alert::MassSilence { silent, up });
-        }
-        if sweep.hold_ended {
-            state.alerter.send(Alert::MassSilenceEnded);
-        }
-        for miner in sweep.offline {
+        let reason = format!("no heartbeat for {silence}");
+        let sweep = state.registry.sweep(Instant::now(), |miner| {
             let now = Utc::now();
-            let reason = format!("no heartbeat for {silence}");
             let change = StatusChange {
                 miner_id: miner.miner_id.to_string(),
                 timestamp: now,
@@ -49,9 +43,21 @@ pub(super) async fn run(state: AppState, cancel: CancellationToken) {
             let alert = Alert::MinerOffline {
                 miner_id: miner.miner_id.to_string(),
                 last_seen: miner.last_seen,
-                reason,
+                reason: reason.clone(),
             };
             state.record_transition(change, state_write, Some(alert));
+        });
+        if let Some((silent, up)) = sweep.hold_started {
+            state.alerter.send(Alert::MassSilence { silent, up });
+        }
+        if sweep.hold_ended {
+            state.alerter.send(Alert::MassSilenceEnded);
+        }
+        if sweep.hold_expired {
+            let held = state.registry.offline_after() * MAX_HOLD_FACTOR;
+            state.alerter.send(Alert::MassSilenceExpired {
+                held_for_secs: held.as_secs(),
+            });
         }
         let wake = sweep.next.unwrap_or_else(|| Instant::now() + IDLE);
         tokio::select! {

@@ -11,33 +11,94 @@ use tokio::time::Instant;
 pub(super) const BURST: f64 = 20.0;
 /// Then one more every this long.
 pub(super) const REFILL_EVERY: Duration = Duration::from_secs(3);
-/// Addresses remembered before idle ones are forgotten.
+/// Anonymous registrations from all addresses together: a burst, then this many a second.
+const GLOBAL_BURST: f64 = 200.0;
+const GLOBAL_PER_SEC: f64 = 20.0;
+/// Addresses remembered; past this, full buckets are forgotten, and if that is not enough, all
+/// of them (the global bucket still bounds the rate).
 const MAX_TRACKED: usize = 10_000;
 
+/// Token buckets per client network (an IPv4 address, an IPv6 /64, which one host usually
+/// owns whole) and one for everybody.
 #[derive(Debug, Default)]
 pub struct RegistrationLimiter {
-    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+    state: Mutex<Buckets>,
 }
 
-impl RegistrationLimiter {
-    /// Takes one token for `ip`; false when the address must wait.
-    pub fn allow(&self, ip: IpAddr, now: Instant) -> bool {
-        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if buckets.len() >= MAX_TRACKED {
-            // Forget buckets that have refilled completely: they hold no information.
-            let full_after = REFILL_EVERY.mul_f64(BURST);
-            buckets.retain(|_, (_, at)| now.duration_since(*at) < full_after);
+#[derive(Debug, Default)]
+struct Buckets {
+    by_network: HashMap<IpAddr, Bucket>,
+    global: Option<Bucket>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn full(burst: f64, now: Instant) -> Self {
+        Self {
+            tokens: burst,
+            at: now,
         }
-        let (tokens, at) = buckets.entry(ip).or_insert((BURST, now));
-        let refill = now.duration_since(*at).as_secs_f64() / REFILL_EVERY.as_secs_f64();
-        *tokens = (*tokens + refill).min(BURST);
-        *at = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
+    }
+
+    /// Refills at `per_sec` up to `burst`; true when a token was available.
+    fn take(&mut self, burst: f64, per_sec: f64, now: Instant) -> bool {
+        let refill = now.duration_since(self.at).as_secs_f64() * per_sec;
+        self.tokens = (self.tokens + refill).min(burst);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
             true
         } else {
             false
         }
+    }
+}
+
+impl RegistrationLimiter {
+    /// Takes one token for `ip`; false when the caller must wait.
+    pub fn allow(&self, ip: IpAddr, now: Instant) -> bool {
+        let per_sec = 1.0 / REFILL_EVERY.as_secs_f64();
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let buckets = &mut *state;
+        if buckets.by_network.len() >= MAX_TRACKED {
+            let full_after = REFILL_EVERY.mul_f64(BURST);
+            buckets
+                .by_network
+                .retain(|_, b| now.duration_since(b.at) < full_after);
+            if buckets.by_network.len() >= MAX_TRACKED {
+                buckets.by_network.clear();
+            }
+        }
+        let local = buckets
+            .by_network
+            .entry(network_of(ip))
+            .or_insert_with(|| Bucket::full(BURST, now));
+        if !local.take(BURST, per_sec, now) {
+            return false;
+        }
+        buckets
+            .global
+            .get_or_insert_with(|| Bucket::full(GLOBAL_BURST, now))
+            .take(GLOBAL_BURST, GLOBAL_PER_SEC, now)
+    }
+}
+
+/// The address an IPv4 client is known by; the /64 prefix of an IPv6 one.
+fn network_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let bits = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(bits.into())
+            }
+        },
     }
 }
 
@@ -60,5 +121,30 @@ mod tests {
             limiter.allow(IpAddr::from([127, 0, 0, 2]), t0),
             "buckets are per address"
         );
+    }
+
+    #[test]
+    fn one_ipv6_network_shares_a_bucket() {
+        let limiter = RegistrationLimiter::default();
+        let t0 = Instant::now();
+        let host = |last: u16| IpAddr::from([0x2001, 0xdb8, 0, 1, 0, 0, 0, last]);
+        for i in 0..BURST as u16 {
+            assert!(limiter.allow(host(i), t0));
+        }
+        assert!(
+            !limiter.allow(host(999), t0),
+            "another address of the same /64"
+        );
+        assert!(limiter.allow(IpAddr::from([0x2001, 0xdb8, 0, 2, 0, 0, 0, 1]), t0));
+    }
+
+    #[test]
+    fn all_addresses_together_are_bounded() {
+        let limiter = RegistrationLimiter::default();
+        let t0 = Instant::now();
+        let allowed = (0..1000u32)
+            .filter(|i| limiter.allow(IpAddr::from(i.to_be_bytes()), t0))
+            .count();
+        assert_eq!(allowed, GLOBAL_BURST as usize);
     }
 }

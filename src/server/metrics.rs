@@ -88,6 +88,11 @@ impl Metrics {
             get(&store.rows),
         );
         counter(
+            "polaris_store_samples_dropped_total",
+            "Periodic samples shed because the store queue was full.",
+            get(&store.dropped),
+        );
+        counter(
             "polaris_store_failures_total",
             "Failed store attempts.",
             get(&store.failures),

@@ -6,8 +6,8 @@
 
 mod alerts;
 pub mod auth;
-mod body_limit;
 mod error;
+mod guards;
 mod health;
 mod limit;
 mod metrics;
@@ -15,6 +15,7 @@ pub mod registry;
 mod routes;
 mod state;
 
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -33,6 +34,9 @@ use crate::store::writer::StoreWriter;
 use metrics::Metrics;
 use registry::Registry;
 use state::AppState;
+
+/// How long open connections may take to finish once a stop is asked for.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A coordinator ready to serve.
 #[derive(Debug)]
@@ -77,7 +81,7 @@ impl Coordinator {
             &settings.home,
         )?;
         let metrics = Arc::new(Metrics::default());
-        let alerter = alerts::Alerter::new(server.alert_webhook.clone(), Arc::clone(&metrics))?;
+        let alerter = alerts::Alerter::spawn(server.alert_webhook.clone(), Arc::clone(&metrics))?;
         let (writer, writer_task) = StoreWriter::spawn(Arc::clone(&store));
         let state = AppState::new(
             registry,
@@ -109,13 +113,29 @@ impl Coordinator {
         let health = tokio::spawn(health::run(self.state.clone(), cancel.child_token()));
         let prune = tokio::spawn(health::prune(self.state.clone(), cancel.child_token()));
         let app = router(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-        let served = axum::serve(self.listener, app)
+        let server = axum::serve(self.listener, app)
             .with_graceful_shutdown(cancel.clone().cancelled_owned())
-            .await;
+            .into_future();
+        tokio::pin!(server);
+        // Serve until cancelled; then give open connections a bounded time to finish, so a
+        // client that never completes its request cannot hold the shutdown (and the flush) back.
+        let served = tokio::select! {
+            served = &mut server => served,
+            () = cancel.cancelled() => {
+                match tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
+                    Ok(served) => served,
+                    Err(_) => {
+                        tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}; closing them");
+                        Ok(())
+                    }
+                }
+            }
+        };
         cancel.cancel();
         let _ = tokio::join!(health, prune);
         self.state.writer.close().await;
         let _ = self.writer_task.await;
+        self.state.alerter.close().await;
         tracing::info!("coordinator stopped; store flushed");
         served.context("the HTTP server failed")
     }

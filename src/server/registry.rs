@@ -28,6 +28,10 @@ pub const MASS_SILENCE_MIN_MINERS: usize = 10;
 /// How often miner_states and metrics_history are written for a miner whose status is unchanged.
 pub const SAMPLE_EVERY: Duration = Duration::from_secs(60);
 
+/// The guard holds transitions for at most this many times `offline_after`: a silence that long
+/// is real (half the fleet really went away), and the miners must be reported offline.
+pub const MAX_HOLD_FACTOR: u32 = 3;
+
 /// How often the health check looks again while the mass-silence guard holds transitions.
 const HOLD_RECHECK: Duration = Duration::from_secs(1);
 
@@ -48,8 +52,10 @@ struct Inner {
     /// `(time the silence clock started, miner index)` of every miner that is up. The clock
     /// starts at the last heartbeat, or at start-up for a miner the previous run saw up.
     silence: BTreeSet<(Instant, usize)>,
-    /// Whether the mass-silence guard is holding transitions now.
-    holding: bool,
+    /// Since when the mass-silence guard has been holding transitions, if it is.
+    holding_since: Option<Instant>,
+    /// The guard gave up holding during the present mass silence (see [`MAX_HOLD_FACTOR`]).
+    hold_expired: bool,
 }
 
 #[derive(Debug)]
@@ -87,7 +93,7 @@ pub struct HeartbeatOutcome {
     pub heartbeat_count: u64,
     /// Time since the previous heartbeat.
     pub since_last: Option<Duration>,
-    /// miner_states and metrics_history are due (status changed, or a minute passed).
+    /// A periodic sample is due: a minute passed since the last one (or there was none).
     pub sample_due: bool,
 }
 
@@ -95,6 +101,11 @@ impl HeartbeatOutcome {
     /// A change of a known status (the first heartbeat is not a transition).
     pub fn is_transition(&self) -> bool {
         self.old_status.is_some_and(|old| old != self.new_status)
+    }
+
+    /// miner_states needs writing: the status changed (first heartbeat included) or a sample is due.
+    pub fn state_due(&self) -> bool {
+        self.sample_due || self.old_status != Some(self.new_status)
     }
 }
 
@@ -114,8 +125,10 @@ pub struct Sweep {
     pub offline: Vec<Silent>,
     /// The mass-silence guard started holding: `(silent, up)` counts.
     pub hold_started: Option<(usize, usize)>,
-    /// The guard stopped holding.
+    /// The guard stopped holding because the silence is over.
     pub hold_ended: bool,
+    /// The guard stopped holding because the silence lasted too long: the held miners go offline.
+    pub hold_expired: bool,
     /// When to sweep next; `None` when no miner is up.
     pub next: Option<Instant>,
 }
@@ -198,7 +211,9 @@ impl Registry {
         }
     }
 
-    /// Records a heartbeat of `id`, authenticated by `token_hash`.
+    /// Records a heartbeat of `id`, authenticated by `token_hash`. `persist` runs while the lock
+    /// is held, so the writes it queues enter the store's queue in the same order as the changes
+    /// they describe (a sweep cannot slip its writes in between).
     pub fn heartbeat(
         &self,
         id: &str,
@@ -206,6 +221,7 @@ impl Registry {
         reported: HeartbeatStatus,
         now: Instant,
         wall: DateTime<Utc>,
+        persist: impl FnOnce(&HeartbeatOutcome),
     ) -> Result<HeartbeatOutcome, Refusal> {
         let mut guard = self.lock();
         let inner = &mut *guard;
@@ -227,10 +243,9 @@ impl Registry {
             entry.clock = Some(now);
             inner.silence.insert((now, i));
         }
-        let sample_due = old_status != Some(reported)
-            || entry
-                .last_sample
-                .is_none_or(|at| now.duration_since(at) >= SAMPLE_EVERY);
+        let sample_due = entry
+            .last_sample
+            .is_none_or(|at| now.duration_since(at) >= SAMPLE_EVERY);
         if sample_due {
             entry.last_sample = Some(now);
         }
@@ -242,6 +257,7 @@ impl Registry {
             since_last,
             sample_due,
         };
+        persist(&outcome);
         drop(guard);
         if was_empty && reported.is_up() {
             // Release the lock first so the woken health check does not block on it at once.
@@ -251,7 +267,8 @@ impl Registry {
     }
 
     /// Marks miners silent for `offline_after` as offline, unless the mass-silence guard holds.
-    pub fn sweep(&self, now: Instant) -> Sweep {
+    /// `persist` runs for each, with the lock held (see [`Registry::heartbeat`]).
+    pub fn sweep(&self, now: Instant, mut persist: impl FnMut(&Silent)) -> Sweep {
         let mut guard = self.lock();
         let inner = &mut *guard;
         let mut sweep = Sweep::default();
@@ -265,7 +282,7 @@ impl Registry {
             .copied()
             .collect();
         if overdue.is_empty() {
-            sweep.hold_ended = std::mem::take(&mut inner.holding);
+            sweep.hold_ended = inner.end_silence();
             sweep.next = inner.next_deadline(self.offline_after);
             return sweep;
         }
@@ -275,27 +292,36 @@ impl Registry {
             None => overdue.len(),
         };
         if up >= MASS_SILENCE_MIN_MINERS && late * 2 >= up {
-            if !inner.holding {
-                inner.holding = true;
-                sweep.hold_started = Some((late, up));
+            if !inner.hold_expired {
+                let since = *inner.holding_since.get_or_insert_with(|| {
+                    sweep.hold_started = Some((late, up));
+                    now
+                });
+                if now.duration_since(since) < self.offline_after * MAX_HOLD_FACTOR {
+                    sweep.next = Some(now + HOLD_RECHECK);
+                    return sweep;
+                }
+                inner.holding_since = None;
+                inner.hold_expired = true;
+                sweep.hold_expired = true;
             }
-            sweep.next = Some(now + HOLD_RECHECK);
-            return sweep;
+        } else {
+            sweep.hold_ended = inner.end_silence();
         }
-        sweep.hold_ended = std::mem::take(&mut inner.holding);
         for key in overdue {
             inner.silence.remove(&key);
             let entry = &mut inner.miners[key.1];
             entry.clock = None;
             let old_status = entry.status.unwrap_or(HeartbeatStatus::Online);
             entry.status = Some(HeartbeatStatus::Offline);
-            entry.last_sample = Some(now);
-            sweep.offline.push(Silent {
+            let silent = Silent {
                 miner_id: Arc::clone(&entry.id),
                 old_status,
                 last_seen: entry.last_seen,
                 heartbeat_count: entry.heartbeat_count,
-            });
+            };
+            persist(&silent);
+            sweep.offline.push(silent);
         }
         sweep.next = inner.next_deadline(self.offline_after);
         sweep
@@ -349,6 +375,12 @@ impl Registry {
 }
 
 impl Inner {
+    /// The mass silence is over; returns whether transitions were being held.
+    fn end_silence(&mut self) -> bool {
+        self.hold_expired = false;
+        self.holding_since.take().is_some()
+    }
+
     fn insert(&mut self, entry: Entry) {
         let i = self.miners.len();
         if let Some(clock) = entry.clock {
@@ -360,9 +392,11 @@ impl Inner {
     }
 
     fn next_deadline(&self, offline_after: Duration) -> Option<Instant> {
+        // `offline_after` is bounded by the settings; checked all the same, since an overflow
+        // here would stop the health check for good.
         self.silence
             .first()
-            .map(|&(clock, _)| clock + offline_after)
+            .and_then(|&(clock, _)| clock.checked_add(offline_after))
     }
 }
 
@@ -387,6 +421,7 @@ mod tests {
             HeartbeatStatus::Online,
             at,
             Utc::now(),
+            |_| {},
         )
         .expect("known miner with its own token")
     }
@@ -398,7 +433,7 @@ mod tests {
         let first = beat(&r, 0, t0);
         assert!(!first.is_transition());
         assert!(first.sample_due);
-        let sweep = r.sweep(t0 + AFTER);
+        let sweep = r.sweep(t0 + AFTER, |_| {});
         assert_eq!(sweep.offline.len(), 1);
         assert_eq!(sweep.offline[0].old_status, HeartbeatStatus::Online);
         let back = beat(&r, 0, t0 + AFTER + Duration::from_secs(1));
@@ -411,7 +446,7 @@ mod tests {
         let r = registry(1);
         let t0 = Instant::now();
         beat(&r, 0, t0);
-        let sweep = r.sweep(t0 + AFTER - Duration::from_millis(1));
+        let sweep = r.sweep(t0 + AFTER - Duration::from_millis(1), |_| {});
         assert!(sweep.offline.is_empty());
         assert_eq!(sweep.next, Some(t0 + AFTER));
     }
@@ -423,7 +458,7 @@ mod tests {
         beat(&r, 0, t0);
         beat(&r, 1, t0 + Duration::from_secs(30));
         beat(&r, 2, t0 + Duration::from_secs(40));
-        let sweep = r.sweep(t0 + AFTER);
+        let sweep = r.sweep(t0 + AFTER, |_| {});
         let ids: Vec<_> = sweep
             .offline
             .iter()
@@ -431,16 +466,33 @@ mod tests {
             .collect();
         assert_eq!(ids, ["m0"]);
         assert_eq!(sweep.next, Some(t0 + Duration::from_secs(30) + AFTER));
-        assert!(r.sweep(t0 + AFTER).offline.is_empty(), "alerted once only");
+        assert!(
+            r.sweep(t0 + AFTER, |_| {}).offline.is_empty(),
+            "alerted once only"
+        );
     }
 
     #[test]
     fn wrong_token_and_unknown_miner_are_refused_without_change() {
         let r = registry(2);
         let now = Instant::now();
-        let wrong = r.heartbeat("m0", &[1; 32], HeartbeatStatus::Online, now, Utc::now());
+        let wrong = r.heartbeat(
+            "m0",
+            &[1; 32],
+            HeartbeatStatus::Online,
+            now,
+            Utc::now(),
+            |_| {},
+        );
         assert_eq!(wrong.err(), Some(Refusal::WrongToken));
-        let unknown = r.heartbeat("zz", &[0; 32], HeartbeatStatus::Online, now, Utc::now());
+        let unknown = r.heartbeat(
+            "zz",
+            &[0; 32],
+            HeartbeatStatus::Online,
+            now,
+            Utc::now(),
+            |_| {},
+        );
         assert_eq!(unknown.err(), Some(Refusal::NoSuchMiner));
         assert_eq!(r.liveness_of("m0", now).and_then(|l| l.status), None);
     }
@@ -453,10 +505,10 @@ mod tests {
         for i in 0..n {
             beat(&r, i, t0 + Duration::from_millis(i as u64 * 100));
         }
-        let first = r.sweep(t0 + AFTER + Duration::from_secs(1));
+        let first = r.sweep(t0 + AFTER + Duration::from_secs(1), |_| {});
         assert!(first.offline.is_empty());
         assert_eq!(first.hold_started, Some((n, n)));
-        let again = r.sweep(t0 + AFTER + Duration::from_secs(2));
+        let again = r.sweep(t0 + AFTER + Duration::from_secs(2), |_| {});
         assert!(
             again.hold_started.is_none(),
             "one aggregate alert per episode"
@@ -466,10 +518,37 @@ mod tests {
         for i in 1..n {
             beat(&r, i, t1);
         }
-        let after = r.sweep(t1);
+        let after = r.sweep(t1, |_| {});
         assert!(after.hold_ended);
         assert_eq!(after.offline.len(), 1);
         assert_eq!(&*after.offline[0].miner_id, "m0");
+    }
+
+    #[test]
+    fn a_mass_silence_that_lasts_releases_the_held_miners_once() {
+        let n = MASS_SILENCE_MIN_MINERS;
+        let r = registry(n);
+        let t0 = Instant::now();
+        for i in 0..n {
+            beat(&r, i, t0);
+        }
+        let start = t0 + AFTER;
+        assert!(r.sweep(start, |_| {}).hold_started.is_some());
+        let almost = start + AFTER * MAX_HOLD_FACTOR - Duration::from_secs(1);
+        assert!(r.sweep(almost, |_| {}).offline.is_empty(), "still held");
+        let mut persisted = 0;
+        let expired = r.sweep(start + AFTER * MAX_HOLD_FACTOR, |_| persisted += 1);
+        assert!(expired.hold_expired);
+        assert_eq!(expired.offline.len(), n);
+        assert_eq!(
+            persisted, n,
+            "each transition is handed over for persisting"
+        );
+        let later = r.sweep(
+            start + AFTER * MAX_HOLD_FACTOR + Duration::from_secs(5),
+            |_| {},
+        );
+        assert!(later.hold_started.is_none() && later.offline.is_empty());
     }
 
     #[test]
@@ -491,11 +570,11 @@ mod tests {
             t0,
         );
         assert!(
-            r.sweep(t0 + AFTER - Duration::from_millis(1))
+            r.sweep(t0 + AFTER - Duration::from_millis(1), |_| {})
                 .offline
                 .is_empty()
         );
-        let sweep = r.sweep(t0 + AFTER);
+        let sweep = r.sweep(t0 + AFTER, |_| {});
         let ids: Vec<_> = sweep
             .offline
             .iter()
@@ -514,11 +593,11 @@ mod tests {
             r.liveness_of("m0", late).and_then(|l| l.status),
             Some(HeartbeatStatus::Degraded)
         );
-        assert!(r.sweep(late).offline.is_empty());
+        assert!(r.sweep(late, |_| {}).offline.is_empty());
     }
 
     #[test]
-    fn samples_are_due_once_a_minute_or_on_a_status_change() {
+    fn samples_are_due_once_a_minute_and_state_also_on_a_status_change() {
         let r = registry(1);
         let t0 = Instant::now();
         assert!(beat(&r, 0, t0).sample_due);
@@ -531,8 +610,13 @@ mod tests {
                 HeartbeatStatus::Degraded,
                 t0 + SAMPLE_EVERY + Duration::from_secs(1),
                 Utc::now(),
+                |_| {},
             )
             .expect("known");
-        assert!(degraded.sample_due && degraded.is_transition());
+        assert!(
+            !degraded.sample_due,
+            "a status change does not force a metrics sample"
+        );
+        assert!(degraded.state_due() && degraded.is_transition());
     }
 }

@@ -118,21 +118,16 @@ impl AppState {
     }
 
     /// Records a status transition: miner_states and status_history are queued together, and the
-    /// alert (if any) goes out only after the commit.
+    /// alert (if any) is raised once the transition is committed. Never blocks, so callers run it
+    /// with the registry lock held, keeping the store's queue in the order of the changes.
     pub fn record_transition(&self, change: StatusChange, state: Write, alert: Option<Alert>) {
         self.metrics.transition(change.new_status);
+        let at = change.timestamp;
         self.writer.send(state);
         let committed = self.writer.send_acked(Write::Transition(change));
-        let Some(alert) = alert else { return };
-        let alerter = self.alerter.clone();
-        tokio::spawn(async move {
-            match committed.await {
-                Ok(Ok(())) => {}
-                Ok(Err(reason)) => tracing::error!(%reason, "status transition not stored"),
-                Err(_) => tracing::error!("store writer stopped before the transition was stored"),
-            }
-            alerter.send(alert);
-        });
+        if let Some(alert) = alert {
+            self.alerter.send_after_commit(alert, at, committed);
+        }
     }
 
     /// The miner_states write for a miner's current facts.
@@ -141,7 +136,7 @@ impl AppState {
         last_heartbeat: DateTime<Utc>,
         status: HeartbeatStatus,
         heartbeat_count: u64,
-        metrics: Option<serde_json::Value>,
+        metrics: Option<Arc<str>>,
     ) -> Write {
         Write::State {
             miner_id: miner_id.to_owned(),

@@ -9,6 +9,8 @@ mod records;
 pub mod sqlite;
 pub mod writer;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
 pub use records::{
@@ -36,8 +38,9 @@ pub trait Store: Send + Sync + 'static {
     /// What the coordinator keeps in memory about every miner, read once at start-up.
     async fn load_summaries(&self) -> Result<Vec<MinerSummary>, StoreError>;
 
-    /// Applies a batch of writes in one transaction where the store allows it.
-    async fn apply(&self, batch: Vec<Write>) -> Result<(), StoreError>;
+    /// Applies a batch of writes in one transaction where the store allows it. The batch is
+    /// shared, not moved, so a failed batch can be retried without copying it.
+    async fn apply(&self, batch: Arc<[Write]>) -> Result<(), StoreError>;
 
     /// One miner with its registration details.
     async fn miner(&self, id: &str) -> Result<Option<MinerRecord>, StoreError>;

@@ -95,7 +95,8 @@ pub enum Write {
         last_heartbeat: DateTime<Utc>,
         status: HeartbeatStatus,
         heartbeat_count: u64,
-        metrics: Option<serde_json::Value>,
+        /// The heartbeat's metrics as JSON text (shared with the metrics_history sample).
+        metrics: Option<std::sync::Arc<str>>,
         at: DateTime<Utc>,
     },
     /// A row of status_history.
@@ -105,7 +106,8 @@ pub enum Write {
         miner_id: String,
         at: DateTime<Utc>,
         status: HeartbeatStatus,
-        metrics: serde_json::Value,
+        /// JSON text.
+        metrics: std::sync::Arc<str>,
         time_since_last: Option<f64>,
     },
     /// Deletes metrics_history rows older than `before`.

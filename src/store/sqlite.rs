@@ -148,10 +148,10 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn apply(&self, batch: Vec<Write>) -> Result<(), StoreError> {
+    async fn apply(&self, batch: Arc<[Write]>) -> Result<(), StoreError> {
         Self::with(&self.writer, move |conn| {
             let tx = conn.transaction()?;
-            for write in &batch {
+            for write in batch.iter() {
                 apply_one(&tx, write)?;
             }
             tx.commit()?;
@@ -335,7 +335,7 @@ fn apply_one(tx: &Transaction<'_>, write: &Write) -> Result<(), StoreError> {
                 status.as_str(),
                 i64::try_from(*heartbeat_count).unwrap_or(i64::MAX),
                 format_time(*at),
-                metrics.as_ref().map(json),
+                metrics.as_deref(),
             ],
         )?,
         Write::Transition(change) => tx.execute(
@@ -362,7 +362,7 @@ fn apply_one(tx: &Transaction<'_>, write: &Write) -> Result<(), StoreError> {
                 miner_id,
                 format_time(*at),
                 status.as_str(),
-                json(metrics),
+                &**metrics,
                 time_since_last
             ],
         )?,
@@ -428,7 +428,7 @@ mod tests {
     async fn a_batch_is_applied_atomically() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let store = SqliteStore::open(&dir.path().join("p.db"))?;
-        store.apply(vec![new_miner("a")]).await?;
+        store.apply(vec![new_miner("a")].into()).await?;
         // The second write names a miner that does not exist: the whole batch must roll back.
         let bad = vec![
             new_miner("b"),
@@ -438,7 +438,7 @@ mod tests {
                 at: Utc::now(),
             },
         ];
-        assert!(store.apply(bad).await.is_err());
+        assert!(store.apply(bad.into()).await.is_err());
         let ids: Vec<_> = store
             .load_summaries()
             .await?
@@ -457,24 +457,27 @@ mod tests {
         {
             let store = SqliteStore::open(&path)?;
             store
-                .apply(vec![
-                    new_miner("a"),
-                    Write::State {
-                        miner_id: "a".into(),
-                        last_heartbeat: at,
-                        status: HeartbeatStatus::Online,
-                        heartbeat_count: 3,
-                        metrics: None,
-                        at,
-                    },
-                    Write::Transition(StatusChange {
-                        miner_id: "a".into(),
-                        timestamp: at,
-                        old_status: Some(HeartbeatStatus::Online),
-                        new_status: HeartbeatStatus::Offline,
-                        reason: "silent".into(),
-                    }),
-                ])
+                .apply(
+                    vec![
+                        new_miner("a"),
+                        Write::State {
+                            miner_id: "a".into(),
+                            last_heartbeat: at,
+                            status: HeartbeatStatus::Online,
+                            heartbeat_count: 3,
+                            metrics: None,
+                            at,
+                        },
+                        Write::Transition(StatusChange {
+                            miner_id: "a".into(),
+                            timestamp: at,
+                            old_status: Some(HeartbeatStatus::Online),
+                            new_status: HeartbeatStatus::Offline,
+                            reason: "silent".into(),
+                        }),
+                    ]
+                    .into(),
+                )
                 .await?;
         }
         let store = SqliteStore::open(&path)?;
@@ -497,18 +500,21 @@ mod tests {
             miner_id: "a".into(),
             at,
             status: HeartbeatStatus::Online,
-            metrics: serde_json::json!({"cpu_usage": 1.0}),
+            metrics: r#"{"cpu_usage": 1.0}"#.into(),
             time_since_last: None,
         };
         store
-            .apply(vec![
-                new_miner("a"),
-                sample(now - chrono::Duration::days(31)),
-                sample(now),
-                Write::PruneMetrics {
-                    before: now - chrono::Duration::days(30),
-                },
-            ])
+            .apply(
+                vec![
+                    new_miner("a"),
+                    sample(now - chrono::Duration::days(31)),
+                    sample(now),
+                    Write::PruneMetrics {
+                        before: now - chrono::Duration::days(30),
+                    },
+                ]
+                .into(),
+            )
             .await?;
         let count: i64 = SqliteStore::with(&store.reader, |c| {
             Ok(c.query_row("SELECT COUNT(*) FROM metrics_history", [], |r| r.get(0))?)

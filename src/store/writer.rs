@@ -15,6 +15,13 @@ use super::{Store, StoreError, Write};
 
 /// Most writes applied in one batch.
 const MAX_BATCH: usize = 5_000;
+/// Queue depth above which periodic samples are dropped (see [`StoreWriter::send_sample`]).
+pub const MAX_QUEUED_FOR_SAMPLES: i64 = 10_000;
+/// How long writes nobody waits for (state samples, metrics) gather before a commit, so a steady
+/// stream of heartbeats costs a few commits a second rather than one per heartbeat. A write that
+/// someone waits for (registration, a status transition) is committed at once, with whatever has
+/// gathered.
+const GATHER: Duration = Duration::from_millis(250);
 
 /// Counters for `/metrics`.
 #[derive(Debug, Default)]
@@ -27,6 +34,8 @@ pub struct WriterStats {
     pub failures: AtomicU64,
     /// Writes queued and not yet committed.
     pub depth: AtomicI64,
+    /// Samples dropped because the queue was full.
+    pub dropped: AtomicU64,
 }
 
 enum Message {
@@ -62,6 +71,18 @@ impl StoreWriter {
 
     /// Queues a write without waiting for it.
     pub fn send(&self, write: Write) {
+        self.enqueue(write, None);
+    }
+
+    /// Queues a periodic sample (miner_states refresh, metrics_history row) unless the queue
+    /// already holds [`MAX_QUEUED_FOR_SAMPLES`] writes: when the disk falls behind, samples are
+    /// shed (the next one comes a minute later) so memory stays bounded, while registrations and
+    /// status transitions are always kept.
+    pub fn send_sample(&self, write: Write) {
+        if self.stats.depth.load(Ordering::Relaxed) >= MAX_QUEUED_FOR_SAMPLES {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         self.enqueue(write, None);
     }
 
@@ -113,18 +134,32 @@ async fn run(
     let mut closing = None;
     while closing.is_none() {
         let Some(first) = rx.recv().await else { break };
+        let deadline = tokio::time::Instant::now() + GATHER;
         let mut batch: Vec<Pending> = Vec::new();
+        let mut urgent = false;
         let mut next = Some(first);
-        while let Some(message) = next.take() {
-            match message {
-                Message::Write(write, ack) => batch.push((write, ack)),
-                Message::Close(done) => {
-                    closing = Some(done);
-                    break;
+        loop {
+            // Take the message in hand and everything already queued.
+            while let Some(message) = next.take() {
+                match message {
+                    Message::Write(write, ack) => {
+                        urgent |= ack.is_some();
+                        batch.push((write, ack));
+                    }
+                    Message::Close(done) => closing = Some(done),
+                }
+                if closing.is_none() && batch.len() < MAX_BATCH {
+                    next = rx.try_recv().ok();
                 }
             }
-            if batch.len() < MAX_BATCH {
-                next = rx.try_recv().ok();
+            // Somebody waits, the batch is full, or we are closing: commit now. Otherwise let
+            // more writes gather until the deadline.
+            if urgent || closing.is_some() || batch.len() >= MAX_BATCH {
+                break;
+            }
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(message)) => next = Some(message),
+                Ok(None) | Err(_) => break,
             }
         }
         if !batch.is_empty() {
@@ -143,7 +178,8 @@ async fn run(
 async fn commit_batch(store: &dyn Store, batch: Vec<Pending>, stats: &WriterStats) {
     let size = batch.len();
     let (writes, acks): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-    match store.apply(writes.clone()).await {
+    let writes: Arc<[Write]> = writes.into();
+    match store.apply(Arc::clone(&writes)).await {
         Ok(()) => {
             stats.commits.fetch_add(1, Ordering::Relaxed);
             stats.rows.fetch_add(size as u64, Ordering::Relaxed);
@@ -158,10 +194,11 @@ async fn commit_batch(store: &dyn Store, batch: Vec<Pending>, stats: &WriterStat
             tracing::warn!(error = %error_chain(&err), size, "store batch failed; retrying one by one");
         }
     }
-    for (write, ack) in writes.into_iter().zip(acks) {
+    for (write, ack) in writes.iter().zip(acks) {
+        let single: Arc<[Write]> = Arc::new([write.clone()]);
         let mut delay = Duration::from_millis(100);
         let outcome = loop {
-            match store.apply(vec![write.clone()]).await {
+            match store.apply(Arc::clone(&single)).await {
                 Ok(()) => break Ok(()),
                 Err(err) if err.is_transient() => {
                     stats.failures.fetch_add(1, Ordering::Relaxed);
@@ -217,5 +254,74 @@ impl StoreError {
             StoreError::WorkerGone => true,
             StoreError::Json(_) | StoreError::Corrupt(_) | StoreError::NoSuchMiner(_) => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::HeartbeatStatus;
+    use crate::store::sqlite::SqliteStore;
+
+    fn sample(i: u32) -> Write {
+        Write::Metrics {
+            miner_id: format!("m{i}"),
+            at: chrono::Utc::now(),
+            status: HeartbeatStatus::Online,
+            metrics: format!("{{\"cpu_usage\": {i}}}").into(),
+            time_since_last: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn queued_writes_share_one_commit_and_a_waited_write_flushes_them()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let store = Arc::new(SqliteStore::open(&dir.path().join("p.db"))?);
+        let (writer, task) = StoreWriter::spawn(store);
+        for i in 0..50 {
+            writer.send(sample(i));
+        }
+        writer.commit(sample(50)).await?;
+        assert_eq!(writer.stats().rows.load(Ordering::Relaxed), 51);
+        assert_eq!(writer.stats().commits.load(Ordering::Relaxed), 1);
+        assert_eq!(writer.stats().depth.load(Ordering::Relaxed), 0);
+        writer.close().await;
+        task.await?;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn samples_are_shed_when_the_queue_is_full_but_other_writes_are_kept()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let store = Arc::new(SqliteStore::open(&dir.path().join("p.db"))?);
+        let (writer, task) = StoreWriter::spawn(store);
+        // A current-thread runtime: the writer cannot run until this test awaits.
+        for i in 0..MAX_QUEUED_FOR_SAMPLES {
+            writer.send(sample(i as u32));
+        }
+        writer.send_sample(sample(0));
+        assert_eq!(writer.stats().dropped.load(Ordering::Relaxed), 1);
+        writer.send(sample(1));
+        writer.close().await;
+        task.await?;
+        let kept = writer.stats().rows.load(Ordering::Relaxed);
+        assert_eq!(kept, MAX_QUEUED_FOR_SAMPLES as u64 + 1);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn closing_commits_everything_queued() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let store = Arc::new(SqliteStore::open(&dir.path().join("p.db"))?);
+        let (writer, task) = StoreWriter::spawn(store);
+        for i in 0..10 {
+            writer.send(sample(i));
+        }
+        writer.close().await;
+        task.await?;
+        assert_eq!(writer.stats().rows.load(Ordering::Relaxed), 10);
+        Ok(())
     }
 }

@@ -1,7 +1,9 @@
 //! `POST /heart_beat` (the hot path: memory only, never waits on the store) and
 //! `GET /miners/heartbeat_status`.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
@@ -14,7 +16,7 @@ use crate::api::{
 use crate::server::alerts::Alert;
 use crate::server::auth::Bearer;
 use crate::server::error::{ApiError, ApiJson};
-use crate::server::registry::Refusal;
+use crate::server::registry::{HeartbeatOutcome, Refusal};
 use crate::server::state::AppState;
 use crate::store::{StatusChange, Write};
 
@@ -34,59 +36,90 @@ pub(super) async fn receive(
 ) -> Result<Json<HeartbeatResponse>, ApiError> {
     let miner_id = body.metrics.miner_id.as_str();
     let now = Utc::now();
-    let outcome =
-        match state
-            .registry
-            .heartbeat(miner_id, &bearer.0, body.status, Instant::now(), now)
-        {
-            Ok(outcome) => outcome,
-            Err(Refusal::NoSuchMiner) => {
-                // Authenticate first, so an anonymous caller cannot probe which miners exist.
-                state.caller(&bearer)?;
-                return Err(ApiError::no_such_miner(miner_id));
-            }
-            Err(Refusal::WrongToken) => {
-                state.require_miner(&bearer, miner_id)?;
-                return Err(ApiError::Forbidden("this token belongs to another miner"));
-            }
-        };
-    state.metrics.heartbeat();
-
-    if outcome.sample_due {
-        let metrics = serde_json::to_value(&body.metrics).map_err(ApiError::internal)?;
-        let state_write = AppState::state_write(
-            miner_id,
-            now,
-            outcome.new_status,
-            outcome.heartbeat_count,
-            Some(metrics.clone()),
-        );
-        if outcome.is_transition() {
-            let old = outcome.old_status;
-            let alert = match (old, outcome.new_status.is_up()) {
-                (Some(HeartbeatStatus::Offline), true) => Some(Alert::MinerRecovered {
-                    miner_id: miner_id.to_owned(),
-                    offline_for_secs: outcome.since_last.map(|d| d.as_secs_f64()),
-                }),
-                (Some(old), false) if old.is_up() => Some(Alert::MinerOffline {
-                    miner_id: miner_id.to_owned(),
-                    last_seen: Some(now),
-                    reason: "the miner signed off".into(),
-                }),
-                _ => None,
-            };
-            let change = StatusChange {
-                miner_id: miner_id.to_owned(),
-                timestamp: now,
-                old_status: old,
-                new_status: outcome.new_status,
-                reason: "reported by the miner's heartbeat".into(),
-            };
-            state.record_transition(change, state_write, alert);
-        } else {
-            state.writer.send(state_write);
+    let persist = |outcome: &HeartbeatOutcome| persist(&state, &body, outcome, now);
+    let recorded = state.registry.heartbeat(
+        miner_id,
+        &bearer.0,
+        body.status,
+        Instant::now(),
+        now,
+        persist,
+    );
+    match recorded {
+        Ok(_) => state.metrics.heartbeat(),
+        Err(Refusal::NoSuchMiner) => {
+            // Authenticate first, so an anonymous caller cannot probe which miners exist.
+            state.caller(&bearer)?;
+            return Err(ApiError::no_such_miner(miner_id));
         }
-        state.writer.send(Write::Metrics {
+        Err(Refusal::WrongToken) => {
+            state.require_miner(&bearer, miner_id)?;
+            return Err(ApiError::Forbidden("this token belongs to another miner"));
+        }
+    }
+    Ok(Json(HeartbeatResponse {
+        status: Cow::Borrowed("success"),
+        message: Cow::Borrowed("Heartbeat processed successfully"),
+        last_seen: now,
+        commands: Vec::new(),
+    }))
+}
+
+/// Queues what a heartbeat changed: a transition (state, history, alert), a miner_states refresh,
+/// a metrics_history sample. Runs with the registry lock held: it only queues, never waits.
+fn persist(
+    state: &AppState,
+    body: &HeartbeatRequest,
+    outcome: &HeartbeatOutcome,
+    now: chrono::DateTime<Utc>,
+) {
+    if !outcome.state_due() {
+        return;
+    }
+    let miner_id = outcome.miner_id.as_ref();
+    let metrics: Arc<str> = match serde_json::to_string(&body.metrics) {
+        Ok(text) => text.into(),
+        Err(err) => {
+            tracing::error!(error = %err, miner_id, "cannot serialize heartbeat metrics");
+            return;
+        }
+    };
+    let state_write = AppState::state_write(
+        miner_id,
+        now,
+        outcome.new_status,
+        outcome.heartbeat_count,
+        Some(Arc::clone(&metrics)),
+    );
+    if outcome.old_status == Some(outcome.new_status) {
+        state.writer.send_sample(state_write);
+    } else if outcome.is_transition() {
+        let alert = match (outcome.old_status, outcome.new_status.is_up()) {
+            (Some(HeartbeatStatus::Offline), true) => Some(Alert::MinerRecovered {
+                miner_id: miner_id.to_owned(),
+                offline_for_secs: outcome.since_last.map(|d| d.as_secs_f64()),
+            }),
+            (Some(old), false) if old.is_up() => Some(Alert::MinerOffline {
+                miner_id: miner_id.to_owned(),
+                last_seen: Some(now),
+                reason: "the miner signed off".into(),
+            }),
+            _ => None,
+        };
+        let change = StatusChange {
+            miner_id: miner_id.to_owned(),
+            timestamp: now,
+            old_status: outcome.old_status,
+            new_status: outcome.new_status,
+            reason: "reported by the miner's heartbeat".into(),
+        };
+        state.record_transition(change, state_write, alert);
+    } else {
+        // The first heartbeat: not a transition, but its state is always kept.
+        state.writer.send(state_write);
+    }
+    if outcome.sample_due {
+        state.writer.send_sample(Write::Metrics {
             miner_id: miner_id.to_owned(),
             at: now,
             status: outcome.new_status,
@@ -94,13 +127,6 @@ pub(super) async fn receive(
             time_since_last: outcome.since_last.map(|d| d.as_secs_f64()),
         });
     }
-
-    Ok(Json(HeartbeatResponse {
-        status: "success".into(),
-        message: "Heartbeat processed successfully".into(),
-        last_seen: now,
-        commands: Vec::new(),
-    }))
 }
 
 /// Every miner's liveness (admin).

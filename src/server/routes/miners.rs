@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use axum::Json;
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::StatusCode;
 use chrono::Utc;
@@ -99,8 +99,9 @@ fn new_miner_id() -> String {
 pub(super) async fn show(
     State(state): State<AppState>,
     bearer: Bearer,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Pod>, ApiError> {
+    let Path(id) = id?;
     state.require_miner_or_admin(&bearer, &id)?;
     let record = state
         .store
@@ -158,9 +159,10 @@ pub(super) async fn list(
 pub(super) async fn set_verification(
     State(state): State<AppState>,
     bearer: Bearer,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     ApiJson(body): ApiJson<VerificationUpdate>,
 ) -> Result<Json<SimpleResponse>, ApiError> {
+    let Path(id) = id?;
     state.require_admin(&bearer)?;
     if !state.registry.contains(&id) {
         return Err(ApiError::no_such_miner(&id));
@@ -188,8 +190,9 @@ pub(super) async fn set_verification(
 pub(super) async fn history(
     State(state): State<AppState>,
     bearer: Bearer,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Vec<StatusChange>>, ApiError> {
+    let Path(id) = id?;
     state.require_miner_or_admin(&bearer, &id)?;
     let rows = state
         .store

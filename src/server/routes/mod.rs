@@ -5,21 +5,17 @@ mod meta;
 mod miners;
 mod updates;
 
-use std::time::Duration;
-
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
 use axum::routing::{get, patch, post};
-use tower_http::timeout::TimeoutLayer;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 
+use super::guards;
 use super::state::AppState;
 
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 64 * 1024;
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The whole API as a router; tests and the server use the same one.
 pub fn router(state: AppState) -> Router {
@@ -43,13 +39,8 @@ pub fn router(state: AppState) -> Router {
         .fallback(meta::no_route)
         .method_not_allowed_fallback(meta::wrong_method)
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .layer(axum::middleware::from_fn(
-            super::body_limit::refuse_oversized,
-        ))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
-        ))
+        .layer(axum::middleware::from_fn(guards::refuse_oversized))
+        .layer(axum::middleware::from_fn(guards::time_limit))
         .with_state(state)
 }
 

@@ -1,5 +1,6 @@
-//! Refuses oversized bodies cleanly.
+//! Request guards that answer in the API's own error shape: oversized bodies and slow requests.
 //!
+//! Oversized bodies.
 //! A server that answers 413 and closes while the client is still sending makes most HTTP clients
 //! report a broken pipe instead of the answer. So a body that announces a length over the limit
 //! (but under [`DRAIN_LIMIT`]) is read and thrown away first, and the client gets a proper
@@ -38,4 +39,15 @@ pub(super) async fn refuse_oversized(request: Request, next: Next) -> Response {
         detail: format!("the body has {length} bytes; at most {MAX_BODY} are accepted"),
     }
     .into_response()
+}
+
+/// Longest a request may take, body and handler together.
+pub(super) const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Answers 408 `{"error": "timeout"}` for a request that takes longer than [`REQUEST_TIMEOUT`].
+pub(super) async fn time_limit(request: Request, next: Next) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Timeout.into_response(),
+    }
 }
