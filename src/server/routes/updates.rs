@@ -31,12 +31,7 @@ pub(super) async fn network(
         network: body.network,
         at: Utc::now(),
     };
-    state
-        .writer
-        .commit(write)
-        .await
-        .map_err(ApiError::internal)?;
-    Ok(Json(SimpleResponse::success("Network information updated")))
+    store(&state, write, "Network information updated").await
 }
 
 /// Records the miner's Bittensor wallet and hotkey.
@@ -57,14 +52,12 @@ pub(super) async fn bittensor(
         details,
         at: Utc::now(),
     };
-    state
-        .writer
-        .commit(write)
-        .await
-        .map_err(ApiError::internal)?;
-    Ok(Json(SimpleResponse::success(
+    store(
+        &state,
+        write,
         "Bittensor registration recorded; pending verification",
-    )))
+    )
+    .await
 }
 
 /// Records the miner's Commune key and uid.
@@ -85,12 +78,24 @@ pub(super) async fn commune(
         details,
         at: Utc::now(),
     };
+    store(
+        &state,
+        write,
+        "Commune registration recorded; pending verification",
+    )
+    .await
+}
+
+/// Commits an update and answers `{"status": "success", "message": message}`.
+async fn store(
+    state: &AppState,
+    write: Write,
+    message: &'static str,
+) -> Result<Json<SimpleResponse>, ApiError> {
     state
         .writer
         .commit(write)
         .await
         .map_err(ApiError::internal)?;
-    Ok(Json(SimpleResponse::success(
-        "Commune registration recorded; pending verification",
-    )))
+    Ok(Json(SimpleResponse::success(message)))
 }
