@@ -397,6 +397,13 @@ async fn health_metrics_and_openapi_are_served() -> TestResult {
         .json()
         .await?;
     assert_eq!(health["status"], "ok");
+    let me: Value = http
+        .get(format!("{}/whoami", server.api))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(me["ip"], "127.0.0.1");
     let metrics = http
         .get(format!("{}/metrics", server.base))
         .send()

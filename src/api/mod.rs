@@ -19,6 +19,13 @@ pub use network::{
 };
 pub use validate::{FieldError, Validate};
 
+/// The answer of `GET /whoami`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Whoami {
+    /// The caller's IP address as the coordinator sees it.
+    pub ip: String,
+}
+
 /// The body of every 4xx/5xx answer.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {

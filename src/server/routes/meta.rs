@@ -1,13 +1,15 @@
 //! Liveness, metrics, the OpenAPI document and the JSON answers for unknown routes.
 
 use axum::Json;
-use axum::extract::State;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
 use axum::http::{Method, Uri, header};
 use axum::response::IntoResponse;
 use utoipa::OpenApi;
 
 use super::ApiDoc;
-use crate::api::ErrorBody;
+use crate::api::{ErrorBody, Whoami};
 use crate::server::error::ApiError;
 use crate::server::state::AppState;
 
@@ -26,6 +28,15 @@ pub(super) async fn metrics(State(state): State<AppState>) -> impl IntoResponse 
         tokio::time::Instant::now(),
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+}
+
+/// The caller's address as this server sees it (the agent's public address when the coordinator
+/// is on the internet).
+#[utoipa::path(get, path = "/api/v1/whoami", responses((status = 200, body = Whoami)))]
+pub(super) async fn whoami(ConnectInfo(peer): ConnectInfo<SocketAddr>) -> Json<Whoami> {
+    Json(Whoami {
+        ip: peer.ip().to_string(),
+    })
 }
 
 pub(super) async fn openapi() -> Json<utoipa::openapi::OpenApi> {

@@ -30,6 +30,7 @@ pub fn router(state: AppState) -> Router {
         .route("/network_update", post(updates::network))
         .route("/bittensor/register", post(updates::bittensor))
         .route("/commune/register", post(updates::commune))
+        .route("/whoami", get(meta::whoami))
         .route("/openapi.json", get(meta::openapi))
         .route("/healthz", get(meta::healthz));
     Router::new()
@@ -52,7 +53,7 @@ pub fn router(state: AppState) -> Router {
         miners::register, miners::list, miners::show, miners::set_verification, miners::history,
         heartbeat::receive, heartbeat::status,
         updates::network, updates::bittensor, updates::commune,
-        meta::healthz, meta::metrics,
+        meta::healthz, meta::metrics, meta::whoami,
     ),
     modifiers(&BearerAuth),
 )]
