@@ -63,6 +63,7 @@ async fn silence_goes_offline_once_recovers_once_and_survives_a_restart() -> Tes
     );
     assert_eq!(beat["status"], "success");
     assert_eq!(beat["commands"], serde_json::json!([]));
+    // Taken after the answer arrived, so a little after the server stamped the heartbeat.
     let silent_since = Instant::now();
     assert_eq!(
         status_of(&http, &server, &id).await.as_deref(),
@@ -81,7 +82,7 @@ async fn silence_goes_offline_once_recovers_once_and_survives_a_restart() -> Tes
         "offline after {detected_after:?}"
     );
     assert!(
-        detected_after >= Duration::from_secs(2),
+        detected_after >= Duration::from_millis(1900),
         "offline too early: {detected_after:?}"
     );
     wait_for(Duration::from_secs(5), || async {
