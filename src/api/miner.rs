@@ -27,6 +27,19 @@ pub struct RegistrationRequest {
     pub registration_type: Option<String>,
 }
 
+/// What `polaris inventory --json` prints and registration sends: the original's
+/// `system_info.json` object (`{location, compute_resources}`), with our extra facts under keys
+/// of their own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SystemInventory {
+    #[serde(default)]
+    pub location: Option<String>,
+    pub compute_resources: Vec<ComputeResource>,
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
 /// One CPU or GPU resource offered by a miner (original §4.3 wire object).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ComputeResource {
@@ -67,6 +80,10 @@ pub struct Storage {
     pub read_speed: Option<String>,
     #[serde(default)]
     pub write_speed: Option<String>,
+    /// Facts beyond the original's fields (device, model, when the speed was measured …).
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 /// CPU facts, named as `lscpu` names them (original §4.2).

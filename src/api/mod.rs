@@ -12,7 +12,7 @@ pub use heartbeat::{
 };
 pub use miner::{
     ComputeResource, CpuSpecs, GpuSpecs, MinerList, Pod, RegistrationRequest, RegistrationResponse,
-    Storage, VerificationStatus, VerificationUpdate,
+    Storage, SystemInventory, VerificationStatus, VerificationUpdate,
 };
 pub use network::{
     BittensorRegistration, CommuneRegistration, NetworkInfo, NetworkUpdate, SimpleResponse,

@@ -1,0 +1,46 @@
+//! Writing files so that a crash never leaves half of one behind.
+
+use std::io::Write;
+use std::path::Path;
+
+/// Replaces `path` with `contents` atomically: a temporary file in the same directory is
+/// written, flushed to disk and renamed over the target. Creates missing parent directories.
+pub fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temporary = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let written = (|| {
+        let mut file = std::fs::File::create(&temporary)?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaces_the_file_and_leaves_no_temporary() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("nested/state.json");
+        write_atomically(&path, b"one")?;
+        write_atomically(&path, b"two")?;
+        assert_eq!(std::fs::read(&path)?, b"two");
+        let entries = std::fs::read_dir(path.parent().unwrap_or(dir.path()))?.count();
+        assert_eq!(entries, 1);
+        Ok(())
+    }
+}
