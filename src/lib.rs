@@ -5,6 +5,8 @@
 //! - [`config`]: settings layered as flag > environment > `.env` > `polaris.toml` > default.
 //! - [`telemetry`]: tracing into rotating files under `POLARIS_HOME/logs`.
 //! - [`api`]: the wire contract (serde types compatible with the original Python tool's bodies).
+//! - [`inventory`]: the machine's hardware facts (CPU, memory, disks, GPUs, network, location),
+//!   the disk benchmark and the self-test gates: what registration sends.
 //! - [`server`]: `polaris server`, the coordinator: HTTP routes, auth, the in-memory heartbeat
 //!   registry with its deadline index, the health check and alerts.
 //! - [`store`]: persistence behind a trait; the embedded SQLite store and its batching writer.
@@ -12,6 +14,8 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod files;
+pub mod inventory;
 pub mod server;
 pub mod store;
 pub mod telemetry;

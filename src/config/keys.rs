@@ -15,6 +15,7 @@ const fn key(env: &'static str, toml: &'static str) -> Key {
 pub const SERVER_URL: Key = key("SERVER_URL", "agent.server_url");
 pub const HEARTBEAT_INTERVAL: Key = key("POLARIS_HEARTBEAT_INTERVAL", "agent.heartbeat_interval");
 pub const LOCATION: Key = key("POLARIS_LOCATION", "agent.location");
+pub const NVML_LIBRARY: Key = key("POLARIS_NVML_LIBRARY", "agent.nvml_library");
 pub const SSH_PASSWORD: Key = key("SSH_PASSWORD", "ssh.password");
 pub const SSH_USER: Key = key("SSH_USER", "ssh.user");
 pub const SSH_HOST: Key = key("SSH_HOST", "ssh.host");
@@ -40,6 +41,7 @@ pub const KEYS: &[Key] = &[
     SERVER_URL,
     HEARTBEAT_INTERVAL,
     LOCATION,
+    NVML_LIBRARY,
     SSH_PASSWORD,
     SSH_USER,
     SSH_HOST,

@@ -110,6 +110,8 @@ pub struct Settings {
     pub server_url: reqwest::Url,
     pub heartbeat_interval: Duration,
     pub location: Option<String>,
+    /// Where NVML is, when not in the loader's path (e.g. WSL's /usr/lib/wsl/lib).
+    pub nvml_library: Option<PathBuf>,
     pub ssh: SshSettings,
     pub compute: ComputeSettings,
     pub relay: RelaySettings,
@@ -153,6 +155,7 @@ impl Settings {
                 )?
                 .unwrap_or(Duration::from_secs(10)),
             location: p.string(&keys::LOCATION),
+            nvml_library: p.string(&keys::NVML_LIBRARY).map(|l| expand_tilde(&l)),
             ssh: SshSettings {
                 password: p.string(&keys::SSH_PASSWORD).map(Secret::new),
                 user: p.string(&keys::SSH_USER),

@@ -1,0 +1,94 @@
+//! Physical disks, their type and size, and the filesystems on them with free space.
+//!
+//! Linux reads /sys/block and /proc/self/mountinfo (what `lsblk` and `df` read). Virtual
+//! devices (loop, ram, zram, device-mapper, md, nbd) are not disks: filesystems on them are
+//! attributed to the physical disks underneath. Other systems list sysinfo's mounted disks.
+
+#[cfg(target_os = "linux")]
+mod linux;
+#[cfg(not(target_os = "linux"))]
+mod portable;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[cfg(target_os = "linux")]
+pub use linux::read;
+#[cfg(not(target_os = "linux"))]
+pub use portable::read;
+
+/// The kind the wire format names (`storage.type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum DiskKind {
+    Nvme,
+    Ssd,
+    Hdd,
+    Unknown,
+}
+
+impl DiskKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Nvme => "NVME",
+            Self::Ssd => "SSD",
+            Self::Hdd => "HDD",
+            Self::Unknown => "Unknown",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Disk {
+    /// The kernel's name, e.g. `nvme0n1` or `sda`.
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: DiskKind,
+    /// How it is attached (`nvme`, `sata`, `usb`, `virtio` …), when the kernel says.
+    pub transport: Option<String>,
+    pub model: Option<String>,
+    /// The whole disk's capacity, not one filesystem's.
+    pub size_bytes: u64,
+    pub removable: bool,
+    pub filesystems: Vec<Filesystem>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Filesystem {
+    pub mount_point: PathBuf,
+    /// What was mounted, e.g. `/dev/nvme0n1p2`.
+    pub source: String,
+    pub fs_type: String,
+    pub total_bytes: u64,
+    pub available_bytes: u64,
+}
+
+/// The filesystem holding POLARIS_HOME: where the benchmark runs and the free-space gate looks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataDir {
+    pub path: PathBuf,
+    /// The physical disk underneath, when there is one (not on tmpfs, overlay or network mounts).
+    pub disk: Option<String>,
+    pub total_bytes: u64,
+    pub available_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Storage {
+    pub disks: Vec<Disk>,
+    pub data_dir: Option<DataDir>,
+}
+
+impl Storage {
+    /// The disk holding POLARIS_HOME, if it is a physical one.
+    pub fn data_disk(&self) -> Option<&Disk> {
+        let name = self.data_dir.as_ref()?.disk.as_deref()?;
+        self.disks.iter().find(|d| d.name == name)
+    }
+}
+
+/// The nearest existing directory at or above `path` (POLARIS_HOME may not exist yet).
+pub(crate) fn existing_ancestor(path: &Path) -> Option<&Path> {
+    path.ancestors().find(|p| p.exists())
+}

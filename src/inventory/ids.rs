@@ -1,0 +1,118 @@
+//! Stable identities: the same machine and device get the same resource id on every run (the
+//! original made a new UUID per start, so one machine looked like many).
+//!
+//! The machine id comes from the OS (/etc/machine-id) where there is one, else from a random
+//! id created once in POLARIS_HOME. It is never sent as is: every id is a hash of it.
+
+use std::path::Path;
+
+use anyhow::Context;
+use sha2::{Digest, Sha256};
+
+const OS_MACHINE_IDS: &[&str] = &["/etc/machine-id", "/var/lib/dbus/machine-id"];
+
+/// Where the machine id came from: kept, so a reader knows whether ids survive a reinstall.
+#[derive(Debug, Clone)]
+pub struct MachineId {
+    secret: String,
+}
+
+impl MachineId {
+    /// Reads the OS machine id, else the one in `home`, else creates that one.
+    pub fn load(home: &Path) -> anyhow::Result<Self> {
+        for path in OS_MACHINE_IDS {
+            if let Some(id) = read_id(Path::new(path)) {
+                return Ok(Self { secret: id });
+            }
+        }
+        let own = home.join("machine-id");
+        if let Some(id) = read_id(&own) {
+            return Ok(Self { secret: id });
+        }
+        let id = format!("{:032x}", rand::random::<u128>());
+        crate::files::write_atomically(&own, format!("{id}\n").as_bytes())
+            .with_context(|| format!("cannot write {}", own.display()))?;
+        Ok(Self { secret: id })
+    }
+
+    #[cfg(test)]
+    fn from_text(id: &str) -> Self {
+        Self {
+            secret: id.to_owned(),
+        }
+    }
+
+    /// A short public fingerprint that groups a machine's resources.
+    pub fn fingerprint(&self) -> String {
+        let digest = self.digest("machine");
+        digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The resource id of `device` (e.g. `cpu` or `gpu:GPU-…`), formatted as a UUID.
+    pub fn resource_id(&self, device: &str) -> String {
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&self.digest(&format!("resource\0{device}"))[..16]);
+        // Mark it as an RFC 9562 version 8 (custom) UUID.
+        bytes[6] = (bytes[6] & 0x0f) | 0x80;
+        bytes[8] = (bytes[8] & 0x3f) | 0x80;
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        format!(
+            "{}-{}-{}-{}-{}",
+            &hex[..8],
+            &hex[8..12],
+            &hex[12..16],
+            &hex[16..20],
+            &hex[20..]
+        )
+    }
+
+    fn digest(&self, purpose: &str) -> [u8; 32] {
+        let mut hasher = Sha256::new();
+        hasher.update(b"polaris\0");
+        hasher.update(purpose.as_bytes());
+        hasher.update(b"\0");
+        hasher.update(self.secret.as_bytes());
+        hasher.finalize().into()
+    }
+}
+
+fn read_id(path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let id = text.trim();
+    (id.len() >= 16 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_stable_per_device_and_differ_between_devices() {
+        let machine = MachineId::from_text("0123456789abcdef0123456789abcdef");
+        let cpu = machine.resource_id("cpu");
+        assert_eq!(cpu, machine.resource_id("cpu"));
+        assert_ne!(cpu, machine.resource_id("gpu:GPU-1"));
+        assert_eq!(cpu.len(), 36);
+        assert_eq!(&cpu[14..15], "8", "version 8 UUID: {cpu}");
+        let other = MachineId::from_text("fedcba9876543210fedcba9876543210");
+        assert_ne!(cpu, other.resource_id("cpu"));
+        assert!(
+            !cpu.contains("0123456789abcdef"),
+            "the machine id is not exposed"
+        );
+    }
+
+    #[test]
+    fn an_own_id_is_created_once_and_reused() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("machine-id");
+        std::fs::write(&path, "not hex at all")?;
+        assert!(read_id(&path).is_none());
+        std::fs::write(&path, "00112233445566778899aabbccddeeff\n")?;
+        assert_eq!(
+            read_id(&path).as_deref(),
+            Some("00112233445566778899aabbccddeeff")
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,241 @@
+//! Addresses: the default route's internal IP, every interface, the public address as the
+//! coordinator sees it, and whether the local SSH server answers.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
+/// How long the coordinator and the SSH server get to answer.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Interface {
+    pub name: String,
+    pub mac: Option<String>,
+    /// `address/prefix`, e.g. `192.168.1.20/24`.
+    pub addresses: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LocalNetwork {
+    pub default_interface: Option<String>,
+    /// The IPv4 address of the default route's interface.
+    pub internal_ip: Option<IpAddr>,
+    pub interfaces: Vec<Interface>,
+}
+
+/// What answered on the configured SSH port of this machine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SshProbe {
+    pub port: u16,
+    /// Something accepts connections on the port.
+    pub listening: bool,
+    /// The server's identification line, e.g. `SSH-2.0-OpenSSH_9.2p1 Debian-2`.
+    pub banner: Option<String>,
+}
+
+impl SshProbe {
+    /// Listening and speaking SSH.
+    pub fn is_ssh(&self) -> bool {
+        self.banner
+            .as_deref()
+            .is_some_and(|b| b.starts_with("SSH-"))
+    }
+}
+
+pub fn read_local() -> LocalNetwork {
+    let networks = sysinfo::Networks::new_with_refreshed_list().ok();
+    let mut interfaces: Vec<Interface> = networks
+        .iter()
+        .flat_map(|n| n.iter())
+        .filter(|(_, data)| !data.ip_networks().is_empty())
+        .map(|(name, data)| {
+            let mac = data.mac_address();
+            let mut networks = data.ip_networks().to_vec();
+            // IPv4 first, then IPv6, each in address order: the same every run.
+            networks.sort_by_key(|n| (n.addr.is_ipv6(), n.addr, n.prefix));
+            Interface {
+                name: name.to_string_lossy().into_owned(),
+                mac: (mac.0 != [0; 6]).then(|| mac.to_string()),
+                addresses: networks
+                    .iter()
+                    .map(|n| format!("{}/{}", n.addr, n.prefix))
+                    .collect(),
+            }
+        })
+        .collect();
+    interfaces.sort_by(|a, b| a.name.cmp(&b.name));
+    let default_interface = default_route_interface();
+    let internal_ip = default_interface
+        .as_deref()
+        .and_then(|name| interfaces.iter().find(|i| i.name == name))
+        .and_then(|i| {
+            i.addresses
+                .iter()
+                .filter_map(|a| a.split('/').next()?.parse::<IpAddr>().ok())
+                .find(IpAddr::is_ipv4)
+        });
+    LocalNetwork {
+        default_interface,
+        internal_ip,
+        interfaces,
+    }
+}
+
+/// The interface of the IPv4 default route with the lowest metric, from /proc/net/route.
+#[cfg(target_os = "linux")]
+fn default_route_interface() -> Option<String> {
+    let table = std::fs::read_to_string("/proc/net/route").ok()?;
+    parse_default_route(&table)
+}
+
+/// Elsewhere, ask the routing table which source address it would use: connecting a UDP
+/// socket only selects a route and sends nothing.
+#[cfg(not(target_os = "linux"))]
+fn default_route_interface() -> Option<String> {
+    let socket = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).ok()?;
+    socket.connect((Ipv4Addr::new(192, 0, 2, 1), 9)).ok()?;
+    let local = socket.local_addr().ok()?.ip();
+    let networks = sysinfo::Networks::new_with_refreshed_list().ok()?;
+    networks
+        .iter()
+        .find(|(_, data)| data.ip_networks().iter().any(|n| n.addr == local))
+        .map(|(name, _)| name.to_string_lossy().into_owned())
+}
+
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+fn parse_default_route(table: &str) -> Option<String> {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (name, destination, mask) = (fields.first()?, fields.get(1)?, fields.get(7)?);
+            let metric: u32 = fields.get(6)?.parse().ok()?;
+            (*destination == "00000000" && *mask == "00000000").then_some((metric, *name))
+        })
+        .min()
+        .map(|(_, name)| name.to_owned())
+}
+
+/// Connects to the SSH port on loopback and reads the server's identification line.
+pub async fn probe_ssh(port: u16) -> SshProbe {
+    let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let connected = tokio::time::timeout(PROBE_TIMEOUT, TcpStream::connect(address)).await;
+    let Ok(Ok(mut stream)) = connected else {
+        return SshProbe {
+            port,
+            listening: false,
+            banner: None,
+        };
+    };
+    let mut buffer = vec![0u8; 256];
+    let mut filled = 0;
+    let read_banner = async {
+        while filled < buffer.len() && !buffer[..filled].contains(&b'\n') {
+            match stream.read(&mut buffer[filled..]).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => filled += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(PROBE_TIMEOUT, read_banner).await;
+    let text = String::from_utf8_lossy(&buffer[..filled]);
+    let banner = text
+        .lines()
+        .next()
+        .map(|l| l.trim().to_owned())
+        .filter(|l| !l.is_empty());
+    SshProbe {
+        port,
+        listening: true,
+        banner,
+    }
+}
+
+/// The public address as the coordinator sees it (`GET /whoami`).
+pub async fn public_ip(
+    client: &reqwest::Client,
+    server_url: &reqwest::Url,
+) -> Result<IpAddr, String> {
+    let url = format!("{}/whoami", server_url.as_str().trim_end_matches('/'));
+    let answer = client
+        .get(&url)
+        .timeout(PROBE_TIMEOUT)
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "coordinator at {server_url} unreachable: {}",
+                root_cause(&e)
+            )
+        })?;
+    if !answer.status().is_success() {
+        return Err(format!("{url} answered {}", answer.status()));
+    }
+    let whoami: crate::api::Whoami = answer
+        .json()
+        .await
+        .map_err(|e| format!("{url} sent an unexpected body: {e}"))?;
+    whoami
+        .ip
+        .parse()
+        .map_err(|_| format!("{url} sent {:?}, not an IP address", whoami.ip))
+}
+
+/// The innermost error: "connection refused" says more than "error sending request".
+pub(crate) fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = err;
+    while let Some(source) = current.source() {
+        current = source;
+    }
+    current.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_route_with_the_lowest_metric_wins() {
+        let table = "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT\n\
+            wlan0\t00000000\t0101A8C0\t0003\t0\t0\t600\t00000000\t0\t0\t0\n\
+            eth0\t00000000\t0100000A\t0003\t0\t0\t100\t00000000\t0\t0\t0\n\
+            eth0\t0000000A\t00000000\t0001\t0\t0\t100\t00FFFFFF\t0\t0\t0\n";
+        assert_eq!(parse_default_route(table).as_deref(), Some("eth0"));
+        assert_eq!(parse_default_route("Iface\tDestination\n"), None);
+    }
+
+    #[tokio::test]
+    async fn a_closed_port_is_not_listening() {
+        // Bind and drop to find a port nothing listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let probe = probe_ssh(port).await;
+        assert!(!probe.listening && !probe.is_ssh());
+    }
+
+    #[tokio::test]
+    async fn a_banner_is_read_and_recognised() {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        tokio::spawn(async move {
+            if let Ok((mut socket, _)) = listener.accept().await {
+                let _ = socket.write_all(b"SSH-2.0-OpenSSH_9.2p1\r\n").await;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+        let probe = probe_ssh(port).await;
+        assert!(probe.listening);
+        assert_eq!(probe.banner.as_deref(), Some("SSH-2.0-OpenSSH_9.2p1"));
+        assert!(probe.is_ssh());
+    }
+}

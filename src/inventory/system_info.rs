@@ -1,0 +1,207 @@
+//! The inventory in the original's `system_info` shape (original-polaris.md §4.2/§4.3): the
+//! original's field names and unit strings, with our extra facts under new keys.
+//!
+//! A machine with NVIDIA GPUs offers one GPU resource per GPU (the original kept only the
+//! first); a machine without offers one CPU resource. Every resource carries the host's CPU,
+//! memory and data-disk facts, as the original's did, and `machine_id` groups them.
+
+use serde_json::{Map, Value, json};
+
+use super::Inventory;
+use super::disks::DiskKind;
+use super::units::{wire_gb, wire_mb_per_s};
+use crate::api::{ComputeResource, CpuSpecs, GpuSpecs, NetworkInfo, Storage, SystemInventory};
+
+pub fn to_system_info(inventory: &Inventory) -> SystemInventory {
+    let base = |id: String, kind: &str| ComputeResource {
+        id,
+        resource_type: kind.to_owned(),
+        location: Some(inventory.location.name.clone()),
+        hourly_price: 0.0,
+        ram: wire_gb(inventory.memory.total_bytes),
+        storage: storage(inventory),
+        cpu_specs: Some(cpu_specs(inventory)),
+        gpu_specs: None,
+        network: Some(network(inventory)),
+        is_active: Some(true),
+        extra: object(json!({ "machine_id": inventory.machine.fingerprint() })),
+    };
+    let compute_resources = if inventory.gpus.gpus.is_empty() {
+        vec![base(inventory.machine.resource_id("cpu"), "CPU")]
+    } else {
+        inventory
+            .gpus
+            .gpus
+            .iter()
+            .map(|gpu| {
+                let mut resource = base(
+                    inventory.machine.resource_id(&format!("gpu:{}", gpu.uuid)),
+                    "GPU",
+                );
+                resource.gpu_specs = Some(gpu_specs(inventory, gpu));
+                resource
+            })
+            .collect()
+    };
+    SystemInventory {
+        location: Some(inventory.location.name.clone()),
+        compute_resources,
+        extra: extra(inventory),
+    }
+}
+
+fn object(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+fn cpu_specs(inventory: &Inventory) -> CpuSpecs {
+    let cpu = &inventory.cpu;
+    CpuSpecs {
+        op_modes: cpu.op_modes.clone(),
+        address_sizes: cpu.address_sizes.clone(),
+        byte_order: Some(cpu.byte_order.clone()),
+        total_cpus: Some(cpu.total_cpus),
+        online_cpus: Some(cpu.online.to_string()),
+        vendor_id: cpu.vendor_id.clone(),
+        cpu_name: cpu.model_name.clone(),
+        cpu_family: cpu.family,
+        model: cpu.model,
+        threads_per_core: cpu.threads_per_core,
+        cores_per_socket: cpu.cores_per_socket,
+        sockets: cpu.sockets,
+        stepping: cpu.stepping,
+        cpu_max_mhz: cpu.max_mhz,
+        cpu_min_mhz: cpu.min_mhz,
+        extra: object(json!({
+            "architecture": cpu.architecture,
+            "online_cpu_count": cpu.online.len(),
+            "online_cpu_list": cpu.online.cpus(),
+            "flags": cpu.flags,
+        })),
+    }
+}
+
+/// The data disk (holding POLARIS_HOME); when that is not a physical disk (a container's
+/// overlay, tmpfs), the largest physical disk, and failing that the data filesystem.
+fn storage(inventory: &Inventory) -> Storage {
+    let storage = &inventory.storage;
+    let disk = storage
+        .data_disk()
+        .or_else(|| storage.disks.iter().max_by_key(|d| d.size_bytes));
+    let bench = inventory
+        .disk_bench
+        .as_ref()
+        .filter(|b| b.disk.as_deref() == disk.map(|d| d.name.as_str()));
+    let (kind, capacity) = match (disk, &storage.data_dir) {
+        (Some(disk), _) => (disk.kind, disk.size_bytes),
+        (None, Some(data)) => (DiskKind::Unknown, data.total_bytes),
+        (None, None) => (DiskKind::Unknown, 0),
+    };
+    let mut extra = Map::new();
+    if let Some(disk) = disk {
+        extra.insert("device".into(), json!(disk.name));
+        extra.insert("model".into(), json!(disk.model));
+        extra.insert("transport".into(), json!(disk.transport));
+        extra.insert("capacity_bytes".into(), json!(disk.size_bytes));
+    }
+    if let Some(data) = &storage.data_dir {
+        extra.insert("data_dir_free_bytes".into(), json!(data.available_bytes));
+    }
+    if let Some(bench) = bench {
+        extra.insert("measured_at".into(), json!(bench.measured_at));
+        extra.insert("direct_io".into(), json!(bench.direct_io));
+    }
+    Storage {
+        kind: kind.as_str().to_owned(),
+        capacity: wire_gb(capacity),
+        read_speed: bench.map(|b| wire_mb_per_s(b.read_mb_per_s)),
+        write_speed: bench.map(|b| wire_mb_per_s(b.write_mb_per_s)),
+        extra,
+    }
+}
+
+fn gpu_specs(inventory: &Inventory, gpu: &super::gpu::Gpu) -> GpuSpecs {
+    let mut extra = object(serde_json::to_value(gpu).unwrap_or(Value::Null));
+    extra.remove("name");
+    extra.insert(
+        "driver_version".into(),
+        json!(inventory.gpus.driver_version),
+    );
+    extra.insert("cuda_version".into(), json!(inventory.gpus.cuda_version));
+    GpuSpecs {
+        gpu_name: gpu.name.clone(),
+        memory_size: Some(wire_gb(gpu.memory_total_bytes)),
+        cuda_cores: gpu.cuda_cores,
+        clock_speed: gpu.max_graphics_clock_mhz.map(|mhz| format!("{mhz}MHz")),
+        power_consumption: gpu.power_limit_watts.map(|w| format!("{w:.0}W")),
+        extra,
+    }
+}
+
+/// How validators reach this machine: SSH_HOST, else the public address, else the internal one.
+fn network(inventory: &Inventory) -> NetworkInfo {
+    let host = inventory
+        .ssh_host
+        .clone()
+        .or_else(|| inventory.public_ip.as_ref().ok().map(|ip| ip.to_string()))
+        .or_else(|| inventory.network.internal_ip.map(|ip| ip.to_string()));
+    let port = inventory.ssh.port;
+    let ssh = match (&inventory.ssh_user, host) {
+        (Some(user), Some(host)) => {
+            let host = if host.contains(':') {
+                format!("[{host}]") // an IPv6 address
+            } else {
+                host
+            };
+            Some(format!("ssh://{user}@{host}:{port}"))
+        }
+        _ => None,
+    };
+    NetworkInfo {
+        internal_ip: inventory.network.internal_ip.map(|ip| ip.to_string()),
+        ssh,
+        username: inventory.ssh_user.clone(),
+        open_ports: vec![port.to_string()],
+        ..NetworkInfo::default()
+    }
+}
+
+/// Machine-wide facts beyond the original's fields.
+fn extra(inventory: &Inventory) -> Map<String, Value> {
+    let (public_ip, public_ip_error) = match &inventory.public_ip {
+        Ok(ip) => (Some(ip.to_string()), None),
+        Err(why) => (None, Some(why.clone())),
+    };
+    object(json!({
+        "collected_at": inventory.collected_at,
+        "polaris_version": env!("CARGO_PKG_VERSION"),
+        "location_source": inventory.location.source,
+        "machine": {
+            "machine_id": inventory.machine.fingerprint(),
+            "hostname": inventory.hostname,
+            "os": inventory.os,
+            "kernel": inventory.kernel,
+        },
+        "memory": inventory.memory,
+        "disks": inventory.storage.disks,
+        "data_dir": inventory.storage.data_dir,
+        "disk_bench": inventory.disk_bench,
+        "gpu_status": {
+            "count": inventory.gpus.gpus.len(),
+            "driver_version": inventory.gpus.driver_version,
+            "cuda_version": inventory.gpus.cuda_version,
+            "reason": inventory.gpus.reason,
+        },
+        "network": {
+            "default_interface": inventory.network.default_interface,
+            "internal_ip": inventory.network.internal_ip,
+            "public_ip": public_ip,
+            "public_ip_error": public_ip_error,
+            "interfaces": inventory.network.interfaces,
+            "ssh": inventory.ssh,
+        },
+    }))
+}
