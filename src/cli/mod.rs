@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 1 failure, 2 usage error (clap's own errors use 2 as well).
 
 mod completions;
+mod inventory;
 mod pending;
 mod server;
 
@@ -57,7 +58,7 @@ pub enum Command {
     /// Update the compute_subnet repository and restart it if it was running
     Update(pending::UpdateArgs),
     /// Show the hardware facts registration would send (CPU, RAM, GPUs, disks, network)
-    Inventory(pending::InventoryArgs),
+    Inventory(inventory::InventoryArgs),
     /// Run the coordinator: registration, heartbeats, health check, alerts
     Server(server::ServerArgs),
     /// Print shell completions (e.g. `polaris completions bash > /etc/bash_completion.d/polaris`)
@@ -77,7 +78,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Some(Command::Logs(_)) => pending::not_yet("logs"),
         Some(Command::CheckMain(_)) => pending::not_yet("check-main"),
         Some(Command::Update(_)) => pending::not_yet("update"),
-        Some(Command::Inventory(_)) => pending::not_yet("inventory"),
+        Some(Command::Inventory(args)) => inventory::run(args, cli.home),
         None if cli.daemon => pending::not_yet("--daemon"),
         None if std::io::stdout().is_terminal() => pending::not_yet("the dashboard"),
         None => {

@@ -1,7 +1,6 @@
 //! Commands whose issues are still open: their flags are defined (so `--help` shows the surface
 //! scripts will use), and running them says so plainly and exits 1.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand, ValueEnum};
@@ -102,20 +101,4 @@ pub struct UpdateArgs {
 pub enum UpdateTarget {
     /// Fetch and fast-forward POLARIS_COMPUTE_REPO into POLARIS_COMPUTE_DIR
     Subnet,
-}
-
-#[derive(Debug, Args)]
-pub struct InventoryArgs {
-    /// Print the registration's system_info JSON
-    #[arg(long)]
-    pub json: bool,
-    /// Measure the disk's sequential read and write speed (a few seconds)
-    #[arg(long)]
-    pub bench: bool,
-    /// Run the self-test gates and exit 1 if any fails
-    #[arg(long)]
-    pub check: bool,
-    /// Write the JSON to this file instead of standard output
-    #[arg(long, value_name = "FILE")]
-    pub output: Option<PathBuf>,
 }

@@ -1,0 +1,149 @@
+//! `polaris inventory`: the hardware facts registration would send, the disk benchmark and the
+//! self-test gates.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::config::Settings;
+use crate::inventory::{self, bench, check, disks};
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  polaris inventory                  readable summary
+  polaris inventory --bench          measure the disk first (about 3 s), then show the summary
+  polaris inventory --json           the system_info JSON registration sends
+  polaris inventory --check          self-test gates; exit 1 if any fails")]
+pub struct InventoryArgs {
+    /// Print the registration's system_info JSON (with --check: the gates as JSON)
+    #[arg(long)]
+    pub json: bool,
+    /// First measure sequential write and read speed where POLARIS_HOME is (≤ 512 MiB, ≤ 3 s);
+    /// the result is kept and sent at registration
+    #[arg(long)]
+    pub bench: bool,
+    /// Run the self-test gates (RAM ≥ VRAM, 2 CPUs per GPU, 100 GiB free, SSH, coordinator)
+    /// and exit 1 if any fails
+    #[arg(long)]
+    pub check: bool,
+    /// Also write the system_info JSON to this file (replaced atomically)
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+pub(super) fn run(args: InventoryArgs, home: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let settings = Settings::load(home, &[])?;
+    if args.bench {
+        measure_disk(&settings)?;
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let found = runtime.block_on(inventory::collect(&settings))?;
+    if let Some(warning) = &found.location.warning {
+        eprintln!("polaris: warning: {warning}");
+    }
+    let system_info = inventory::to_system_info(&found);
+    if let Some(path) = &args.output {
+        let json = serde_json::to_vec_pretty(&system_info)?;
+        crate::files::write_atomically(path, &json)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("Wrote the system_info JSON to {}", path.display());
+    }
+    if args.check {
+        return Ok(report_gates(&check::evaluate(&found), args.json));
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&system_info)?);
+    } else if args.output.is_none() {
+        print!("{}", inventory::render_table(&found));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn report_gates(gates: &[check::Gate], json: bool) -> ExitCode {
+    let passed = gates.iter().filter(|g| g.passed).count();
+    let all = passed == gates.len();
+    if json {
+        let body = serde_json::json!({ "passed": all, "gates": gates });
+        println!("{body:#}");
+    } else {
+        let width = gates
+            .iter()
+            .map(|g| g.name.chars().count())
+            .max()
+            .unwrap_or(0);
+        for gate in gates {
+            let verdict = if gate.passed { "pass" } else { "FAIL" };
+            let pad = width - gate.name.chars().count();
+            println!("{verdict}  {}{:pad$}  {}", gate.name, "", gate.detail);
+        }
+        println!("{passed} of {} checks passed", gates.len());
+    }
+    if all {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Runs the disk benchmark in POLARIS_HOME with a progress bar and keeps the result.
+fn measure_disk(settings: &Settings) -> anyhow::Result<()> {
+    let home = &settings.home;
+    let disk = disks::read(home)
+        .ok()
+        .and_then(|s| s.data_dir.and_then(|d| d.disk));
+    eprintln!(
+        "Measuring sequential disk speed in {} ({}; at most {} MiB and about 3 s)…",
+        home.display(),
+        disk.as_deref().unwrap_or("no physical disk found"),
+        bench::MAX_BYTES >> 20
+    );
+    let bar = ProgressBar::with_draw_target(Some(1000), ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template("{prefix:<6} [{bar:30}] {msg}") {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    if !std::io::stderr().is_terminal() {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    let mut phase_started = Instant::now();
+    let mut current = None;
+    let result = bench::run(home, disk, |phase, bytes| {
+        if current != Some(phase) {
+            current = Some(phase);
+            phase_started = Instant::now();
+            bar.set_prefix(match phase {
+                bench::Phase::Write => "write",
+                bench::Phase::Read => "read",
+            });
+        }
+        // Whichever bound comes first ends the phase: the bar follows the nearer one.
+        let by_bytes = bytes as f64 / bench::MAX_BYTES as f64;
+        let by_time = phase_started.elapsed().as_secs_f64() / bench::PHASE_LIMIT.as_secs_f64();
+        bar.set_position((by_bytes.max(by_time).min(1.0) * 1000.0) as u64);
+        bar.set_message(format!("{} MiB", bytes >> 20));
+    });
+    bar.finish_and_clear();
+    let result = result?;
+    bench::save(home, &result)?;
+    eprintln!(
+        "Disk speed: write {:.0} MB/s, read {:.0} MB/s ({} MiB, {}); kept in {}",
+        result.write_mb_per_s,
+        result.read_mb_per_s,
+        result.bytes_written >> 20,
+        if result.direct_io {
+            "direct I/O"
+        } else {
+            "page cache dropped"
+        },
+        bench::cache_path(home).display()
+    );
+    Ok(())
+}
