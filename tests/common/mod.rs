@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod services;
+
 pub type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 /// A running `polaris server`, stopped with SIGTERM when dropped.

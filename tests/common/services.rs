@@ -1,0 +1,110 @@
+//! Real services the tests start for themselves: Debian's OpenSSH server on a free loopback port
+//! with its own config and host key (never the machine's own sshd or port 22).
+//!
+//! A service missing on this machine skips the test loudly, unless `POLARIS_REQUIRE_SERVICES=1`
+//! (set by `.ci/run`), where it fails the run.
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Says a service is missing: panics under `POLARIS_REQUIRE_SERVICES=1`, else prints a loud
+/// notice so the caller can return early.
+pub fn missing_service(service: &str, why: &str) {
+    if std::env::var("POLARIS_REQUIRE_SERVICES").as_deref() == Ok("1") {
+        panic!("{service} is required (POLARIS_REQUIRE_SERVICES=1) but {why}");
+    }
+    eprintln!(
+        "\n!!!!!!!! SKIPPED: {service} is not available ({why}); install it to run this test\n"
+    );
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released).
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+const SSHD: &str = "/usr/sbin/sshd";
+
+/// `sshd -D` on 127.0.0.1 with a config, host key and pid file in a temp dir; killed by PID when
+/// dropped.
+pub struct Sshd {
+    child: Child,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+}
+
+impl Sshd {
+    /// Starts sshd, or returns `None` after `missing_service` when it is not installed.
+    pub fn start() -> Result<Option<Self>, Box<dyn std::error::Error>> {
+        if !Path::new(SSHD).exists() || which("ssh-keygen").is_none() {
+            missing_service(
+                "OpenSSH server",
+                "/usr/sbin/sshd or ssh-keygen is not installed",
+            );
+            return Ok(None);
+        }
+        let dir = tempfile::tempdir()?;
+        let host_key = dir.path().join("host_ed25519");
+        let status = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&host_key)
+            .stdout(Stdio::null())
+            .status()?;
+        if !status.success() {
+            return Err("ssh-keygen failed".into());
+        }
+        // sshd running as root insists on its privilege separation directory.
+        std::fs::create_dir_all("/run/sshd")?;
+        let port = free_port()?;
+        let config = dir.path().join("sshd_config");
+        std::fs::write(
+            &config,
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile {}\n\
+                 AuthorizedKeysFile {}\nPasswordAuthentication no\n\
+                 KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n",
+                host_key.display(),
+                dir.path().join("sshd.pid").display(),
+                dir.path().join("authorized_keys").display(),
+            ),
+        )?;
+        let mut child = Command::new(SSHD)
+            .args(["-D", "-e", "-f"])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(status) = child.try_wait()? {
+                return Err(format!("sshd exited at start: {status}").into());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return Err("sshd did not listen within 10 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(Some(Self { child, port, dir }))
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_string_lossy()
+        .split(':')
+        .map(|dir| Path::new(dir).join(program))
+        .find(|p| p.exists())
+}
