@@ -44,8 +44,10 @@ fn main() -> anyhow::Result<()> {
 }
 
 #[cfg(unix)]
+mod support;
+
+#[cfg(unix)]
 mod bench {
-    use std::io::{BufRead, BufReader};
     use std::path::PathBuf;
     use std::process::{Child, Command, Stdio};
     use std::sync::Arc;
@@ -55,18 +57,11 @@ mod bench {
     use anyhow::{Context, bail};
     use serde_json::Value;
 
+    use crate::support::{knob, listening_address};
+
     const CONCURRENCY: usize = 32;
     /// Alternating rounds of heartbeats and /healthz in the throughput phase.
     const ROUNDS: usize = 5;
-
-    fn knob(name: &str, default: usize) -> anyhow::Result<usize> {
-        match std::env::var(name) {
-            Ok(v) => v
-                .parse()
-                .with_context(|| format!("{name}={v:?}: expected a whole number")),
-            Err(_) => Ok(default),
-        }
-    }
 
     /// A running server, stopped with SIGTERM (then SIGKILL) when dropped.
     struct Server {
@@ -107,22 +102,7 @@ mod bench {
                 .stderr(Stdio::inherit())
                 .spawn()
                 .context("cannot start polaris server")?;
-            let stdout = child.stdout.take().context("no stdout")?;
-            let mut lines = BufReader::new(stdout).lines();
-            let base = loop {
-                let line = lines
-                    .next()
-                    .context("the server exited before listening")??;
-                if let Some(rest) = line.strip_prefix("polaris server listening on ") {
-                    break rest
-                        .split_whitespace()
-                        .next()
-                        .context("no address")?
-                        .to_owned();
-                }
-            };
-            // Keep draining stdout so the server never blocks on a full pipe.
-            std::thread::spawn(move || lines.for_each(drop));
+            let base = listening_address(&mut child)?;
             let admin = std::fs::read_to_string(home.join("admin_token"))?
                 .trim()
                 .to_owned();

@@ -27,25 +27,20 @@ fn main() -> anyhow::Result<()> {
 }
 
 #[cfg(target_os = "linux")]
+mod support;
+
+#[cfg(target_os = "linux")]
 mod bench {
-    use std::io::{BufRead, BufReader};
     use std::path::Path;
     use std::process::{Child, Command, Stdio};
     use std::time::{Duration, Instant};
 
     use anyhow::{Context, bail};
 
+    use crate::support::{knob, listening_address};
+
     const INVENTORY_GOAL: Duration = Duration::from_millis(300);
     const DISK_BENCH_GOAL: Duration = Duration::from_secs(4);
-
-    fn knob(name: &str, default: usize) -> anyhow::Result<usize> {
-        match std::env::var(name) {
-            Ok(v) => v
-                .parse()
-                .with_context(|| format!("{name}={v:?}: expected a whole number")),
-            Err(_) => Ok(default),
-        }
-    }
 
     /// A coordinator on a free loopback port, killed when dropped.
     struct Coordinator {
@@ -62,19 +57,7 @@ mod bench {
                 .stderr(Stdio::null())
                 .spawn()
                 .context("cannot start polaris server")?;
-            let stdout = child.stdout.take().context("no stdout")?;
-            let mut lines = BufReader::new(stdout).lines();
-            let base = loop {
-                let line = lines.next().context("the server exited early")??;
-                if let Some(rest) = line.strip_prefix("polaris server listening on ") {
-                    break rest
-                        .split_whitespace()
-                        .next()
-                        .context("no address")?
-                        .to_owned();
-                }
-            };
-            std::thread::spawn(move || lines.for_each(drop));
+            let base = listening_address(&mut child)?;
             Ok(Self {
                 child,
                 api: format!("{base}/api/v1"),
