@@ -155,12 +155,12 @@ mod bench {
             let cached = std::fs::read(home.path().join("inventory/disk-bench.json"))?;
             let result: serde_json::Value = serde_json::from_slice(&cached)?;
             println!(
-                "  {:.2} s: write {:.0} MB/s, read {:.0} MB/s, {} MiB, direct I/O {}",
+                "  {:.2} s: write {:.0} MB/s, read {:.0} MB/s, {} MiB, read via {}",
                 whole.last().map_or(0.0, Duration::as_secs_f64),
                 result["write_mb_per_s"].as_f64().unwrap_or(0.0),
                 result["read_mb_per_s"].as_f64().unwrap_or(0.0),
                 result["bytes_written"].as_u64().unwrap_or(0) >> 20,
-                result["direct_io"]
+                result["read_bypass"]
             );
         }
         let slowest = whole.iter().max().copied().unwrap_or_default();

@@ -133,16 +133,14 @@ fn measure_disk(settings: &Settings) -> anyhow::Result<()> {
     bar.finish_and_clear();
     let result = result?;
     bench::save(home, &result)?;
+    let read = match (result.read_mb_per_s, result.read_bypass) {
+        (Some(read), Some(bypass)) => format!("read {read:.0} MB/s ({})", bypass.describe()),
+        _ => "read not measured (no way to bypass the page cache on this system)".to_owned(),
+    };
     eprintln!(
-        "Disk speed: write {:.0} MB/s, read {:.0} MB/s ({} MiB, {}); kept in {}",
+        "Disk speed: write {:.0} MB/s, {read}; {} MiB; kept in {}",
         result.write_mb_per_s,
-        result.read_mb_per_s,
         result.bytes_written >> 20,
-        if result.direct_io {
-            "direct I/O"
-        } else {
-            "page cache dropped"
-        },
         bench::cache_path(home).display()
     );
     Ok(())

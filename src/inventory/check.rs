@@ -96,16 +96,16 @@ fn ssh_listening(inventory: &Inventory) -> Gate {
 }
 
 fn coordinator_reachable(inventory: &Inventory) -> Gate {
-    let (passed, detail) = match &inventory.public_ip {
-        Ok(ip) => (
-            true,
-            format!("{} sees this machine as {ip}", inventory.server_url),
-        ),
-        Err(why) => (false, format!("{why}: check SERVER_URL")),
+    let probe = &inventory.coordinator;
+    let detail = match (&probe.public_ip, &probe.error) {
+        (Some(ip), _) => format!("{} sees this machine as {ip}", inventory.server_url),
+        (None, Some(why)) if probe.reachable => format!("answers, but {why}"),
+        (None, Some(why)) => format!("{why}: check SERVER_URL"),
+        (None, None) => format!("{} did not answer", inventory.server_url),
     };
     Gate {
         name: "coordinator reachable",
-        passed,
+        passed: probe.reachable,
         detail,
     }
 }

@@ -18,8 +18,6 @@ mod render;
 mod system_info;
 pub mod units;
 
-use std::net::IpAddr;
-
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 
@@ -44,8 +42,8 @@ pub struct Inventory {
     pub disk_bench: Option<bench::DiskBench>,
     pub gpus: gpu::GpuReport,
     pub network: network::LocalNetwork,
-    /// This machine's address as the coordinator sees it, or why it is unknown.
-    pub public_ip: Result<IpAddr, String>,
+    /// Whether the coordinator answers, and this machine's address as it sees it.
+    pub coordinator: network::CoordinatorProbe,
     pub ssh: network::SshProbe,
     /// The account validators log in as (SSH_USER, else the current user).
     pub ssh_user: Option<String>,
@@ -77,8 +75,8 @@ pub async fn collect(settings: &Settings) -> anyhow::Result<Inventory> {
         .build()
         .context("cannot build the HTTP client")?;
     let cache = settings.home.join("inventory").join("location.json");
-    let (public_ip, ssh, location) = tokio::join!(
-        network::public_ip(&client, &settings.server_url),
+    let (coordinator, ssh, location) = tokio::join!(
+        network::probe_coordinator(&client, &settings.server_url),
         network::probe_ssh(settings.ssh.port),
         location::resolve(
             settings.location.as_deref(),
@@ -106,7 +104,7 @@ pub async fn collect(settings: &Settings) -> anyhow::Result<Inventory> {
         disk_bench,
         gpus,
         network,
-        public_ip,
+        coordinator,
         ssh,
         ssh_user: settings.ssh.user.clone().or_else(current_user),
         ssh_host: settings.ssh.host.clone(),

@@ -156,34 +156,61 @@ pub async fn probe_ssh(port: u16) -> SshProbe {
     }
 }
 
-/// The public address as the coordinator sees it (`GET /whoami`).
-pub async fn public_ip(
+/// Whether the coordinator answers, and this machine's public address as it sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CoordinatorProbe {
+    /// It answered over HTTP without a server error.
+    pub reachable: bool,
+    pub public_ip: Option<IpAddr>,
+    /// Why the address is unknown, when it is.
+    pub error: Option<String>,
+}
+
+/// Asks the coordinator's `GET /whoami`. A coordinator without that route (an older one)
+/// still counts as reachable; it just cannot tell the public address.
+pub async fn probe_coordinator(
     client: &reqwest::Client,
     server_url: &reqwest::Url,
-) -> Result<IpAddr, String> {
+) -> CoordinatorProbe {
+    let failed = |reachable: bool, error: String| CoordinatorProbe {
+        reachable,
+        public_ip: None,
+        error: Some(error),
+    };
     let url = format!("{}/whoami", server_url.as_str().trim_end_matches('/'));
-    let answer = client
-        .get(&url)
-        .timeout(PROBE_TIMEOUT)
-        .send()
-        .await
-        .map_err(|e| {
-            format!(
-                "coordinator at {server_url} unreachable: {}",
-                root_cause(&e)
-            )
-        })?;
-    if !answer.status().is_success() {
-        return Err(format!("{url} answered {}", answer.status()));
+    let answer = match client.get(&url).timeout(PROBE_TIMEOUT).send().await {
+        Ok(answer) => answer,
+        Err(err) => {
+            return failed(
+                false,
+                format!(
+                    "coordinator at {server_url} unreachable: {}",
+                    root_cause(&err)
+                ),
+            );
+        }
+    };
+    let status = answer.status();
+    if !status.is_success() {
+        return failed(
+            !status.is_server_error(),
+            format!("{url} answered {status}"),
+        );
     }
-    let whoami: crate::api::Whoami = answer
-        .json()
-        .await
-        .map_err(|e| format!("{url} sent an unexpected body: {e}"))?;
-    whoami
-        .ip
-        .parse()
-        .map_err(|_| format!("{url} sent {:?}, not an IP address", whoami.ip))
+    match answer.json::<crate::api::Whoami>().await {
+        Ok(whoami) => match whoami.ip.parse() {
+            Ok(ip) => CoordinatorProbe {
+                reachable: true,
+                public_ip: Some(ip),
+                error: None,
+            },
+            Err(_) => failed(
+                true,
+                format!("{url} sent {:?}, not an IP address", whoami.ip),
+            ),
+        },
+        Err(err) => failed(true, format!("{url} sent an unexpected body: {err}")),
+    }
 }
 
 /// The innermost error: "connection refused" says more than "error sending request".
@@ -237,5 +264,61 @@ mod tests {
         assert!(probe.listening);
         assert_eq!(probe.banner.as_deref(), Some("SSH-2.0-OpenSSH_9.2p1"));
         assert!(probe.is_ssh());
+    }
+
+    /// Serves `router` on a loopback port; returns the API base URL.
+    async fn serve(router: axum::Router) -> reqwest::Url {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        reqwest::Url::parse(&format!("http://{address}/api/v1")).expect("url")
+    }
+
+    #[tokio::test]
+    async fn the_coordinator_probe_tells_reachable_from_address_known() {
+        use axum::routing::get;
+        let client = reqwest::Client::new();
+
+        let ours = serve(axum::Router::new().route(
+            "/api/v1/whoami",
+            get(|| async { axum::Json(serde_json::json!({ "ip": "203.0.113.9" })) }),
+        ))
+        .await;
+        let probe = probe_coordinator(&client, &ours).await;
+        assert!(probe.reachable && probe.error.is_none());
+        assert_eq!(probe.public_ip, "203.0.113.9".parse().ok());
+
+        // An older coordinator without /whoami answers 404: reachable, address unknown.
+        let older = serve(axum::Router::new()).await;
+        let probe = probe_coordinator(&client, &older).await;
+        assert!(probe.reachable && probe.public_ip.is_none());
+        assert!(
+            probe.error.as_deref().unwrap_or("").contains("404"),
+            "{probe:?}"
+        );
+
+        let broken = serve(axum::Router::new().route(
+            "/api/v1/whoami",
+            get(|| async { axum::http::StatusCode::SERVICE_UNAVAILABLE }),
+        ))
+        .await;
+        assert!(!probe_coordinator(&client, &broken).await.reachable);
+
+        let garbage = serve(axum::Router::new().route(
+            "/api/v1/whoami",
+            get(|| async { axum::Json(serde_json::json!({ "ip": "not an address" })) }),
+        ))
+        .await;
+        let probe = probe_coordinator(&client, &garbage).await;
+        assert!(probe.public_ip.is_none());
+        assert!(
+            probe
+                .error
+                .as_deref()
+                .unwrap_or("")
+                .contains("not an IP address")
+        );
     }
 }

@@ -233,17 +233,19 @@ fn disks(out: &mut String, inventory: &Inventory) {
         );
     }
     let speed = match &inventory.disk_bench {
-        Some(b) => format!(
-            "write {:.0} MB/s · read {:.0} MB/s ({}, measured {})",
-            b.write_mb_per_s,
-            b.read_mb_per_s,
-            if b.direct_io {
-                "direct I/O"
-            } else {
-                "page cache dropped"
-            },
-            b.measured_at.format("%Y-%m-%d %H:%M UTC")
-        ),
+        Some(b) => {
+            let read = match (b.read_mb_per_s, b.read_bypass) {
+                (Some(read), Some(bypass)) => {
+                    format!("read {read:.0} MB/s ({})", bypass.describe())
+                }
+                _ => "read not measured on this system".to_owned(),
+            };
+            format!(
+                "write {:.0} MB/s · {read}, measured {}",
+                b.write_mb_per_s,
+                b.measured_at.format("%Y-%m-%d %H:%M UTC")
+            )
+        }
         None => "not measured: run `polaris inventory --bench`".to_owned(),
     };
     line(out, "Disk speed", speed);
@@ -255,9 +257,13 @@ fn network(out: &mut String, inventory: &Inventory) {
         (Some(ip), Some(name)) => format!("internal {ip} on {name}"),
         _ => "no default route".to_owned(),
     };
-    let public = match &inventory.public_ip {
-        Ok(ip) => format!("public {ip} (as the coordinator sees it)"),
-        Err(why) => format!("public address unknown: {why}"),
+    let public = match (
+        &inventory.coordinator.public_ip,
+        &inventory.coordinator.error,
+    ) {
+        (Some(ip), _) => format!("public {ip} (as the coordinator sees it)"),
+        (None, Some(why)) => format!("public address unknown: {why}"),
+        (None, None) => "public address unknown".to_owned(),
     };
     line(out, "Network", format!("{internal} · {public}"));
     let ssh = &inventory.ssh;

@@ -112,12 +112,12 @@ fn storage(inventory: &Inventory) -> Storage {
     }
     if let Some(bench) = bench {
         extra.insert("measured_at".into(), json!(bench.measured_at));
-        extra.insert("direct_io".into(), json!(bench.direct_io));
+        extra.insert("read_cache_bypass".into(), json!(bench.read_bypass));
     }
     Storage {
         kind: kind.as_str().to_owned(),
         capacity: wire_gb(capacity),
-        read_speed: bench.map(|b| wire_mb_per_s(b.read_mb_per_s)),
+        read_speed: bench.and_then(|b| b.read_mb_per_s).map(wire_mb_per_s),
         write_speed: bench.map(|b| wire_mb_per_s(b.write_mb_per_s)),
         extra,
     }
@@ -146,7 +146,7 @@ fn network(inventory: &Inventory) -> NetworkInfo {
     let host = inventory
         .ssh_host
         .clone()
-        .or_else(|| inventory.public_ip.as_ref().ok().map(|ip| ip.to_string()))
+        .or_else(|| inventory.coordinator.public_ip.map(|ip| ip.to_string()))
         .or_else(|| inventory.network.internal_ip.map(|ip| ip.to_string()));
     let port = inventory.ssh.port;
     let ssh = match (&inventory.ssh_user, host) {
@@ -171,10 +171,6 @@ fn network(inventory: &Inventory) -> NetworkInfo {
 
 /// Machine-wide facts beyond the original's fields.
 fn extra(inventory: &Inventory) -> Map<String, Value> {
-    let (public_ip, public_ip_error) = match &inventory.public_ip {
-        Ok(ip) => (Some(ip.to_string()), None),
-        Err(why) => (None, Some(why.clone())),
-    };
     object(json!({
         "collected_at": inventory.collected_at,
         "polaris_version": env!("CARGO_PKG_VERSION"),
@@ -198,8 +194,9 @@ fn extra(inventory: &Inventory) -> Map<String, Value> {
         "network": {
             "default_interface": inventory.network.default_interface,
             "internal_ip": inventory.network.internal_ip,
-            "public_ip": public_ip,
-            "public_ip_error": public_ip_error,
+            "public_ip": inventory.coordinator.public_ip,
+            "public_ip_error": inventory.coordinator.error,
+            "coordinator_reachable": inventory.coordinator.reachable,
             "interfaces": inventory.network.interfaces,
             "ssh": inventory.ssh,
         },
