@@ -20,14 +20,30 @@ pub struct MachineId {
 impl MachineId {
     /// Reads the OS machine id, else the one in `home`, else creates that one.
     pub fn load(home: &Path) -> anyhow::Result<Self> {
-        for path in OS_MACHINE_IDS {
+        Self::load_from(OS_MACHINE_IDS, home)
+    }
+
+    fn load_from(os_ids: &[&str], home: &Path) -> anyhow::Result<Self> {
+        for path in os_ids {
             if let Some(id) = read_id(Path::new(path)) {
                 return Ok(Self { secret: id });
             }
         }
         let own = home.join("machine-id");
-        if let Some(id) = read_id(&own) {
-            return Ok(Self { secret: id });
+        match std::fs::read_to_string(&own) {
+            Ok(text) => {
+                // Replacing a damaged id would silently change every resource id.
+                let id = parse_id(&text).with_context(|| {
+                    format!(
+                        "{} does not hold a machine id (16 or more hex digits): restore it, or \
+                         delete it to get a new one (this machine's resource ids will change)",
+                        own.display()
+                    )
+                })?;
+                return Ok(Self { secret: id });
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(err).with_context(|| format!("cannot read {}", own.display())),
         }
         let id = format!("{:032x}", rand::random::<u128>());
         crate::files::write_atomically(&own, format!("{id}\n").as_bytes())
@@ -77,7 +93,10 @@ impl MachineId {
 }
 
 fn read_id(path: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(path).ok()?;
+    parse_id(&std::fs::read_to_string(path).ok()?)
+}
+
+fn parse_id(text: &str) -> Option<String> {
     let id = text.trim();
     (id.len() >= 16 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_owned())
 }
@@ -103,16 +122,37 @@ mod tests {
     }
 
     #[test]
-    fn an_own_id_is_created_once_and_reused() -> anyhow::Result<()> {
-        let dir = tempfile::tempdir()?;
-        let path = dir.path().join("machine-id");
-        std::fs::write(&path, "not hex at all")?;
-        assert!(read_id(&path).is_none());
-        std::fs::write(&path, "00112233445566778899aabbccddeeff\n")?;
+    fn without_an_os_id_one_is_made_once_and_a_damaged_one_is_refused() -> anyhow::Result<()> {
+        let home = tempfile::tempdir()?;
+        let none = ["/nonexistent/machine-id"];
+        let first = MachineId::load_from(&none, home.path())?;
+        let second = MachineId::load_from(&none, home.path())?;
+        assert_eq!(first.resource_id("cpu"), second.resource_id("cpu"));
+
+        let path = home.path().join("machine-id");
+        std::fs::write(&path, "garbage")?;
+        let err = MachineId::load_from(&none, home.path()).expect_err("damaged id refused");
+        assert!(
+            format!("{err:#}").contains("does not hold a machine id"),
+            "{err:#}"
+        );
+        assert_eq!(std::fs::read_to_string(&path)?, "garbage", "left as it was");
+        Ok(())
+    }
+
+    #[test]
+    fn machine_ids_must_be_long_hex() {
         assert_eq!(
-            read_id(&path).as_deref(),
+            parse_id("00112233445566778899aabbccddeeff\n").as_deref(),
             Some("00112233445566778899aabbccddeeff")
         );
-        Ok(())
+        for bad in [
+            "not hex at all",
+            "0011",
+            "",
+            "0011223344556677889 9aabbccddeeff",
+        ] {
+            assert!(parse_id(bad).is_none(), "{bad:?}");
+        }
     }
 }
