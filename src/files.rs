@@ -2,10 +2,13 @@
 
 use std::io::Write;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Replaces `path` with `contents` atomically: a temporary file in the same directory is
-/// written, flushed to disk and renamed over the target. Creates missing parent directories.
+/// written, flushed to disk and renamed over the target, and the directory is flushed so the
+/// rename survives a crash. Creates missing parent directories.
 pub fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    static WRITES: AtomicU64 = AtomicU64::new(0);
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
@@ -15,7 +18,12 @@ pub fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let temporary = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    // Unique per process and per call, so concurrent writers never share a temporary file.
+    let temporary = dir.join(format!(
+        ".{name}.{}.{}.tmp",
+        std::process::id(),
+        WRITES.fetch_add(1, Ordering::Relaxed)
+    ));
     let written = (|| {
         let mut file = std::fs::File::create(&temporary)?;
         file.write_all(contents)?;
@@ -24,8 +32,11 @@ pub fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     })();
     if written.is_err() {
         let _ = std::fs::remove_file(&temporary);
+        return written;
     }
-    written
+    #[cfg(unix)]
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(())
 }
 
 #[cfg(test)]

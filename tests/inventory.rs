@@ -180,19 +180,36 @@ fn disks_match_lsblk_and_free_space_matches_df() -> TestResult {
             *size > 0 && !virtual_prefixes.iter().any(|p| name.starts_with(p))
         })
         .collect();
-    let ours: BTreeSet<(String, u64, bool)> = info["disks"]
-        .as_array()
-        .ok_or("no disks")?
+    let ours: Vec<&Value> = info["disks"].as_array().ok_or("no disks")?.iter().collect();
+    let names_and_sizes = |set: &BTreeSet<(String, u64, bool)>| -> BTreeSet<(String, u64)> {
+        set.iter().map(|(n, s, _)| (n.clone(), *s)).collect()
+    };
+    let our_disks: BTreeSet<(String, u64, bool)> = ours
         .iter()
         .filter_map(|d| {
             Some((
                 d["name"].as_str()?.to_owned(),
                 d["size_bytes"].as_u64()?,
-                d["type"] == "HDD",
+                false,
             ))
         })
         .collect();
-    assert_eq!(ours, theirs, "disks (name, bytes, rotational)");
+    assert_eq!(
+        names_and_sizes(&our_disks),
+        names_and_sizes(&theirs),
+        "disks (name, bytes)"
+    );
+    // The type agrees with the kernel's rotational flag wherever we name one.
+    for disk in &ours {
+        let name = disk["name"].as_str().unwrap_or_default();
+        let rotational = theirs.iter().find(|(n, _, _)| n == name).map(|d| d.2);
+        match disk["type"].as_str() {
+            Some("HDD") => assert_eq!(rotational, Some(true), "{name}"),
+            Some("SSD" | "NVME") => assert_eq!(rotational, Some(false), "{name}"),
+            Some("Unknown") => {}
+            other => panic!("{name}: unexpected type {other:?}"),
+        }
+    }
     let storage = &info["compute_resources"][0]["storage"];
     assert!(["NVME", "SSD", "HDD", "Unknown"].contains(&storage["type"].as_str().unwrap_or("")));
     assert!(
@@ -369,7 +386,7 @@ fn check_reports_every_gate_against_real_ssh_and_coordinator() -> TestResult {
 #[test]
 fn bench_leaves_no_file_when_killed() -> TestResult {
     for signal in ["-KILL", "-INT"] {
-        let home = tempfile::tempdir()?;
+        let home = on_disk_home()?;
         let mut child = inventory(home.path(), None, &["--bench"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -407,7 +424,7 @@ fn bench_leaves_no_file_when_killed() -> TestResult {
 
 #[test]
 fn bench_result_is_kept_and_sent() -> TestResult {
-    let home = tempfile::tempdir()?;
+    let home = on_disk_home()?;
     let output = inventory(home.path(), None, &["--bench", "--json"]).output()?;
     let info = json_of(&output)?;
     let stderr = String::from_utf8(output.stderr)?;
@@ -449,6 +466,32 @@ fn output_file_is_written_and_a_bad_path_is_a_clear_error() -> TestResult {
     let stderr = String::from_utf8(output.stderr)?;
     assert!(stderr.contains("cannot write"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+    Ok(())
+}
+
+/// A POLARIS_HOME on the disk (under target/), not in a /tmp that may be tmpfs, where
+/// `--bench` refuses to run.
+fn on_disk_home() -> std::io::Result<tempfile::TempDir> {
+    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+}
+
+#[test]
+fn bench_refuses_a_memory_filesystem_and_changes_nothing() -> TestResult {
+    let mounts = std::fs::read_to_string("/proc/self/mounts")?;
+    let Some(shm) = mounts.lines().find_map(|line| {
+        let mut fields = line.split_whitespace();
+        let (point, kind) = (fields.nth(1)?, fields.next()?);
+        (kind == "tmpfs" && point == "/dev/shm").then_some(point)
+    }) else {
+        eprintln!("skipped: /dev/shm is not a tmpfs here");
+        return Ok(());
+    };
+    let home = tempfile::tempdir_in(shm)?;
+    let output = inventory(home.path(), None, &["--bench"]).output()?;
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr)?;
+    assert!(stderr.contains("would be RAM's"), "{stderr}");
+    assert!(walk(home.path()).is_empty(), "nothing written");
     Ok(())
 }
 

@@ -46,7 +46,10 @@ pub(super) fn run(args: InventoryArgs, home: Option<PathBuf>) -> anyhow::Result<
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let found = runtime.block_on(inventory::collect(&settings))?;
+    let found = runtime.block_on(inventory::collect(&settings));
+    // A probe past its time limit may still sit in the kernel: do not wait for it.
+    runtime.shutdown_background();
+    let found = found?;
     if let Some(warning) = &found.location.warning {
         eprintln!("polaris: warning: {warning}");
     }
@@ -97,14 +100,16 @@ fn report_gates(gates: &[check::Gate], json: bool) -> ExitCode {
 /// Runs the disk benchmark in POLARIS_HOME with a progress bar and keeps the result.
 fn measure_disk(settings: &Settings) -> anyhow::Result<()> {
     let home = &settings.home;
-    let disk = disks::read(home)
-        .ok()
-        .and_then(|s| s.data_dir.and_then(|d| d.disk));
+    std::fs::create_dir_all(home).with_context(|| format!("cannot create {}", home.display()))?;
+    let data = disks::read(home)?
+        .data_dir
+        .with_context(|| format!("cannot tell which filesystem holds {}", home.display()))?;
+    let plan = bench::Plan::for_data_dir(&data)?;
     eprintln!(
         "Measuring sequential disk speed in {} ({}; at most {} MiB and about 3 s)…",
-        home.display(),
-        disk.as_deref().unwrap_or("no physical disk found"),
-        bench::MAX_BYTES >> 20
+        plan.dir.display(),
+        plan.disk.as_deref().unwrap_or("not on one physical disk"),
+        plan.max_bytes >> 20
     );
     let bar = ProgressBar::with_draw_target(Some(1000), ProgressDrawTarget::stderr());
     if let Ok(style) = ProgressStyle::with_template("{prefix:<6} [{bar:30}] {msg}") {
@@ -115,7 +120,7 @@ fn measure_disk(settings: &Settings) -> anyhow::Result<()> {
     }
     let mut phase_started = Instant::now();
     let mut current = None;
-    let result = bench::run(home, disk, |phase, bytes| {
+    let result = bench::run(&plan, |phase, bytes| {
         if current != Some(phase) {
             current = Some(phase);
             phase_started = Instant::now();
@@ -125,7 +130,7 @@ fn measure_disk(settings: &Settings) -> anyhow::Result<()> {
             });
         }
         // Whichever bound comes first ends the phase: the bar follows the nearer one.
-        let by_bytes = bytes as f64 / bench::MAX_BYTES as f64;
+        let by_bytes = bytes as f64 / plan.max_bytes as f64;
         let by_time = phase_started.elapsed().as_secs_f64() / bench::PHASE_LIMIT.as_secs_f64();
         bar.set_position((by_bytes.max(by_time).min(1.0) * 1000.0) as u64);
         bar.set_message(format!("{} MiB", bytes >> 20));

@@ -16,6 +16,8 @@ use chrono::{DateTime, Utc};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
+use super::disks::DataDir;
+
 pub const MAX_BYTES: u64 = 512 << 20;
 /// Each of the write and read phases stops after this long.
 pub const PHASE_LIMIT: Duration = Duration::from_millis(1500);
@@ -66,12 +68,45 @@ pub enum Phase {
     Read,
 }
 
-/// Runs the benchmark in `dir`; `progress` hears the bytes done so far in each phase.
-pub fn run(
-    dir: &Path,
-    disk: Option<String>,
-    mut progress: impl FnMut(Phase, u64),
-) -> anyhow::Result<DiskBench> {
+/// Filesystems whose cache O_DIRECT does not reliably bypass (ZFS's ARC before 2.3): only the
+/// write speed is measured there.
+const CACHED_READ_FILESYSTEMS: &[&str] = &["zfs"];
+
+/// Where and how much to measure.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub dir: PathBuf,
+    pub disk: Option<String>,
+    pub max_bytes: u64,
+    pub measure_read: bool,
+}
+
+impl Plan {
+    /// The plan for POLARIS_HOME, refused where a figure could only be memory's.
+    pub fn for_data_dir(data: &DataDir) -> anyhow::Result<Self> {
+        if data.in_memory() {
+            anyhow::bail!(
+                "{} is on {} (memory): a disk speed measured there would be RAM's; \
+                 set POLARIS_HOME to a directory on the disk you rent out",
+                data.path.display(),
+                data.fs_type.as_deref().unwrap_or("a memory filesystem")
+            );
+        }
+        Ok(Self {
+            dir: data.path.clone(),
+            disk: data.disk.clone(),
+            max_bytes: MAX_BYTES,
+            measure_read: !data
+                .fs_type
+                .as_deref()
+                .is_some_and(|t| CACHED_READ_FILESYSTEMS.contains(&t)),
+        })
+    }
+}
+
+/// Runs the benchmark; `progress` hears the bytes done so far in each phase.
+pub fn run(plan: &Plan, mut progress: impl FnMut(Phase, u64)) -> anyhow::Result<DiskBench> {
+    let dir = plan.dir.as_path();
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     remove_leftovers(dir);
     let path = dir.join(format!("{FILE_PREFIX}{}", std::process::id()));
@@ -83,9 +118,13 @@ pub fn run(
     let started = Instant::now();
     let mut written = 0u64;
     let mut unsynced = 0u64;
-    while written < MAX_BYTES && started.elapsed() < PHASE_LIMIT {
-        // A different first word per chunk defeats deduplicating filesystems.
-        chunk[..8].copy_from_slice(&written.to_le_bytes());
+    while written < plan.max_bytes && started.elapsed() < PHASE_LIMIT {
+        // Every 4 KiB block gets its own offset stamped in, so no two blocks of the file are
+        // alike and deduplicating storage (VDO, ZFS dedup, SANs) cannot skip the writes.
+        for (i, block) in chunk.chunks_mut(ALIGN).enumerate() {
+            let offset = written + (i * ALIGN) as u64;
+            block[..8].copy_from_slice(&offset.to_le_bytes());
+        }
         handles
             .writer
             .write_all(&chunk)
@@ -101,36 +140,41 @@ pub fn run(
     handles.writer.sync_data().context("fsync failed")?;
     let write_seconds = started.elapsed().as_secs_f64();
 
-    let mut read = 0u64;
-    let mut read_seconds = 0.0;
-    let read_bypass = match handles.uncached_reader()? {
-        Some((bypass, mut reader)) => {
-            let mut buffer = vec![0u8; CHUNK + ALIGN];
-            let offset = (ALIGN - buffer.as_ptr() as usize % ALIGN) % ALIGN;
-            let aligned = &mut buffer[offset..offset + CHUNK];
-            let started = Instant::now();
-            while read < written && started.elapsed() < PHASE_LIMIT {
-                let n = reader
-                    .read(aligned)
-                    .context("reading the test file failed")?;
-                if n == 0 {
-                    break;
+    let (read, read_seconds, read_bypass) = {
+        let reader = if plan.measure_read {
+            handles.uncached_reader()?
+        } else {
+            None
+        };
+        match reader {
+            Some((bypass, mut reader)) => {
+                let mut buffer = vec![0u8; CHUNK + ALIGN];
+                let offset = (ALIGN - buffer.as_ptr() as usize % ALIGN) % ALIGN;
+                let aligned = &mut buffer[offset..offset + CHUNK];
+                let started = Instant::now();
+                let mut read = 0u64;
+                while read < written && started.elapsed() < PHASE_LIMIT {
+                    let n = reader
+                        .read(aligned)
+                        .context("reading the test file failed")?;
+                    if n == 0 {
+                        break;
+                    }
+                    read += n as u64;
+                    progress(Phase::Read, read);
                 }
-                read += n as u64;
-                progress(Phase::Read, read);
+                (read, started.elapsed().as_secs_f64(), Some(bypass))
             }
-            read_seconds = started.elapsed().as_secs_f64();
-            Some(bypass)
+            None => (0, 0.0, None),
         }
-        None => None,
     };
     drop(handles);
     let _ = std::fs::remove_file(&path); // already gone on Unix; belt and braces elsewhere
 
     let mb_per_s = |bytes: u64, seconds: f64| bytes as f64 / 1e6 / seconds.max(1e-6);
     Ok(DiskBench {
-        dir: dir.to_path_buf(),
-        disk,
+        dir: plan.dir.clone(),
+        disk: plan.disk.clone(),
         write_mb_per_s: mb_per_s(written, write_seconds),
         read_mb_per_s: read_bypass.map(|_| mb_per_s(read, read_seconds)),
         bytes_written: written,
@@ -252,9 +296,15 @@ mod tests {
     fn a_run_measures_both_ways_and_leaves_nothing() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
         std::fs::write(dir.path().join(format!("{FILE_PREFIX}1")), b"left over")?;
+        let plan = Plan {
+            dir: dir.path().to_path_buf(),
+            disk: None,
+            max_bytes: 16 << 20,
+            measure_read: true,
+        };
         let mut phases = Vec::new();
-        let bench = run(dir.path(), None, |phase, _| phases.push(phase))?;
-        assert!(bench.bytes_written >= CHUNK as u64 && bench.bytes_written <= MAX_BYTES);
+        let bench = run(&plan, |phase, _| phases.push(phase))?;
+        assert_eq!(bench.bytes_written, 16 << 20);
         assert!(bench.write_mb_per_s > 0.0);
         assert_eq!(phases.first(), Some(&Phase::Write));
         if cfg!(target_os = "linux") {
@@ -270,6 +320,24 @@ mod tests {
         }
         assert_eq!(std::fs::read_dir(dir.path())?.count(), 0, "no file left");
         Ok(())
+    }
+
+    #[test]
+    fn memory_filesystems_are_refused_and_zfs_reads_are_not_trusted() {
+        let data = |fs: &str| DataDir {
+            path: PathBuf::from("/srv/polaris"),
+            disk: Some("nvme0n1".to_owned()),
+            fs_type: Some(fs.to_owned()),
+            mount_point: Some(PathBuf::from("/srv")),
+            total_bytes: 1 << 40,
+            available_bytes: 1 << 39,
+        };
+        let err = Plan::for_data_dir(&data("tmpfs")).expect_err("tmpfs refused");
+        assert!(err.to_string().contains("would be RAM's"), "{err}");
+        assert!(!Plan::for_data_dir(&data("zfs")).is_ok_and(|p| p.measure_read));
+        let ext4 = Plan::for_data_dir(&data("ext4")).expect("ext4 measured");
+        assert!(ext4.measure_read);
+        assert_eq!(ext4.max_bytes, MAX_BYTES);
     }
 
     #[test]

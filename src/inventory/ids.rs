@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 const OS_MACHINE_IDS: &[&str] = &["/etc/machine-id", "/var/lib/dbus/machine-id"];
 
-/// Where the machine id came from: kept, so a reader knows whether ids survive a reinstall.
+/// This machine's identity; every resource id is derived from it, and it is never shown.
 #[derive(Debug, Clone)]
 pub struct MachineId {
     secret: String,

@@ -1,5 +1,6 @@
 //! Where the machine is: `POLARIS_LOCATION`, else an HTTPS geo-IP lookup (never plain HTTP),
-//! cached for a day in POLARIS_HOME, else "Unknown".
+//! cached for a day in POLARIS_HOME, else "Unknown". A failed lookup is remembered for an hour,
+//! so an offline machine does not wait 3 s on every run.
 
 use std::path::Path;
 use std::time::Duration;
@@ -11,6 +12,7 @@ use serde::{Deserialize, Serialize};
 pub const LOOKUP_URL: &str = "https://ipinfo.io/json";
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(3);
 const CACHE_FOR: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+const RETRY_AFTER: chrono::TimeDelta = chrono::TimeDelta::hours(1);
 pub const UNKNOWN: &str = "Unknown";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,9 +33,12 @@ pub struct Location {
     pub warning: Option<String>,
 }
 
+/// The last lookup: a place, or why there was none.
 #[derive(Debug, Serialize, Deserialize)]
 struct Cached {
-    name: String,
+    name: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
     looked_up_at: DateTime<Utc>,
 }
 
@@ -57,44 +62,53 @@ pub async fn resolve(
             warning: None,
         };
     }
-    if let Some(cached) = read_cache(cache) {
-        return Location {
-            name: cached.name,
-            source: LocationSource::Lookup,
-            warning: None,
-        };
-    }
-    match lookup(client, lookup_url).await {
-        Ok(name) => {
+    let outcome = match read_cache(cache).await {
+        Some(cached) => cached,
+        None => {
+            let outcome = lookup(client, lookup_url).await;
             let entry = Cached {
-                name: name.clone(),
+                name: outcome.as_ref().ok().cloned(),
+                error: outcome.as_ref().err().cloned(),
                 looked_up_at: Utc::now(),
             };
             if let Ok(json) = serde_json::to_vec_pretty(&entry) {
+                let cache = cache.to_path_buf();
                 // The cache only saves a lookup: failing to write it changes nothing else.
-                let _ = crate::files::write_atomically(cache, &json);
+                let _ = tokio::task::spawn_blocking(move || {
+                    crate::files::write_atomically(&cache, &json)
+                })
+                .await;
             }
-            Location {
-                name,
-                source: LocationSource::Lookup,
-                warning: None,
-            }
+            entry
         }
-        Err(why) => Location {
+    };
+    match outcome.name {
+        Some(name) => Location {
+            name,
+            source: LocationSource::Lookup,
+            warning: None,
+        },
+        None => Location {
             name: UNKNOWN.to_owned(),
             source: LocationSource::Unknown,
             warning: Some(format!(
-                "location lookup failed ({why}); set POLARIS_LOCATION, e.g. \"Berlin, Berlin, DE\""
+                "location lookup failed ({}); set POLARIS_LOCATION, e.g. \"Berlin, Berlin, DE\"",
+                outcome.error.as_deref().unwrap_or("no answer")
             )),
         },
     }
 }
 
-fn read_cache(path: &Path) -> Option<Cached> {
-    let cached: Cached = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+/// A cached place younger than a day, or a cached failure younger than an hour.
+async fn read_cache(path: &Path) -> Option<Cached> {
+    let cached: Cached = serde_json::from_slice(&tokio::fs::read(path).await.ok()?).ok()?;
     let age = Utc::now().signed_duration_since(cached.looked_up_at);
-    (age >= chrono::TimeDelta::zero() && age < CACHE_FOR && !cached.name.is_empty())
-        .then_some(cached)
+    let fresh_for = match &cached.name {
+        Some(name) if !name.is_empty() => CACHE_FOR,
+        Some(_) => return None,
+        None => RETRY_AFTER,
+    };
+    (age >= chrono::TimeDelta::zero() && age < fresh_for).then_some(cached)
 }
 
 async fn lookup(client: &reqwest::Client, url: &str) -> Result<String, String> {
@@ -147,7 +161,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn plain_http_is_refused_and_gives_unknown_with_a_warning() {
+    async fn plain_http_is_refused_and_the_failure_is_remembered_for_an_hour() {
         let dir = tempfile::tempdir().expect("temp dir");
         let client = reqwest::Client::new();
         let cache = dir.path().join("location.json");
@@ -155,28 +169,42 @@ mod tests {
         assert_eq!(location.name, UNKNOWN);
         let warning = location.warning.expect("a warning");
         assert!(warning.contains("not an https:// URL"), "{warning}");
-        assert!(!cache.exists(), "a failed lookup is not cached");
+        let cached = read_cache(&cache).await.expect("the failure is cached");
+        assert!(cached.name.is_none());
+        // Within the hour the cached failure answers without asking again.
+        let again = resolve(None, &client, "https://127.0.0.1:1/", &cache).await;
+        assert!(
+            again
+                .warning
+                .unwrap_or_default()
+                .contains("not an https:// URL")
+        );
     }
 
     #[tokio::test]
     async fn a_fresh_cache_answers_and_a_stale_one_does_not() {
         let dir = tempfile::tempdir().expect("temp dir");
         let cache = dir.path().join("location.json");
-        let write = |at: DateTime<Utc>| {
+        let write = |name: Option<&str>, age: chrono::TimeDelta| {
             let entry = Cached {
-                name: "Osaka, JP".to_owned(),
-                looked_up_at: at,
+                name: name.map(str::to_owned),
+                error: name.is_none().then(|| "offline".to_owned()),
+                looked_up_at: Utc::now() - age,
             };
             std::fs::write(&cache, serde_json::to_vec(&entry).expect("json")).expect("write");
         };
-        write(Utc::now() - chrono::TimeDelta::hours(1));
-        assert_eq!(
-            read_cache(&cache).map(|c| c.name).as_deref(),
-            Some("Osaka, JP")
+        let hours = chrono::TimeDelta::hours;
+        write(Some("Osaka, JP"), hours(1));
+        let name = read_cache(&cache).await.and_then(|c| c.name);
+        assert_eq!(name.as_deref(), Some("Osaka, JP"));
+        write(Some("Osaka, JP"), hours(25));
+        assert!(read_cache(&cache).await.is_none());
+        write(None, hours(2));
+        assert!(
+            read_cache(&cache).await.is_none(),
+            "a failure is retried after an hour"
         );
-        write(Utc::now() - chrono::TimeDelta::hours(25));
-        assert!(read_cache(&cache).is_none());
         std::fs::write(&cache, b"{not json").expect("write");
-        assert!(read_cache(&cache).is_none());
+        assert!(read_cache(&cache).await.is_none());
     }
 }

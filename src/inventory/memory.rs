@@ -15,7 +15,7 @@ fn parse_meminfo(text: &str) -> Option<MemoryInfo> {
         text.lines().find_map(|line| {
             let rest = line.strip_prefix(key)?.strip_prefix(':')?;
             let number = rest.trim().strip_suffix("kB").unwrap_or(rest).trim();
-            number.parse::<u64>().ok().map(|n| n * 1024)
+            number.parse::<u64>().ok()?.checked_mul(1024)
         })
     };
     let total_bytes = kib("MemTotal")?;

@@ -11,6 +11,7 @@ pub mod cpu_list;
 pub mod disks;
 pub mod gpu;
 pub mod ids;
+pub mod limits;
 pub mod location;
 pub mod memory;
 pub mod network;
@@ -18,13 +19,15 @@ mod render;
 mod system_info;
 pub mod units;
 
+use std::time::Duration;
+
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 
 use crate::config::Settings;
 
 pub use render::render_table;
-pub use system_info::to_system_info;
+pub use system_info::{resource_ids, to_system_info};
 
 /// Everything `collect` found.
 #[derive(Debug, Clone)]
@@ -37,6 +40,8 @@ pub struct Inventory {
     pub location: location::Location,
     pub cpu: cpu::CpuInfo,
     pub memory: memory::MemoryInfo,
+    /// What this process may use of the CPUs and memory (containers get less than the host).
+    pub limits: limits::Limits,
     pub storage: disks::Storage,
     /// The last `--bench` result for the data disk, if one was measured.
     pub disk_bench: Option<bench::DiskBench>,
@@ -52,21 +57,43 @@ pub struct Inventory {
     pub server_url: reqwest::Url,
 }
 
-/// Reads every fact. Local facts are read on blocking threads while the coordinator, the SSH
-/// port and the location service are asked at the same time, so the slowest probe sets the
-/// pace (each is bounded by a 3 s timeout).
+/// Local facts (the slow part is walking /sys and statvfs) get this long: a hung network
+/// mount under POLARIS_HOME must not hang `inventory` and `--check` with it.
+const LOCAL_LIMIT: Duration = Duration::from_secs(10);
+/// NVML initialisation takes seconds on many-GPU machines without persistence mode, and can
+/// hang on a GPU that has fallen off the bus.
+const GPU_LIMIT: Duration = Duration::from_secs(20);
+
+/// What is read from this machine's own files.
+struct LocalFacts {
+    cpu: cpu::CpuInfo,
+    memory: memory::MemoryInfo,
+    limits: limits::Limits,
+    storage: disks::Storage,
+    machine: ids::MachineId,
+    cached_bench: Option<bench::DiskBench>,
+}
+
+impl LocalFacts {
+    fn read(home: &std::path::Path) -> anyhow::Result<Self> {
+        Ok(Self {
+            cpu: cpu::read()?,
+            memory: memory::read()?,
+            limits: limits::read(),
+            storage: disks::read(home)?,
+            machine: ids::MachineId::load(home)?,
+            cached_bench: bench::load_cached(home),
+        })
+    }
+}
+
+/// Reads every fact. Local facts and NVML are read on blocking threads while the coordinator,
+/// the SSH port and the location service are asked at the same time; every part has a time
+/// limit. Call from a runtime that is shut down with `shutdown_background`, so a probe stuck
+/// in the kernel cannot hold the process after its limit.
 pub async fn collect(settings: &Settings) -> anyhow::Result<Inventory> {
     let home = settings.home.clone();
-    let local = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        Ok((
-            cpu::read()?,
-            memory::read()?,
-            disks::read(&home)?,
-            network::read_local(),
-            ids::MachineId::load(&home)?,
-            bench::load_cached(&home),
-        ))
-    });
+    let local = tokio::task::spawn_blocking(move || LocalFacts::read(&home));
     let library = settings.nvml_library.clone();
     let gpus =
         tokio::task::spawn_blocking(move || gpu::probe(library.as_deref().map(|p| p.as_os_str())));
@@ -75,9 +102,12 @@ pub async fn collect(settings: &Settings) -> anyhow::Result<Inventory> {
         .build()
         .context("cannot build the HTTP client")?;
     let cache = settings.home.join("inventory").join("location.json");
+    // Interfaces first (a few milliseconds): the SSH probe also tries the LAN address.
+    let network = network::read_local();
+    let ssh_addresses = network::ssh_probe_addresses(network.internal_ip);
     let (coordinator, ssh, location) = tokio::join!(
         network::probe_coordinator(&client, &settings.server_url),
-        network::probe_ssh(settings.ssh.port),
+        network::probe_ssh(settings.ssh.port, &ssh_addresses),
         location::resolve(
             settings.location.as_deref(),
             &client,
@@ -85,12 +115,41 @@ pub async fn collect(settings: &Settings) -> anyhow::Result<Inventory> {
             &cache
         ),
     );
-    let (cpu, memory, storage, network, machine, cached_bench) =
-        local.await.context("the hardware probe stopped")??;
-    let gpus = gpus.await.context("the GPU probe stopped")?;
-    // A benchmark of another disk (POLARIS_HOME moved) says nothing about this one.
-    let data_disk = storage.data_dir.as_ref().and_then(|d| d.disk.clone());
-    let disk_bench = cached_bench.filter(|b| b.disk == data_disk);
+    let local = tokio::time::timeout(LOCAL_LIMIT, local)
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "reading this machine's disks took over {} s: is a network filesystem under {} hung?",
+                LOCAL_LIMIT.as_secs(),
+                settings.home.display()
+            )
+        })?
+        .context("the hardware probe stopped")??;
+    let gpus = match tokio::time::timeout(GPU_LIMIT, gpus).await {
+        Ok(report) => report.context("the GPU probe stopped")?,
+        Err(_) => gpu::GpuReport {
+            reason: Some(format!(
+                "the NVIDIA driver did not answer within {} s (a GPU fallen off the bus?)",
+                GPU_LIMIT.as_secs()
+            )),
+            ..gpu::GpuReport::default()
+        },
+    };
+    let LocalFacts {
+        cpu,
+        memory,
+        limits,
+        storage,
+        machine,
+        cached_bench,
+    } = local;
+    // A benchmark of another place (POLARIS_HOME moved) says nothing about this one.
+    let disk_bench = cached_bench.filter(|b| {
+        storage
+            .data_dir
+            .as_ref()
+            .is_some_and(|d| d.disk == b.disk && d.path == b.dir)
+    });
     Ok(Inventory {
         collected_at: Utc::now(),
         machine,
@@ -100,6 +159,7 @@ pub async fn collect(settings: &Settings) -> anyhow::Result<Inventory> {
         location,
         cpu,
         memory,
+        limits,
         storage,
         disk_bench,
         gpus,

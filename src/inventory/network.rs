@@ -33,6 +33,8 @@ pub struct SshProbe {
     pub port: u16,
     /// Something accepts connections on the port.
     pub listening: bool,
+    /// The address that accepted.
+    pub address: Option<IpAddr>,
     /// The server's identification line, e.g. `SSH-2.0-OpenSSH_9.2p1 Debian-2`.
     pub banner: Option<String>,
 }
@@ -121,39 +123,58 @@ fn parse_default_route(table: &str) -> Option<String> {
         .map(|(_, name)| name.to_owned())
 }
 
-/// Connects to the SSH port on loopback and reads the server's identification line.
-pub async fn probe_ssh(port: u16) -> SshProbe {
-    let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let connected = tokio::time::timeout(PROBE_TIMEOUT, TcpStream::connect(address)).await;
-    let Ok(Ok(mut stream)) = connected else {
+/// How long one SSH address gets to accept and to send its identification line.
+const SSH_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Connects to the SSH port on each address in turn (loopback first; an sshd may listen only
+/// on `::1` or the LAN address) and reads the identification line of the first that accepts.
+pub async fn probe_ssh(port: u16, addresses: &[IpAddr]) -> SshProbe {
+    for &ip in addresses {
+        let address = SocketAddr::new(ip, port);
+        let Ok(Ok(mut stream)) =
+            tokio::time::timeout(SSH_TIMEOUT, TcpStream::connect(address)).await
+        else {
+            continue;
+        };
+        let mut buffer = vec![0u8; 256];
+        let mut filled = 0;
+        let read_banner = async {
+            while filled < buffer.len() && !buffer[..filled].contains(&b'\n') {
+                match stream.read(&mut buffer[filled..]).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => filled += n,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(SSH_TIMEOUT, read_banner).await;
+        let text = String::from_utf8_lossy(&buffer[..filled]);
         return SshProbe {
             port,
-            listening: false,
-            banner: None,
+            listening: true,
+            address: Some(ip),
+            banner: text
+                .lines()
+                .next()
+                .map(|l| l.trim().to_owned())
+                .filter(|l| !l.is_empty()),
         };
-    };
-    let mut buffer = vec![0u8; 256];
-    let mut filled = 0;
-    let read_banner = async {
-        while filled < buffer.len() && !buffer[..filled].contains(&b'\n') {
-            match stream.read(&mut buffer[filled..]).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => filled += n,
-            }
-        }
-    };
-    let _ = tokio::time::timeout(PROBE_TIMEOUT, read_banner).await;
-    let text = String::from_utf8_lossy(&buffer[..filled]);
-    let banner = text
-        .lines()
-        .next()
-        .map(|l| l.trim().to_owned())
-        .filter(|l| !l.is_empty());
+    }
     SshProbe {
         port,
-        listening: true,
-        banner,
+        listening: false,
+        address: None,
+        banner: None,
     }
+}
+
+/// The addresses the SSH probe tries: loopback, then the LAN address.
+pub fn ssh_probe_addresses(internal_ip: Option<IpAddr>) -> Vec<IpAddr> {
+    let mut addresses = vec![
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+    ];
+    addresses.extend(internal_ip);
+    addresses
 }
 
 /// Whether the coordinator answers, and this machine's public address as it sees it.
@@ -166,51 +187,58 @@ pub struct CoordinatorProbe {
     pub error: Option<String>,
 }
 
-/// Asks the coordinator's `GET /whoami`. A coordinator without that route (an older one)
-/// still counts as reachable; it just cannot tell the public address.
+/// Asks the coordinator's `GET /healthz` (is it there?) and `GET /whoami` (what address does
+/// it see?) at once. A coordinator without /whoami (an older one) is still reachable.
 pub async fn probe_coordinator(
     client: &reqwest::Client,
     server_url: &reqwest::Url,
 ) -> CoordinatorProbe {
-    let failed = |reachable: bool, error: String| CoordinatorProbe {
-        reachable,
-        public_ip: None,
-        error: Some(error),
-    };
-    let url = format!("{}/whoami", server_url.as_str().trim_end_matches('/'));
-    let answer = match client.get(&url).timeout(PROBE_TIMEOUT).send().await {
-        Ok(answer) => answer,
-        Err(err) => {
-            return failed(
-                false,
-                format!(
-                    "coordinator at {server_url} unreachable: {}",
-                    root_cause(&err)
-                ),
-            );
+    let base = server_url.as_str().trim_end_matches('/');
+    let (health, whoami) = tokio::join!(
+        get(client, format!("{base}/healthz")),
+        get(client, format!("{base}/whoami")),
+    );
+    let reachable = health
+        .as_ref()
+        .is_ok_and(|answer| answer.status().is_success());
+    let address = match whoami {
+        Ok(answer) if answer.status().is_success() => {
+            let url = answer.url().to_string();
+            match answer.json::<crate::api::Whoami>().await {
+                Ok(whoami) => whoami
+                    .ip
+                    .parse()
+                    .map_err(|_| format!("{url} sent {:?}, not an IP address", whoami.ip)),
+                Err(err) => Err(format!("{url} sent an unexpected body: {err}")),
+            }
         }
+        Ok(answer) => Err(format!("{} answered {}", answer.url(), answer.status())),
+        Err(why) => Err(why),
     };
-    let status = answer.status();
-    if !status.is_success() {
-        return failed(
-            !status.is_server_error(),
-            format!("{url} answered {status}"),
-        );
+    let error = match (&health, &address) {
+        (Err(why), _) => Some(why.clone()),
+        (Ok(answer), _) if !reachable => Some(format!(
+            "{} answered {}: not a Polaris coordinator?",
+            answer.url(),
+            answer.status()
+        )),
+        (_, Err(why)) => Some(why.clone()),
+        _ => None,
+    };
+    CoordinatorProbe {
+        reachable,
+        public_ip: address.ok(),
+        error,
     }
-    match answer.json::<crate::api::Whoami>().await {
-        Ok(whoami) => match whoami.ip.parse() {
-            Ok(ip) => CoordinatorProbe {
-                reachable: true,
-                public_ip: Some(ip),
-                error: None,
-            },
-            Err(_) => failed(
-                true,
-                format!("{url} sent {:?}, not an IP address", whoami.ip),
-            ),
-        },
-        Err(err) => failed(true, format!("{url} sent an unexpected body: {err}")),
-    }
+}
+
+async fn get(client: &reqwest::Client, url: String) -> Result<reqwest::Response, String> {
+    client
+        .get(&url)
+        .timeout(PROBE_TIMEOUT)
+        .send()
+        .await
+        .map_err(|e| format!("{url} unreachable: {}", root_cause(&e)))
 }
 
 /// The innermost error: "connection refused" says more than "error sending request".
@@ -243,7 +271,7 @@ mod tests {
             .and_then(|l| l.local_addr())
             .expect("free port")
             .port();
-        let probe = probe_ssh(port).await;
+        let probe = probe_ssh(port, &ssh_probe_addresses(None)).await;
         assert!(!probe.listening && !probe.is_ssh());
     }
 
@@ -260,8 +288,9 @@ mod tests {
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         });
-        let probe = probe_ssh(port).await;
+        let probe = probe_ssh(port, &ssh_probe_addresses(None)).await;
         assert!(probe.listening);
+        assert_eq!(probe.address, "127.0.0.1".parse().ok());
         assert_eq!(probe.banner.as_deref(), Some("SSH-2.0-OpenSSH_9.2p1"));
         assert!(probe.is_ssh());
     }
@@ -280,18 +309,23 @@ mod tests {
     async fn the_coordinator_probe_tells_reachable_from_address_known() {
         use axum::routing::get;
         let client = reqwest::Client::new();
+        let healthz = || get(|| async { "ok" });
+        let whoami = |ip: &'static str| {
+            get(move || async move { axum::Json(serde_json::json!({ "ip": ip })) })
+        };
 
-        let ours = serve(axum::Router::new().route(
-            "/api/v1/whoami",
-            get(|| async { axum::Json(serde_json::json!({ "ip": "203.0.113.9" })) }),
-        ))
+        let ours = serve(
+            axum::Router::new()
+                .route("/api/v1/healthz", healthz())
+                .route("/api/v1/whoami", whoami("203.0.113.9")),
+        )
         .await;
         let probe = probe_coordinator(&client, &ours).await;
-        assert!(probe.reachable && probe.error.is_none());
+        assert!(probe.reachable && probe.error.is_none(), "{probe:?}");
         assert_eq!(probe.public_ip, "203.0.113.9".parse().ok());
 
-        // An older coordinator without /whoami answers 404: reachable, address unknown.
-        let older = serve(axum::Router::new()).await;
+        // A coordinator without /whoami: reachable, address unknown.
+        let older = serve(axum::Router::new().route("/api/v1/healthz", healthz())).await;
         let probe = probe_coordinator(&client, &older).await;
         assert!(probe.reachable && probe.public_ip.is_none());
         assert!(
@@ -299,26 +333,34 @@ mod tests {
             "{probe:?}"
         );
 
-        let broken = serve(axum::Router::new().route(
-            "/api/v1/whoami",
-            get(|| async { axum::http::StatusCode::SERVICE_UNAVAILABLE }),
-        ))
-        .await;
-        assert!(!probe_coordinator(&client, &broken).await.reachable);
-
-        let garbage = serve(axum::Router::new().route(
-            "/api/v1/whoami",
-            get(|| async { axum::Json(serde_json::json!({ "ip": "not an address" })) }),
-        ))
-        .await;
-        let probe = probe_coordinator(&client, &garbage).await;
-        assert!(probe.public_ip.is_none());
+        // Any other HTTP server is not a coordinator, even if it answers.
+        let stranger = serve(axum::Router::new().route("/", healthz())).await;
+        let probe = probe_coordinator(&client, &stranger).await;
+        assert!(!probe.reachable);
         assert!(
             probe
                 .error
                 .as_deref()
                 .unwrap_or("")
-                .contains("not an IP address")
+                .contains("not a Polaris coordinator"),
+            "{probe:?}"
+        );
+
+        let garbage = serve(
+            axum::Router::new()
+                .route("/api/v1/healthz", healthz())
+                .route("/api/v1/whoami", whoami("not an address")),
+        )
+        .await;
+        let probe = probe_coordinator(&client, &garbage).await;
+        assert!(probe.reachable && probe.public_ip.is_none());
+        assert!(
+            probe
+                .error
+                .as_deref()
+                .unwrap_or("")
+                .contains("not an IP address"),
+            "{probe:?}"
         );
     }
 }

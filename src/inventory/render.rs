@@ -35,22 +35,29 @@ pub fn render_table(inventory: &Inventory) -> String {
     let mut out = String::new();
     machine(&mut out, inventory);
     cpu(&mut out, inventory);
+    let memory = &inventory.memory;
+    let limit = inventory
+        .limits
+        .cgroup_memory_bytes
+        .filter(|&l| l < memory.total_bytes)
+        .map_or_else(String::new, |l| {
+            format!(" · this container may use {}", human(l))
+        });
     line(
         &mut out,
         "Memory",
         format!(
-            "{} total · {} available",
-            human(inventory.memory.total_bytes),
-            human(inventory.memory.available_bytes)
+            "{} total · {} available{limit}",
+            human(memory.total_bytes),
+            human(memory.available_bytes)
         ),
     );
     gpus(&mut out, inventory);
     disks(&mut out, inventory);
     network(&mut out, inventory);
-    let ids: Vec<String> = super::to_system_info(inventory)
-        .compute_resources
-        .iter()
-        .map(|r| format!("{} {}", r.resource_type, r.id))
+    let ids: Vec<String> = super::resource_ids(inventory)
+        .into_iter()
+        .map(|(kind, id)| format!("{kind} {id}"))
         .collect();
     line(&mut out, "Resources", ids.join(" · "));
     out
@@ -110,11 +117,18 @@ fn cpu(out: &mut String, inventory: &Inventory) {
         (None, Some(max)) => format!(" · up to {max:.0} MHz"),
         _ => String::new(),
     };
+    let online = cpu.online.len() as u32;
+    let usable = inventory.limits.usable_cpus(online);
+    let usable = if usable < online {
+        format!(", {usable} usable here")
+    } else {
+        String::new()
+    };
     line(
         out,
         "",
         format!(
-            "{topology}{} CPUs, online {}{mhz}",
+            "{topology}{} CPUs, online {}{usable}{mhz}",
             cpu.total_cpus, cpu.online
         ),
     );
@@ -200,7 +214,7 @@ fn disks(out: &mut String, inventory: &Inventory) {
                 vec![
                     d.name.clone(),
                     d.kind.as_str().to_owned(),
-                    human(d.size_bytes),
+                    or_dash(d.size_bytes.map(human)),
                     or_dash(d.transport.as_ref()),
                     or_dash(d.model.as_ref()),
                     if filesystems.is_empty() {
@@ -267,9 +281,11 @@ fn network(out: &mut String, inventory: &Inventory) {
     };
     line(out, "Network", format!("{internal} · {public}"));
     let ssh = &inventory.ssh;
-    let ssh_text = match &ssh.banner {
-        Some(banner) if ssh.is_ssh() => format!("port {} answers {banner}", ssh.port),
-        _ if ssh.listening => format!("port {} is open but does not speak SSH", ssh.port),
+    let ssh_text = match (&ssh.banner, ssh.address) {
+        (Some(banner), Some(address)) if ssh.is_ssh() => {
+            format!("{address} port {} answers {banner}", ssh.port)
+        }
+        (_, Some(address)) => format!("{address} port {} is open but does not speak SSH", ssh.port),
         _ => format!("nothing listens on port {}", ssh.port),
     };
     line(out, "SSH", ssh_text);

@@ -12,6 +12,24 @@ use super::disks::DiskKind;
 use super::units::{wire_gb, wire_mb_per_s};
 use crate::api::{ComputeResource, CpuSpecs, GpuSpecs, NetworkInfo, Storage, SystemInventory};
 
+/// Each resource's type and stable id: one GPU resource per GPU, else one CPU resource.
+pub fn resource_ids(inventory: &Inventory) -> Vec<(&'static str, String)> {
+    if inventory.gpus.gpus.is_empty() {
+        vec![("CPU", inventory.machine.resource_id("cpu"))]
+    } else {
+        inventory
+            .gpus
+            .gpus
+            .iter()
+            .map(|gpu| ("GPU", gpu_resource_id(inventory, gpu)))
+            .collect()
+    }
+}
+
+fn gpu_resource_id(inventory: &Inventory, gpu: &super::gpu::Gpu) -> String {
+    inventory.machine.resource_id(&format!("gpu:{}", gpu.uuid))
+}
+
 pub fn to_system_info(inventory: &Inventory) -> SystemInventory {
     let base = |id: String, kind: &str| ComputeResource {
         id,
@@ -34,10 +52,7 @@ pub fn to_system_info(inventory: &Inventory) -> SystemInventory {
             .gpus
             .iter()
             .map(|gpu| {
-                let mut resource = base(
-                    inventory.machine.resource_id(&format!("gpu:{}", gpu.uuid)),
-                    "GPU",
-                );
+                let mut resource = base(gpu_resource_id(inventory, gpu), "GPU");
                 resource.gpu_specs = Some(gpu_specs(inventory, gpu));
                 resource
             })
@@ -84,38 +99,40 @@ fn cpu_specs(inventory: &Inventory) -> CpuSpecs {
     }
 }
 
-/// The data disk (holding POLARIS_HOME); when that is not a physical disk (a container's
-/// overlay, tmpfs), the largest physical disk, and failing that the data filesystem.
+/// The data disk: the one holding POLARIS_HOME, where `--bench` measured. When that is not one
+/// physical disk (tmpfs, a container's overlay, RAID across disks) the type is `Unknown` and the
+/// capacity is the data filesystem's, said so in `capacity_source`: never another disk's facts.
 fn storage(inventory: &Inventory) -> Storage {
     let storage = &inventory.storage;
-    let disk = storage
-        .data_disk()
-        .or_else(|| storage.disks.iter().max_by_key(|d| d.size_bytes));
-    let bench = inventory
-        .disk_bench
-        .as_ref()
-        .filter(|b| b.disk.as_deref() == disk.map(|d| d.name.as_str()));
-    let (kind, capacity) = match (disk, &storage.data_dir) {
-        (Some(disk), _) => (disk.kind, disk.size_bytes),
-        (None, Some(data)) => (DiskKind::Unknown, data.total_bytes),
-        (None, None) => (DiskKind::Unknown, 0),
+    let disk = storage.data_disk();
+    let data = storage.data_dir.as_ref();
+    let (capacity, source) = match (disk.and_then(|d| d.size_bytes), data) {
+        (Some(size), _) => (size, "disk"),
+        (None, Some(data)) => (data.total_bytes, "filesystem"),
+        (None, None) => (0, "unknown"),
     };
     let mut extra = Map::new();
+    extra.insert("capacity_bytes".into(), json!(capacity));
+    extra.insert("capacity_source".into(), json!(source));
     if let Some(disk) = disk {
         extra.insert("device".into(), json!(disk.name));
         extra.insert("model".into(), json!(disk.model));
         extra.insert("transport".into(), json!(disk.transport));
-        extra.insert("capacity_bytes".into(), json!(disk.size_bytes));
     }
-    if let Some(data) = &storage.data_dir {
+    if let Some(data) = data {
         extra.insert("data_dir_free_bytes".into(), json!(data.available_bytes));
+        extra.insert("data_dir_fs_type".into(), json!(data.fs_type));
     }
+    let bench = inventory.disk_bench.as_ref();
     if let Some(bench) = bench {
         extra.insert("measured_at".into(), json!(bench.measured_at));
         extra.insert("read_cache_bypass".into(), json!(bench.read_bypass));
     }
     Storage {
-        kind: kind.as_str().to_owned(),
+        kind: disk
+            .map_or(DiskKind::Unknown, |d| d.kind)
+            .as_str()
+            .to_owned(),
         capacity: wire_gb(capacity),
         read_speed: bench.and_then(|b| b.read_mb_per_s).map(wire_mb_per_s),
         write_speed: bench.map(|b| wire_mb_per_s(b.write_mb_per_s)),
@@ -141,12 +158,21 @@ fn gpu_specs(inventory: &Inventory, gpu: &super::gpu::Gpu) -> GpuSpecs {
     }
 }
 
-/// How validators reach this machine: SSH_HOST, else the public address, else the internal one.
+/// How validators reach this machine: SSH_HOST, else the public address (unless the
+/// coordinator runs on this machine and so sees loopback), else the internal one.
 fn network(inventory: &Inventory) -> NetworkInfo {
+    let reachable_from_outside =
+        |ip: &std::net::IpAddr| !ip.is_loopback() && !ip.is_unspecified() && !is_link_local(ip);
     let host = inventory
         .ssh_host
         .clone()
-        .or_else(|| inventory.coordinator.public_ip.map(|ip| ip.to_string()))
+        .or_else(|| {
+            inventory
+                .coordinator
+                .public_ip
+                .filter(reachable_from_outside)
+                .map(|ip| ip.to_string())
+        })
         .or_else(|| inventory.network.internal_ip.map(|ip| ip.to_string()));
     let port = inventory.ssh.port;
     let ssh = match (&inventory.ssh_user, host) {
@@ -169,6 +195,13 @@ fn network(inventory: &Inventory) -> NetworkInfo {
     }
 }
 
+fn is_link_local(ip: &std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.is_link_local(),
+        std::net::IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
+    }
+}
+
 /// Machine-wide facts beyond the original's fields.
 fn extra(inventory: &Inventory) -> Map<String, Value> {
     object(json!({
@@ -182,6 +215,13 @@ fn extra(inventory: &Inventory) -> Map<String, Value> {
             "kernel": inventory.kernel,
         },
         "memory": inventory.memory,
+        "limits": {
+            "affinity_cpus": inventory.limits.affinity_cpus,
+            "cgroup_cpus": inventory.limits.cgroup_cpus,
+            "cgroup_memory_bytes": inventory.limits.cgroup_memory_bytes,
+            "usable_cpus": inventory.limits.usable_cpus(inventory.cpu.online.len() as u32),
+            "usable_memory_bytes": inventory.limits.usable_memory(inventory.memory.total_bytes),
+        },
         "disks": inventory.storage.disks,
         "data_dir": inventory.storage.data_dir,
         "disk_bench": inventory.disk_bench,

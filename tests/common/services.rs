@@ -58,7 +58,9 @@ impl Sshd {
             return Err("ssh-keygen failed".into());
         }
         // sshd running as root insists on its privilege separation directory.
-        std::fs::create_dir_all("/run/sshd")?;
+        if is_root() {
+            std::fs::create_dir_all("/run/sshd")?;
+        }
         let port = free_port()?;
         let config = dir.path().join("sshd_config");
         std::fs::write(
@@ -99,6 +101,13 @@ impl Drop for Sshd {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
 fn which(program: &str) -> Option<PathBuf> {

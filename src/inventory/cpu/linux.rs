@@ -75,11 +75,14 @@ fn parse_cpuinfo(cpuinfo: &str) -> CpuIdentity {
     };
     CpuIdentity {
         // ARM names the vendor by its implementer code.
-        vendor_id: get("vendor_id").or_else(|| get("CPU implementer")),
+        // ARM names the vendor by an implementer code; lscpu prints the name.
+        vendor_id: get("vendor_id")
+            .or_else(|| get("CPU implementer").map(|code| arm_vendor(&code))),
         model_name: get("model name").or_else(|| get("Model")),
         family: number("cpu family"),
-        model: number("model").or_else(|| number("CPU part")),
-        stepping: number("stepping").or_else(|| number("CPU revision")),
+        // lscpu's ARM "Model" is the revision; its "Stepping" (r0p1) is no number, so none.
+        model: number("model").or_else(|| number("CPU revision")),
+        stepping: number("stepping"),
         address_sizes: get("address sizes"),
         flags: get("flags").or_else(|| get("Features")).unwrap_or_default(),
         processors: cpuinfo
@@ -89,15 +92,35 @@ fn parse_cpuinfo(cpuinfo: &str) -> CpuIdentity {
     }
 }
 
+/// lscpu's names for ARM implementer codes (util-linux `lscpu-arm.c`), else the code.
+fn arm_vendor(code: &str) -> String {
+    let name = match code.to_ascii_lowercase().as_str() {
+        "0x41" => "ARM",
+        "0x42" => "Broadcom",
+        "0x43" => "Cavium",
+        "0x46" => "FUJITSU",
+        "0x48" => "HiSilicon",
+        "0x4e" => "NVIDIA",
+        "0x50" => "APM",
+        "0x51" => "Qualcomm",
+        "0x61" => "Apple",
+        "0x6d" => "Microsoft",
+        "0xc0" => "Ampere",
+        _ => return code.to_owned(),
+    };
+    name.to_owned()
+}
+
 /// What lscpu derives from the per-CPU topology files: sockets, cores per socket, threads per core.
-fn topology(cpus: &[(u32, u32, u32)]) -> (Option<u32>, Option<u32>, Option<u32>) {
+/// `cpus` holds each online CPU's (package, core) pair.
+fn topology(cpus: &[(u32, u32)]) -> (Option<u32>, Option<u32>, Option<u32>) {
     use std::collections::BTreeMap;
     if cpus.is_empty() {
         return (None, None, None);
     }
     // (package, core) → threads; package → cores.
     let mut threads: BTreeMap<(u32, u32), u32> = BTreeMap::new();
-    for &(_, package, core) in cpus {
+    for &(package, core) in cpus {
         *threads.entry((package, core)).or_default() += 1;
     }
     let mut cores: BTreeMap<u32, u32> = BTreeMap::new();
@@ -128,12 +151,11 @@ pub fn read() -> anyhow::Result<CpuInfo> {
             .ok()
             .and_then(|t| t.trim().parse::<u32>().ok())
     };
-    let placed: Vec<(u32, u32, u32)> = online
+    let placed: Vec<(u32, u32)> = online
         .cpus()
         .iter()
         .filter_map(|&cpu| {
             Some((
-                cpu,
                 read_u32(cpu, "topology/physical_package_id")?,
                 read_u32(cpu, "topology/core_id")?,
             ))
@@ -209,13 +231,13 @@ mod tests {
     }
 
     #[test]
-    fn arm_cpuinfo_uses_implementer_and_part() {
+    fn arm_cpuinfo_is_named_as_lscpu_names_it() {
         let id = parse_cpuinfo(
             "processor\t: 0\nFeatures\t: fp asimd sve\nCPU implementer\t: 0x41\n\
              CPU part\t: 0xd0c\nCPU revision\t: 1\n",
         );
-        assert_eq!(id.vendor_id.as_deref(), Some("0x41"));
-        assert_eq!((id.model, id.stepping), (Some(0xd0c), Some(1)));
+        assert_eq!(id.vendor_id.as_deref(), Some("ARM"));
+        assert_eq!((id.model, id.stepping), (Some(1), None));
         assert_eq!(notable(&id.flags), ["asimd", "sve"]);
     }
 
@@ -223,14 +245,14 @@ mod tests {
     fn topology_counts_sockets_cores_and_threads() {
         // Two sockets, two cores each, two threads per core.
         let cpus = [
-            (0, 0, 0),
-            (1, 0, 1),
-            (2, 1, 0),
-            (3, 1, 1),
-            (4, 0, 0),
-            (5, 0, 1),
-            (6, 1, 0),
-            (7, 1, 1),
+            (0, 0),
+            (0, 1),
+            (1, 0),
+            (1, 1),
+            (0, 0),
+            (0, 1),
+            (1, 0),
+            (1, 1),
         ];
         assert_eq!(topology(&cpus), (Some(2), Some(2), Some(2)));
         assert_eq!(topology(&[]), (None, None, None));

@@ -6,19 +6,13 @@ use super::{CpuInfo, byte_order};
 use crate::inventory::cpu_list::CpuList;
 
 pub fn read() -> anyhow::Result<CpuInfo> {
-    let system = System::new_with_specifics(
-        RefreshKind::nothing().with_cpu(CpuRefreshKind::nothing().with_frequency()),
-    )
-    .map_err(|e| anyhow::anyhow!("cannot read the CPU list: {e}"))?;
+    let system =
+        System::new_with_specifics(RefreshKind::nothing().with_cpu(CpuRefreshKind::nothing()))
+            .map_err(|e| anyhow::anyhow!("cannot read the CPU list: {e}"))?;
     let cpus = system.cpus();
     let first = cpus.first();
     let physical = System::physical_core_count().ok().map(|n| n as u32);
     let logical = cpus.len() as u32;
-    let max_mhz = cpus
-        .iter()
-        .map(|c| c.frequency() as f64)
-        .filter(|&f| f > 0.0)
-        .reduce(f64::max);
     Ok(CpuInfo {
         architecture: System::cpu_arch(),
         vendor_id: first
@@ -37,9 +31,14 @@ pub fn read() -> anyhow::Result<CpuInfo> {
         online: CpuList::from_cpus((0..logical).collect()),
         sockets: None,
         cores_per_socket: None,
-        threads_per_core: physical.filter(|&p| p > 0).map(|p| logical / p),
+        // Only when it divides evenly: hybrid CPUs (P-cores with two threads, E-cores with
+        // one) have no single figure.
+        threads_per_core: physical
+            .filter(|&p| p > 0 && logical % p == 0)
+            .map(|p| logical / p),
+        // sysinfo's frequency is the current (or base) clock, not the limits lscpu names.
         min_mhz: None,
-        max_mhz,
+        max_mhz: None,
         flags: Vec::new(),
     })
 }

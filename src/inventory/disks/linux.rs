@@ -16,28 +16,39 @@ fn read_trimmed(path: impl AsRef<Path>) -> Option<String> {
 fn read_disk(name: &str) -> Option<Disk> {
     let base = PathBuf::from("/sys/block").join(name);
     let sectors: u64 = read_trimmed(base.join("size"))?.parse().ok()?;
-    if sectors == 0 {
-        return None; // an empty card reader or CD drive
+    // No medium (an empty card reader), a CD/DVD drive (SCSI type 5), or a hidden NVMe
+    // multipath path that lsblk also leaves out.
+    if sectors == 0
+        || read_trimmed(base.join("device/type")).as_deref() == Some("5")
+        || read_trimmed(base.join("hidden")).as_deref() == Some("1")
+    {
+        return None;
     }
     let sys_path = fs::canonicalize(&base).ok()?;
     let transport = transport_from_path(&sys_path.to_string_lossy());
-    let rotational = read_trimmed(base.join("queue/rotational")).as_deref() == Some("1");
+    let rotational = read_trimmed(base.join("queue/rotational")).map(|r| r == "1");
     Some(Disk {
         name: name.to_owned(),
         kind: classify(name, transport.as_deref(), rotational),
         transport,
         model: read_trimmed(base.join("device/model")),
         // /sys/block/*/size counts 512-byte sectors whatever the disk's sector size.
-        size_bytes: sectors * 512,
+        size_bytes: sectors.checked_mul(512),
         removable: read_trimmed(base.join("removable")).as_deref() == Some("1"),
         filesystems: Vec::new(),
     })
 }
 
 /// The physical disks under a block device: itself, a partition's parent, or what a
-/// device-mapper / md device is built on.
+/// device-mapper / md device (or a partition of one) is built on.
 fn disks_under(sys_path: &Path, depth: u32, out: &mut HashSet<String>) {
     if depth > 8 {
+        return;
+    }
+    if sys_path.join("partition").exists() {
+        if let Some(parent) = sys_path.parent() {
+            disks_under(parent, depth + 1, out);
+        }
         return;
     }
     let slaves: Vec<String> = fs::read_dir(sys_path.join("slaves"))
@@ -47,26 +58,21 @@ fn disks_under(sys_path: &Path, depth: u32, out: &mut HashSet<String>) {
                 .collect()
         })
         .unwrap_or_default();
-    if !slaves.is_empty() {
-        for slave in slaves {
-            if let Ok(path) = fs::canonicalize(format!("/sys/class/block/{slave}")) {
-                disks_under(&path, depth + 1, out);
-            }
+    if slaves.is_empty() {
+        if let Some(name) = sys_path.file_name().and_then(|n| n.to_str()) {
+            out.insert(name.to_owned());
         }
         return;
     }
-    let disk = if sys_path.join("partition").exists() {
-        sys_path.parent().and_then(Path::file_name)
-    } else {
-        sys_path.file_name()
-    };
-    if let Some(name) = disk.and_then(|n| n.to_str()) {
-        out.insert(name.to_owned());
+    for slave in slaves {
+        if let Ok(path) = fs::canonicalize(format!("/sys/class/block/{slave}")) {
+            disks_under(&path, depth + 1, out);
+        }
     }
 }
 
 /// Resolves a mount to physical disks by its device number, else by its source path
-/// (btrfs subvolumes report an anonymous device number).
+/// (btrfs reports an anonymous device number).
 fn disks_of(mount: &Mount) -> HashSet<String> {
     let mut out = HashSet::new();
     if let Ok(path) = fs::canonicalize(format!("/sys/dev/block/{}", mount.device)) {
@@ -89,15 +95,22 @@ fn space(path: &Path) -> Option<(u64, u64)> {
     ))
 }
 
-pub fn read(home: &Path) -> anyhow::Result<Storage> {
+fn list_disks() -> anyhow::Result<Vec<Disk>> {
     let mut names: Vec<String> = fs::read_dir("/sys/block")
         .context("cannot list /sys/block")?
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
         .filter(|name| !is_virtual(name))
         .collect();
     names.sort();
-    let mut disks: Vec<Disk> = names.iter().filter_map(|n| read_disk(n)).collect();
+    Ok(names.iter().filter_map(|n| read_disk(n)).collect())
+}
 
+pub fn read(home: &Path) -> anyhow::Result<Storage> {
+    // Without /sys (gVisor, some sandboxes) there are still the data directory's facts.
+    let (mut disks, note) = match list_disks() {
+        Ok(disks) => (disks, None),
+        Err(err) => (Vec::new(), Some(format!("{err:#}: no disk list"))),
+    };
     let mountinfo =
         fs::read_to_string("/proc/self/mountinfo").context("cannot read /proc/self/mountinfo")?;
     let mounts = parse_mountinfo(&mountinfo);
@@ -111,7 +124,9 @@ pub fn read(home: &Path) -> anyhow::Result<Storage> {
     }
     for mount in by_device.values() {
         let owners = disks_of(mount);
-        if owners.is_empty() {
+        // Only filesystems on known disks are asked for their space: a dead network mount
+        // would hang statvfs.
+        if !disks.iter().any(|d| owners.contains(&d.name)) {
             continue;
         }
         let Some((total_bytes, available_bytes)) = space(&mount.mount_point) else {
@@ -127,32 +142,39 @@ pub fn read(home: &Path) -> anyhow::Result<Storage> {
             });
         }
     }
-    let data_dir = existing_ancestor(home).and_then(|dir| {
-        let stat = rustix::fs::stat(dir).ok()?;
-        let device = format!(
-            "{}:{}",
-            rustix::fs::major(stat.st_dev),
-            rustix::fs::minor(stat.st_dev)
-        );
-        let (total_bytes, available_bytes) = space(dir)?;
-        let disk = mounts
-            .iter()
-            .find(|m| m.device == device)
-            .map(disks_of)
-            .and_then(|owners| {
-                let mut owners: Vec<String> = owners.into_iter().collect();
-                owners.sort();
-                owners.into_iter().next()
-            })
-            .filter(|name| disks.iter().any(|d| &d.name == name));
-        Some(DataDir {
-            path: dir.to_path_buf(),
-            disk,
-            total_bytes,
-            available_bytes,
-        })
-    });
-    Ok(Storage { disks, data_dir })
+    let data_dir = existing_ancestor(home).and_then(|dir| data_dir(dir, &mounts, &disks));
+    Ok(Storage {
+        disks,
+        data_dir,
+        note,
+    })
+}
+
+/// The filesystem holding `dir`: the mount whose mount point is the longest prefix of its real
+/// path (device numbers do not work: btrfs gives each subvolume its own).
+fn data_dir(dir: &Path, mounts: &[Mount], disks: &[Disk]) -> Option<DataDir> {
+    let real = fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let (total_bytes, available_bytes) = space(&real)?;
+    let mount = mounts
+        .iter()
+        .filter(|m| real.starts_with(&m.mount_point))
+        .max_by_key(|m| m.mount_point.as_os_str().len());
+    let mut owners: Vec<String> = mount
+        .map(disks_of)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|name| disks.iter().any(|d| &d.name == name))
+        .collect();
+    owners.sort();
+    Some(DataDir {
+        path: real,
+        // On RAID or LVM across disks, the disks are named together: no one member speaks for it.
+        disk: (owners.len() == 1).then(|| owners.remove(0)),
+        fs_type: mount.map(|m| m.fs_type.clone()),
+        mount_point: mount.map(|m| m.mount_point.clone()),
+        total_bytes,
+        available_bytes,
+    })
 }
 
 /// One line of /proc/self/mountinfo.
@@ -224,6 +246,7 @@ fn transport_from_path(sys_path: &str) -> Option<String> {
         ("/usb", "usb"),
         ("/ata", "sata"),
         ("/virtio", "virtio"),
+        ("/vbd-", "xen"),
         ("/mmc", "mmc"),
     ]
     .iter()
@@ -231,13 +254,16 @@ fn transport_from_path(sys_path: &str) -> Option<String> {
     Some(transport.1.to_owned())
 }
 
-fn classify(name: &str, transport: Option<&str>, rotational: bool) -> DiskKind {
-    if name.starts_with("nvme") || transport == Some("nvme") {
-        DiskKind::Nvme
-    } else if rotational {
-        DiskKind::Hdd
-    } else {
-        DiskKind::Ssd
+/// NVMe by name or transport; else the kernel's rotational flag. Hypervisors' virtual disks
+/// (virtio, Xen) report rotational by default whatever backs them, so there "rotational" only
+/// says we do not know.
+fn classify(name: &str, transport: Option<&str>, rotational: Option<bool>) -> DiskKind {
+    let virtual_disk = matches!(transport, Some("virtio" | "xen"));
+    match rotational {
+        _ if name.starts_with("nvme") || transport == Some("nvme") => DiskKind::Nvme,
+        Some(false) => DiskKind::Ssd,
+        Some(true) if !virtual_disk => DiskKind::Hdd,
+        _ => DiskKind::Unknown,
     }
 }
 
@@ -276,9 +302,18 @@ mod tests {
     fn disk_kind_follows_the_kernel() {
         let nvme = "/sys/devices/pci0000:00/0000:00:01.0/nvme/nvme0/nvme0n1";
         assert_eq!(transport_from_path(nvme).as_deref(), Some("nvme"));
-        assert_eq!(classify("nvme0n1", Some("nvme"), false), DiskKind::Nvme);
-        assert_eq!(classify("sda", Some("sata"), true), DiskKind::Hdd);
-        assert_eq!(classify("sdb", Some("sata"), false), DiskKind::Ssd);
+        assert_eq!(
+            classify("nvme0n1", Some("nvme"), Some(false)),
+            DiskKind::Nvme
+        );
+        assert_eq!(classify("sda", Some("sata"), Some(true)), DiskKind::Hdd);
+        assert_eq!(classify("sdb", Some("sata"), Some(false)), DiskKind::Ssd);
+        assert_eq!(
+            classify("vda", Some("virtio"), Some(true)),
+            DiskKind::Unknown
+        );
+        assert_eq!(classify("vdb", Some("virtio"), Some(false)), DiskKind::Ssd);
+        assert_eq!(classify("sdc", None, None), DiskKind::Unknown);
         assert_eq!(DiskKind::Nvme.as_str(), "NVME");
     }
 }

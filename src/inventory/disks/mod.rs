@@ -20,11 +20,15 @@ pub use portable::read;
 
 /// The kind the wire format names (`storage.type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
 pub enum DiskKind {
+    #[serde(rename = "NVME")]
     Nvme,
+    #[serde(rename = "SSD")]
     Ssd,
+    #[serde(rename = "HDD")]
     Hdd,
+    /// The kernel does not say (a hypervisor's virtual disk, no rotational flag): the
+    /// original's word for it.
     Unknown,
 }
 
@@ -48,8 +52,8 @@ pub struct Disk {
     /// How it is attached (`nvme`, `sata`, `usb`, `virtio` …), when the kernel says.
     pub transport: Option<String>,
     pub model: Option<String>,
-    /// The whole disk's capacity, not one filesystem's.
-    pub size_bytes: u64,
+    /// The whole disk's capacity, not one filesystem's; None where the system does not say.
+    pub size_bytes: Option<u64>,
     pub removable: bool,
     pub filesystems: Vec<Filesystem>,
 }
@@ -68,8 +72,11 @@ pub struct Filesystem {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DataDir {
     pub path: PathBuf,
-    /// The physical disk underneath, when there is one (not on tmpfs, overlay or network mounts).
+    /// The physical disk underneath, when there is exactly one (not on tmpfs, overlay, network
+    /// mounts, or RAID/LVM across several disks).
     pub disk: Option<String>,
+    pub fs_type: Option<String>,
+    pub mount_point: Option<PathBuf>,
     pub total_bytes: u64,
     pub available_bytes: u64,
 }
@@ -78,6 +85,19 @@ pub struct DataDir {
 pub struct Storage {
     pub disks: Vec<Disk>,
     pub data_dir: Option<DataDir>,
+    /// Why the disk list is empty, when it could not be read.
+    pub note: Option<String>,
+}
+
+/// Filesystems in memory: a disk benchmark there would measure RAM.
+pub const MEMORY_FILESYSTEMS: &[&str] = &["tmpfs", "ramfs"];
+
+impl DataDir {
+    pub fn in_memory(&self) -> bool {
+        self.fs_type
+            .as_deref()
+            .is_some_and(|t| MEMORY_FILESYSTEMS.contains(&t))
+    }
 }
 
 impl Storage {

@@ -20,12 +20,11 @@ pub fn read(home: &Path) -> anyhow::Result<Storage> {
             name,
             transport: None,
             model: None,
-            // Without the platform's disk APIs, the largest filesystem is the best lower bound.
-            size_bytes: 0,
+            // sysinfo knows filesystems, not the disks under them.
+            size_bytes: None,
             removable: entry.is_removable(),
             filesystems: Vec::new(),
         });
-        disk.size_bytes = disk.size_bytes.max(entry.total_space());
         disk.filesystems.push(Filesystem {
             mount_point: entry.mount_point().to_path_buf(),
             source: disk.name.clone(),
@@ -45,9 +44,15 @@ pub fn read(home: &Path) -> anyhow::Result<Storage> {
         Some(DataDir {
             path: dir.clone(),
             disk: Some(disk.name.clone()),
+            fs_type: Some(fs.fs_type.clone()),
+            mount_point: Some(fs.mount_point.clone()),
             total_bytes: fs.total_bytes,
             available_bytes: fs.available_bytes,
         })
     });
-    Ok(Storage { disks, data_dir })
+    Ok(Storage {
+        disks,
+        data_dir,
+        note: None,
+    })
 }
