@@ -102,7 +102,8 @@ mod bench {
         let disk_runs = knob("POLARIS_BENCH_DISK_RUNS", 3)?.max(1);
         let server_home = tempfile::tempdir()?;
         let coordinator = Coordinator::start(server_home.path())?;
-        let home = tempfile::tempdir()?;
+        // On the disk, not in a /tmp that may be tmpfs (where --bench refuses to run).
+        let home = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR"))?;
         let inventory = |args: &[&str]| {
             let mut command = Command::new(env!("CARGO_BIN_EXE_polaris"));
             command
