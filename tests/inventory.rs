@@ -469,6 +469,31 @@ fn output_file_is_written_and_a_bad_path_is_a_clear_error() -> TestResult {
     Ok(())
 }
 
+#[test]
+fn bench_shows_a_progress_bar_on_a_terminal() -> TestResult {
+    // util-linux's `script` gives the command a pseudo-terminal, as a person's shell would.
+    if Command::new("script").arg("--version").output().is_err() {
+        services::missing_service("script (util-linux)", "it is not installed");
+        return Ok(());
+    }
+    let home = on_disk_home()?;
+    let command = format!("'{}' inventory --bench", env!("CARGO_BIN_EXE_polaris"));
+    let output = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("POLARIS_HOME", home.path())
+        .env("POLARIS_LOCATION", "Testville, TS")
+        .env("SERVER_URL", "http://127.0.0.1:9/api/v1")
+        .env("POLARIS_NVML_LIBRARY", "/nonexistent/libnvidia-ml.so.1")
+        .env("TERM", "xterm")
+        .stdin(Stdio::null())
+        .output()?;
+    let screen = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{screen}");
+    assert!(screen.contains("write  ["), "no write bar: {screen}");
+    assert!(screen.contains("read   ["), "no read bar: {screen}");
+    Ok(())
+}
+
 /// A POLARIS_HOME on the disk (under target/), not in a /tmp that may be tmpfs, where
 /// `--bench` refuses to run.
 fn on_disk_home() -> std::io::Result<tempfile::TempDir> {
