@@ -8,6 +8,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// written, flushed to disk and renamed over the target, and the directory is flushed so the
 /// rename survives a crash. Creates missing parent directories.
 pub fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    replace(path, contents, false)
+}
+
+/// As [`write_atomically`], for a file only its owner may read (mode 0600 on Unix) from the
+/// moment it exists: tokens and keys.
+pub fn write_private_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    replace(path, contents, true)
+}
+
+fn replace(path: &Path, contents: &[u8], private: bool) -> std::io::Result<()> {
     static WRITES: AtomicU64 = AtomicU64::new(0);
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
@@ -25,7 +35,16 @@ pub fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
         WRITES.fetch_add(1, Ordering::Relaxed)
     ));
     let written = (|| {
-        let mut file = std::fs::File::create(&temporary)?;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        if private {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        #[cfg(not(unix))]
+        let _ = private;
+        let mut file = options.open(&temporary)?;
         file.write_all(contents)?;
         file.sync_all()?;
         std::fs::rename(&temporary, path)
@@ -52,6 +71,18 @@ mod tests {
         assert_eq!(std::fs::read(&path)?, b"two");
         let entries = std::fs::read_dir(path.parent().unwrap_or(dir.path()))?.count();
         assert_eq!(entries, 1);
+        Ok(())
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn private_files_are_owner_only() -> std::io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("token.json");
+        write_private_atomically(&path, b"{}")?;
+        let mode = std::fs::metadata(&path)?.permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
         Ok(())
     }
 }

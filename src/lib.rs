@@ -7,6 +7,8 @@
 //! - [`api`]: the wire contract (serde types compatible with the original Python tool's bodies).
 //! - [`inventory`]: the machine's hardware facts (CPU, memory, disks, GPUs, network, location),
 //!   the disk benchmark and the self-test gates: what registration sends.
+//! - [`register`]: the registration engine (a state machine both faces drive), wallets and
+//!   keys, submission and `registration.json`.
 //! - [`server`]: `polaris server`, the coordinator: HTTP routes, auth, the in-memory heartbeat
 //!   registry with its deadline index, the health check and alerts.
 //! - [`store`]: persistence behind a trait; the embedded SQLite store and its batching writer.
@@ -16,6 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod files;
 pub mod inventory;
+pub mod register;
 pub mod server;
 pub mod store;
 pub mod telemetry;

@@ -1,6 +1,7 @@
 //! The wire contract: JSON bodies of the coordinator API (base `/api/v1`), field-compatible with
 //! the original Python tool's bodies (see `shared/reference/original-polaris.md` §4, §6, §12).
 
+pub mod client;
 mod heartbeat;
 mod miner;
 mod network;

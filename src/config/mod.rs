@@ -329,7 +329,8 @@ fn resolve_home(layers: &Layers) -> Result<PathBuf, ConfigError> {
         .ok_or(ConfigError::NoHome)
 }
 
-fn user_home() -> Option<PathBuf> {
+/// The user's home directory (HOME, or USERPROFILE on Windows).
+pub fn user_home() -> Option<PathBuf> {
     let var = if cfg!(windows) { "USERPROFILE" } else { "HOME" };
     std::env::var_os(var)
         .filter(|v| !v.is_empty())

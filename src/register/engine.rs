@@ -1,0 +1,511 @@
+//! The registration flow as a state machine with no terminal code: it says which question
+//! comes next, checks each answer, and ends in a plan to submit. `polaris register` (prompts
+//! or flags) and the dashboard's wizard drive the same engine.
+
+use crate::api::{RegistrationRequest, SystemInventory, Validate};
+
+use super::record::{BittensorFacts, Chain, CommuneFacts, Network, RegistrationRecord};
+use super::wallets::{BittensorWallet, CommuneKey};
+
+/// Subnet numbers (original-polaris.md §4.5; mainnet 49 is the one validators use).
+pub const BITTENSOR_NETUID: (u32, u32) = (49, 100);
+pub const COMMUNE_NETUID: (u32, u32) = (33, 12);
+
+/// What the engine knows before asking anything.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub existing: Option<RegistrationRecord>,
+    pub system_info: SystemInventory,
+    pub bittensor_wallets: Vec<BittensorWallet>,
+    pub commune_keys: Vec<CommuneKey>,
+}
+
+/// The next thing to ask.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Question {
+    /// A registration exists: replace it? (default: no)
+    ReplaceExisting {
+        miner_id: String,
+        username: String,
+    },
+    /// The facts to send, shown before they go (default: yes).
+    ConfirmSystemInfo,
+    Network,
+    Username,
+    BittensorWallet,
+    BittensorHotkey {
+        wallet: String,
+    },
+    CommuneKey,
+    Chain {
+        network: Network,
+    },
+}
+
+impl Question {
+    /// The prompt, as the original worded it where it had one.
+    pub fn prompt(&self) -> String {
+        match self {
+            Self::ReplaceExisting { .. } => {
+                "Do you want to proceed with a new registration?".to_owned()
+            }
+            Self::ConfirmSystemInfo => "Do you want to proceed with registration?".to_owned(),
+            Self::Network => "Select registration type:".to_owned(),
+            Self::Username => "Enter your desired username:".to_owned(),
+            Self::BittensorWallet => "Select a wallet (coldkey):".to_owned(),
+            Self::BittensorHotkey { wallet } => format!("Select a hotkey of {wallet}:"),
+            Self::CommuneKey => "Select a Commune key:".to_owned(),
+            Self::Chain { .. } => "Select the network:".to_owned(),
+        }
+    }
+
+    /// The flag that answers it without a terminal.
+    pub fn flag(&self) -> &'static str {
+        match self {
+            Self::ReplaceExisting { .. } | Self::ConfirmSystemInfo => "--yes",
+            Self::Network => "--network",
+            Self::Username => "--username",
+            Self::BittensorWallet => "--wallet",
+            Self::BittensorHotkey { .. } => "--hotkey",
+            Self::CommuneKey => "--key",
+            Self::Chain { .. } => "--testnet (or nothing for mainnet)",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    Yes(bool),
+    Network(Network),
+    Text(String),
+    Chain(Chain),
+}
+
+/// Where the flow stands.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Next {
+    Ask(Question),
+    /// Ended without registering; the reason is for the user.
+    Stop(Stop),
+    Ready(Box<Plan>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Stop {
+    KeptExisting,
+    Declined,
+    NoBittensorWallet,
+    NoCommuneKey,
+}
+
+/// What to submit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub network: Network,
+    pub request: RegistrationRequest,
+    pub bittensor: Option<BittensorFacts>,
+    pub commune: Option<CommuneFacts>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Answers {
+    replace: Option<bool>,
+    confirmed: Option<bool>,
+    network: Option<Network>,
+    username: Option<String>,
+    wallet: Option<String>,
+    hotkey: Option<String>,
+    key: Option<String>,
+    chain: Option<Chain>,
+}
+
+pub struct Engine {
+    context: Context,
+    answers: Answers,
+    /// The miner's uid on its subnet, when the user knows it (`--uid`).
+    uid: Option<u32>,
+}
+
+/// Usernames: 3 to 32 of `A-Z a-z 0-9 _ -`.
+pub fn check_username(name: &str) -> Result<(), String> {
+    let ok_chars = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if !(3..=32).contains(&name.chars().count()) {
+        Err(format!(
+            "a username has 3 to 32 characters; {name:?} has {}",
+            name.chars().count()
+        ))
+    } else if !ok_chars {
+        Err(format!(
+            "a username may hold only letters, digits, _ and -; {name:?} does not"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Checks the facts about to be sent as the coordinator will (RAM like `15.68GB`, storage type
+/// and capacity, CPU and GPU specs), so a bad inventory is caught before anything is asked.
+pub fn check_system_info(info: &SystemInventory) -> Result<(), String> {
+    let probe = RegistrationRequest {
+        name: "check".to_owned(),
+        location: info.location.clone(),
+        description: None,
+        compute_resources: info.compute_resources.clone(),
+        registration_type: None,
+    };
+    probe
+        .validate()
+        .map_err(|e| format!("this machine's system information cannot be sent: {e}"))
+}
+
+impl Engine {
+    pub fn new(context: Context, uid: Option<u32>) -> Self {
+        Self {
+            context,
+            answers: Answers::default(),
+            uid,
+        }
+    }
+
+    pub fn context(&self) -> &Context {
+        &self.context
+    }
+
+    pub fn next(&self) -> Next {
+        let a = &self.answers;
+        if let Some(existing) = &self.context.existing {
+            match a.replace {
+                None => {
+                    return Next::Ask(Question::ReplaceExisting {
+                        miner_id: existing.miner_id.clone(),
+                        username: existing.username.clone(),
+                    });
+                }
+                Some(false) => return Next::Stop(Stop::KeptExisting),
+                Some(true) => {}
+            }
+        }
+        match a.confirmed {
+            None => return Next::Ask(Question::ConfirmSystemInfo),
+            Some(false) => return Next::Stop(Stop::Declined),
+            Some(true) => {}
+        }
+        let Some(network) = a.network else {
+            return Next::Ask(Question::Network);
+        };
+        if a.username.is_none() {
+            return Next::Ask(Question::Username);
+        }
+        match network {
+            Network::Standard => {}
+            Network::Bittensor => {
+                if self.context.bittensor_wallets.is_empty() {
+                    return Next::Stop(Stop::NoBittensorWallet);
+                }
+                let Some(wallet) = &a.wallet else {
+                    return Next::Ask(Question::BittensorWallet);
+                };
+                if a.hotkey.is_none() {
+                    return Next::Ask(Question::BittensorHotkey {
+                        wallet: wallet.clone(),
+                    });
+                }
+            }
+            Network::Commune => {
+                if self.context.commune_keys.is_empty() {
+                    return Next::Stop(Stop::NoCommuneKey);
+                }
+                if a.key.is_none() {
+                    return Next::Ask(Question::CommuneKey);
+                }
+            }
+        }
+        if network != Network::Standard && a.chain.is_none() {
+            return Next::Ask(Question::Chain { network });
+        }
+        Next::Ready(Box::new(self.plan(network)))
+    }
+
+    /// Answers the question `next` asked; a bad answer is refused with the reason and
+    /// changes nothing.
+    pub fn answer(&mut self, answer: Answer) -> Result<(), String> {
+        let Next::Ask(question) = self.next() else {
+            return Err("nothing is being asked".to_owned());
+        };
+        let a = &mut self.answers;
+        match (question, answer) {
+            (Question::ReplaceExisting { .. }, Answer::Yes(yes)) => a.replace = Some(yes),
+            (Question::ConfirmSystemInfo, Answer::Yes(yes)) => {
+                if yes {
+                    check_system_info(&self.context.system_info)?;
+                }
+                a.confirmed = Some(yes);
+            }
+            (Question::Network, Answer::Network(network)) => a.network = Some(network),
+            (Question::Username, Answer::Text(name)) => {
+                let name = name.trim().to_owned();
+                check_username(&name)?;
+                a.username = Some(name);
+            }
+            (Question::BittensorWallet, Answer::Text(name)) => {
+                let wallet = self
+                    .context
+                    .bittensor_wallets
+                    .iter()
+                    .find(|w| w.name == name)
+                    .ok_or_else(|| {
+                        format!(
+                            "no wallet {name:?} in ~/.bittensor/wallets (found: {})",
+                            names(self.context.bittensor_wallets.iter().map(|w| &w.name))
+                        )
+                    })?;
+                if wallet.hotkeys.is_empty() {
+                    return Err(format!(
+                        "wallet {name:?} has no hotkey: create one with \
+                         `btcli wallet new_hotkey --wallet.name {name} --wallet.hotkey default`"
+                    ));
+                }
+                a.wallet = Some(name);
+            }
+            (Question::BittensorHotkey { wallet }, Answer::Text(name)) => {
+                let hotkeys = self
+                    .context
+                    .bittensor_wallets
+                    .iter()
+                    .find(|w| w.name == wallet)
+                    .map(|w| w.hotkeys.as_slice())
+                    .unwrap_or_default();
+                if !hotkeys.iter().any(|h| h.name == name) {
+                    return Err(format!(
+                        "wallet {wallet:?} has no hotkey {name:?} (found: {})",
+                        names(hotkeys.iter().map(|h| &h.name))
+                    ));
+                }
+                a.hotkey = Some(name);
+            }
+            (Question::CommuneKey, Answer::Text(name)) => {
+                if !self.context.commune_keys.iter().any(|k| k.name == name) {
+                    return Err(format!(
+                        "no key {name:?} in ~/.commune/key (found: {})",
+                        names(self.context.commune_keys.iter().map(|k| &k.name))
+                    ));
+                }
+                a.key = Some(name);
+            }
+            (Question::Chain { .. }, Answer::Chain(chain)) => a.chain = Some(chain),
+            (question, answer) => {
+                return Err(format!("{answer:?} does not answer {question:?}"));
+            }
+        }
+        Ok(())
+    }
+
+    fn plan(&self, network: Network) -> Plan {
+        let a = &self.answers;
+        let chain = a.chain.unwrap_or(Chain::Mainnet);
+        let pick = |(main, test): (u32, u32)| match chain {
+            Chain::Mainnet => main,
+            Chain::Testnet => test,
+        };
+        let info = &self.context.system_info;
+        let request = RegistrationRequest {
+            name: a.username.clone().unwrap_or_default(),
+            location: info.location.clone(),
+            description: Some(format!(
+                "{} registered via the Polaris CLI",
+                network.label()
+            )),
+            compute_resources: info.compute_resources.clone(),
+            registration_type: Some(network.registration_type().to_owned()),
+        };
+        let bittensor = (network == Network::Bittensor).then(|| {
+            let wallet = self
+                .context
+                .bittensor_wallets
+                .iter()
+                .find(|w| Some(&w.name) == a.wallet.as_ref());
+            let hotkey = wallet.and_then(|w| {
+                w.hotkeys
+                    .iter()
+                    .find(|h| Some(&h.name) == a.hotkey.as_ref())
+            });
+            BittensorFacts {
+                wallet_name: a.wallet.clone().unwrap_or_default(),
+                coldkey_ss58: wallet.and_then(|w| w.coldkey_ss58.clone()),
+                hotkey_name: a.hotkey.clone().unwrap_or_default(),
+                hotkey_ss58: hotkey.and_then(|h| h.ss58.clone()),
+                chain,
+                netuid: pick(BITTENSOR_NETUID),
+                uid: self.uid,
+            }
+        });
+        let commune = (network == Network::Commune).then(|| {
+            let key = self
+                .context
+                .commune_keys
+                .iter()
+                .find(|k| Some(&k.name) == a.key.as_ref());
+            CommuneFacts {
+                key_name: a.key.clone().unwrap_or_default(),
+                ss58: key.and_then(|k| k.ss58.clone()),
+                chain,
+                netuid: pick(COMMUNE_NETUID),
+                uid: self.uid,
+            }
+        });
+        Plan {
+            network,
+            request,
+            bittensor,
+            commune,
+        }
+    }
+}
+
+fn names<'a>(names: impl Iterator<Item = &'a String>) -> String {
+    let list: Vec<&str> = names.map(String::as_str).collect();
+    if list.is_empty() {
+        "none".to_owned()
+    } else {
+        list.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::register::wallets::Hotkey;
+
+    fn system_info() -> SystemInventory {
+        serde_json::from_value(serde_json::json!({
+            "location": "Lisbon, PT",
+            "compute_resources": [{
+                "id": "r1", "resource_type": "CPU", "ram": "15.68GB",
+                "storage": {"type": "SSD", "capacity": "467.91GB"},
+                "cpu_specs": {"total_cpus": 8, "online_cpus": "0-7"}
+            }]
+        }))
+        .expect("valid system info")
+    }
+
+    fn context() -> Context {
+        Context {
+            existing: None,
+            system_info: system_info(),
+            bittensor_wallets: vec![BittensorWallet {
+                name: "miner".into(),
+                coldkey_ss58: Some("5DxvopyTBNpoBdAQ7nKNqKNkkL7Map7LptJYuD4JCCXfyjbu".into()),
+                hotkeys: vec![Hotkey {
+                    name: "default".into(),
+                    ss58: Some("5GbQQkrZxQWM5DTANdNGvKrWfaPMXXfQMN88Xo6JQymqUngd".into()),
+                }],
+            }],
+            commune_keys: vec![CommuneKey {
+                name: "miner".into(),
+                ss58: None,
+            }],
+        }
+    }
+
+    fn ask(engine: &Engine) -> Question {
+        match engine.next() {
+            Next::Ask(q) => q,
+            other => panic!("expected a question, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_bittensor_run_asks_in_order_and_plans_testnet() -> Result<(), String> {
+        let mut engine = Engine::new(context(), Some(7));
+        assert_eq!(ask(&engine), Question::ConfirmSystemInfo);
+        engine.answer(Answer::Yes(true))?;
+        assert_eq!(ask(&engine), Question::Network);
+        engine.answer(Answer::Network(Network::Bittensor))?;
+        assert_eq!(ask(&engine), Question::Username);
+        assert!(engine.answer(Answer::Text("a b".into())).is_err());
+        assert!(engine.answer(Answer::Text("ab".into())).is_err());
+        assert_eq!(
+            ask(&engine),
+            Question::Username,
+            "a refused answer changes nothing"
+        );
+        engine.answer(Answer::Text("alice_01".into()))?;
+        assert_eq!(ask(&engine), Question::BittensorWallet);
+        let err = engine
+            .answer(Answer::Text("nope".into()))
+            .expect_err("unknown wallet");
+        assert!(err.contains("found: miner"), "{err}");
+        engine.answer(Answer::Text("miner".into()))?;
+        engine.answer(Answer::Text("default".into()))?;
+        assert_eq!(
+            ask(&engine),
+            Question::Chain {
+                network: Network::Bittensor
+            }
+        );
+        engine.answer(Answer::Chain(Chain::Testnet))?;
+        let Next::Ready(plan) = engine.next() else {
+            panic!("expected a plan");
+        };
+        let facts = plan.bittensor.expect("bittensor facts");
+        assert_eq!((facts.netuid, facts.uid), (100, Some(7)));
+        assert_eq!(plan.request.name, "alice_01");
+        assert_eq!(plan.request.registration_type.as_deref(), Some("bittensor"));
+        Ok(())
+    }
+
+    #[test]
+    fn an_existing_registration_is_kept_unless_replaced() -> Result<(), String> {
+        let mut ctx = context();
+        ctx.existing = Some(RegistrationRecord {
+            miner_id: "m1".into(),
+            token: crate::config::Secret::new("t"),
+            username: "old".into(),
+            network: Network::Standard,
+            server_url: "http://127.0.0.1:8420/api/v1".into(),
+            resource_ids: vec![],
+            registered_at: chrono::Utc::now(),
+            bittensor: None,
+            commune: None,
+        });
+        let mut keep = Engine::new(ctx.clone(), None);
+        assert!(matches!(ask(&keep), Question::ReplaceExisting { .. }));
+        keep.answer(Answer::Yes(false))?;
+        assert_eq!(keep.next(), Next::Stop(Stop::KeptExisting));
+        let mut replace = Engine::new(ctx, None);
+        replace.answer(Answer::Yes(true))?;
+        assert_eq!(ask(&replace), Question::ConfirmSystemInfo);
+        Ok(())
+    }
+
+    #[test]
+    fn missing_wallets_stop_and_standard_needs_no_chain() -> Result<(), String> {
+        let mut ctx = context();
+        ctx.bittensor_wallets.clear();
+        let mut engine = Engine::new(ctx.clone(), None);
+        engine.answer(Answer::Yes(true))?;
+        engine.answer(Answer::Network(Network::Bittensor))?;
+        engine.answer(Answer::Text("alice".into()))?;
+        assert_eq!(engine.next(), Next::Stop(Stop::NoBittensorWallet));
+
+        let mut standard = Engine::new(ctx, None);
+        standard.answer(Answer::Yes(true))?;
+        standard.answer(Answer::Network(Network::Standard))?;
+        standard.answer(Answer::Text("alice".into()))?;
+        assert!(matches!(standard.next(), Next::Ready(_)));
+        Ok(())
+    }
+
+    #[test]
+    fn bad_system_info_is_refused_at_confirmation() {
+        let mut ctx = context();
+        ctx.system_info.compute_resources[0].ram = "16 gigs".into();
+        let mut engine = Engine::new(ctx, None);
+        let err = engine
+            .answer(Answer::Yes(true))
+            .expect_err("bad RAM format");
+        assert!(err.contains("ram"), "{err}");
+    }
+}

@@ -1,0 +1,9 @@
+//! Registration: the engine both faces drive (`polaris register` and the dashboard's wizard),
+//! the wallets and keys it offers, what it submits and what it keeps.
+
+pub mod display;
+pub mod engine;
+pub mod record;
+pub mod ssh_key;
+pub mod submit;
+pub mod wallets;

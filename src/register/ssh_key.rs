@@ -1,0 +1,62 @@
+//! The agent's own SSH key (ed25519, `POLARIS_HOME/keys/id_ed25519`), made once: the tunnel
+//! logs in to the relay with it. Validators never get a password.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use russh::keys::ssh_key::LineEnding;
+use russh::keys::ssh_key::private::{Ed25519Keypair, PrivateKey};
+
+pub fn path(home: &Path) -> PathBuf {
+    home.join("keys").join("id_ed25519")
+}
+
+/// Creates the key if it is missing; returns its path and whether it was made now.
+pub fn ensure(home: &Path) -> anyhow::Result<(PathBuf, bool)> {
+    let path = path(home);
+    if path.exists() {
+        return Ok((path, false));
+    }
+    let seed: [u8; 32] = rand::random();
+    let mut key = PrivateKey::from(Ed25519Keypair::from_seed(&seed));
+    key.set_comment(format!(
+        "polaris@{}",
+        sysinfo::System::host_name().unwrap_or_else(|_| "miner".to_owned())
+    ));
+    let private = key
+        .to_openssh(LineEnding::LF)
+        .context("cannot encode the SSH key")?;
+    let public = key
+        .public_key()
+        .to_openssh()
+        .context("cannot encode the SSH public key")?;
+    crate::files::write_private_atomically(&path, private.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    crate::files::write_atomically(
+        &path.with_extension("pub"),
+        format!("{public}\n").as_bytes(),
+    )
+    .with_context(|| format!("cannot write {}.pub", path.display()))?;
+    Ok((path, true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_is_made_once_and_readable_by_openssh_tools() -> anyhow::Result<()> {
+        let home = tempfile::tempdir()?;
+        let (path, created) = ensure(home.path())?;
+        assert!(created);
+        let first = std::fs::read(&path)?;
+        let (_, again) = ensure(home.path())?;
+        assert!(!again);
+        assert_eq!(std::fs::read(&path)?, first, "never replaced");
+        let parsed = russh::keys::load_secret_key(&path, None)?;
+        assert_eq!(parsed.algorithm(), russh::keys::Algorithm::Ed25519);
+        let public = std::fs::read_to_string(path.with_extension("pub"))?;
+        assert!(public.starts_with("ssh-ed25519 "), "{public}");
+        Ok(())
+    }
+}
