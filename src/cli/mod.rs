@@ -5,7 +5,9 @@
 mod completions;
 mod inventory;
 mod pending;
+mod register;
 mod server;
+mod view_compute;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -48,9 +50,9 @@ pub enum Command {
     /// Show whether the agent and compute_subnet run (exit 3 when something configured is down)
     Status(pending::StatusArgs),
     /// Register this machine with the coordinator
-    Register(pending::RegisterArgs),
+    Register(register::RegisterArgs),
     /// Show this miner's pod and compute resources as the coordinator lists them
-    ViewCompute(pending::ViewComputeArgs),
+    ViewCompute(view_compute::ViewComputeArgs),
     /// Print or follow the agent's and compute_subnet's logs
     Logs(pending::LogsArgs),
     /// Show the compute_subnet process and where its logs are
@@ -73,8 +75,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Some(Command::Start) => pending::not_yet("start"),
         Some(Command::Stop) => pending::not_yet("stop"),
         Some(Command::Status(_)) => pending::not_yet("status"),
-        Some(Command::Register(_)) => pending::not_yet("register"),
-        Some(Command::ViewCompute(_)) => pending::not_yet("view-compute"),
+        Some(Command::Register(args)) => register::run(args, cli.home),
+        Some(Command::ViewCompute(args)) => view_compute::run(args, cli.home),
         Some(Command::Logs(_)) => pending::not_yet("logs"),
         Some(Command::CheckMain(_)) => pending::not_yet("check-main"),
         Some(Command::Update(_)) => pending::not_yet("update"),

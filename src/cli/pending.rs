@@ -21,48 +21,6 @@ pub struct StatusArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct RegisterArgs {
-    /// Which network to register on
-    #[arg(long, value_enum)]
-    pub network: Option<Network>,
-    /// Username, 3 to 32 of A-Z a-z 0-9 _ -
-    #[arg(long)]
-    pub username: Option<String>,
-    /// Bittensor wallet name
-    #[arg(long)]
-    pub wallet: Option<String>,
-    /// Bittensor hotkey name
-    #[arg(long)]
-    pub hotkey: Option<String>,
-    /// Commune key name
-    #[arg(long)]
-    pub key: Option<String>,
-    /// Use the network's testnet
-    #[arg(long)]
-    pub testnet: bool,
-    /// Answer yes to every confirmation (for scripts)
-    #[arg(long, short = 'y')]
-    pub yes: bool,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum Network {
-    Standard,
-    Bittensor,
-    Commune,
-}
-
-#[derive(Debug, Args)]
-pub struct ViewComputeArgs {
-    /// Miner id (default: the one in POLARIS_HOME/registration.json)
-    #[arg(long)]
-    pub miner_id: Option<String>,
-    /// Print JSON instead of tables
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(Debug, Args)]
 pub struct LogsArgs {
     /// Number of lines to print
     #[arg(short = 'n', long, default_value_t = 50)]

@@ -173,6 +173,12 @@ impl Engine {
         &self.context
     }
 
+    /// Re-reads the wallets and keys (after the user created one with btcli or comx).
+    pub fn refresh_wallets(&mut self, bittensor: Vec<BittensorWallet>, commune: Vec<CommuneKey>) {
+        self.context.bittensor_wallets = bittensor;
+        self.context.commune_keys = commune;
+    }
+
     pub fn next(&self) -> Next {
         let a = &self.answers;
         if let Some(existing) = &self.context.existing {

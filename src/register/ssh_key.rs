@@ -17,6 +17,14 @@ pub fn ensure(home: &Path) -> anyhow::Result<(PathBuf, bool)> {
     if path.exists() {
         return Ok((path, false));
     }
+    let dir = home.join("keys");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot make {} private", dir.display()))?;
+    }
     let seed: [u8; 32] = rand::random();
     let mut key = PrivateKey::from(Ed25519Keypair::from_seed(&seed));
     key.set_comment(format!(
