@@ -190,7 +190,7 @@ fn commands_of_later_issues_say_so_and_fail() {
         &["start"][..],
         &["status"],
         &["logs"],
-        &["register"],
+        &["check-main"],
         &["--daemon"],
     ] {
         let out = polaris(home.path(), args, &[]);
