@@ -1,0 +1,469 @@
+//! `polaris register` and `polaris view-compute` against a real coordinator, for each network,
+//! with wallets and keys made by the real tools (tests/fixtures/WALLETS.md).
+
+#![cfg(unix)]
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use common::{Server, TestResult};
+use polaris::api::Pod;
+use serde_json::Value;
+
+const PASSWORD: &str = "never-leave-this-machine-7731";
+
+/// A miner machine: POLARIS_HOME and a user home holding the fixture wallets and keys.
+struct Miner {
+    home: tempfile::TempDir,
+    user: tempfile::TempDir,
+}
+
+impl Miner {
+    fn new(with_wallets: bool) -> Result<Self, Box<dyn std::error::Error>> {
+        let miner = Self {
+            home: tempfile::tempdir()?,
+            user: tempfile::tempdir()?,
+        };
+        if with_wallets {
+            let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+            copy_dir(
+                &fixtures.join("bittensor"),
+                &miner.user.path().join(".bittensor"),
+            )?;
+            copy_dir(
+                &fixtures.join("commune/key"),
+                &miner.user.path().join(".commune/key"),
+            )?;
+        }
+        Ok(miner)
+    }
+
+    fn polaris(&self, api: &str, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_polaris"));
+        command
+            .args(args)
+            .env("HOME", self.user.path())
+            .env("POLARIS_HOME", self.home.path())
+            .env("SERVER_URL", api)
+            .env("POLARIS_LOCATION", "Testville, TS")
+            .env("POLARIS_NVML_LIBRARY", "/nonexistent/libnvidia-ml.so.1")
+            .env("SSH_PASSWORD", PASSWORD)
+            .env_remove("POLARIS_ADMIN_TOKEN")
+            .env_remove("SSH_PORT")
+            .current_dir(self.home.path())
+            .stdin(Stdio::null());
+        command
+    }
+
+    fn record(&self) -> Result<Value, Box<dyn std::error::Error>> {
+        Ok(serde_json::from_slice(&std::fs::read(
+            self.home.path().join("registration.json"),
+        )?)?)
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn ok(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        output.status.code(),
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    text(&output.stdout)
+}
+
+async fn pod(server: &Server, record: &Value) -> Result<Value, Box<dyn std::error::Error>> {
+    let miner_id = record["miner_id"].as_str().ok_or("no miner id")?;
+    let token = record["token"].as_str().ok_or("no token")?;
+    Ok(reqwest::Client::new()
+        .get(format!("{}/miners/{miner_id}", server.api))
+        .bearer_auth(token)
+        .send()
+        .await?
+        .json()
+        .await?)
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                found.extend(files_under(&path));
+            } else {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+fn ss58_of(path: &Path, key: &str) -> Result<String, Box<dyn std::error::Error>> {
+    let value: Value = serde_json::from_slice(&std::fs::read(path)?)?;
+    Ok(value[key].as_str().ok_or("no address")?.to_owned())
+}
+
+#[tokio::test]
+async fn standard_registration_saves_a_private_record_and_never_the_password() -> TestResult {
+    let server_home = tempfile::tempdir()?;
+    let server = Server::start(server_home.path(), &[])?;
+    let miner = Miner::new(false)?;
+    let args = [
+        "register",
+        "--network",
+        "standard",
+        "--username",
+        "alice",
+        "--yes",
+    ];
+    let out = ok(&miner.polaris(&server.api, &args).output()?);
+    assert!(out.contains("System Information"), "{out}");
+    assert!(out.contains("Registration Complete"), "{out}");
+    assert!(out.contains("Important: Save your Miner ID"), "{out}");
+    let record = miner.record()?;
+    let miner_id = record["miner_id"].as_str().ok_or("no id")?;
+    assert!(out.contains(&format!("Miner ID: {miner_id}")), "{out}");
+    let path = miner.home.path().join("registration.json");
+    assert_eq!(
+        std::fs::metadata(&path)?.permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(miner.home.path().join("keys/id_ed25519").exists());
+
+    let pod = pod(&server, &record).await?;
+    assert_eq!(pod["name"], "alice");
+    assert_eq!(pod["compute_resources"][0]["resource_type"], "CPU");
+
+    // The password is in the environment, and nowhere else: not in any file of the miner or
+    // of the coordinator (database and logs included).
+    drop(server);
+    for file in files_under(miner.home.path())
+        .into_iter()
+        .chain(files_under(server_home.path()))
+    {
+        let bytes = std::fs::read(&file)?;
+        assert!(
+            !text(&bytes).contains(PASSWORD),
+            "{} holds SSH_PASSWORD",
+            file.display()
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn bittensor_registration_sends_the_wallet_made_by_bittensor_wallet() -> TestResult {
+    let server_home = tempfile::tempdir()?;
+    let server = Server::start(server_home.path(), &[])?;
+    let miner = Miner::new(true)?;
+    let args = [
+        "register",
+        "--network",
+        "bittensor",
+        "--username",
+        "bob-1",
+        "--wallet",
+        "miner",
+        "--hotkey",
+        "second",
+        "--testnet",
+        "--uid",
+        "17",
+        "--yes",
+    ];
+    let out = ok(&miner.polaris(&server.api, &args).output()?);
+    assert!(out.contains("Network: Bittensor Network"), "{out}");
+    assert!(out.contains("Subnet: netuid 100 (testnet)"), "{out}");
+    let wallet = miner.user.path().join(".bittensor/wallets/miner");
+    let hotkey = ss58_of(&wallet.join("hotkeys/secondpub.txt"), "ss58Address")?;
+    let coldkey = ss58_of(&wallet.join("coldkeypub.txt"), "ss58Address")?;
+    let details = pod(&server, &miner.record()?).await?["bittensor_details"].clone();
+    assert_eq!(details["hotkey"], hotkey.as_str());
+    assert_eq!(details["coldkey"], coldkey.as_str());
+    assert_eq!(details["wallet_name"], "miner");
+    assert_eq!(details["netuid"], 100);
+    assert_eq!(details["network"], "testnet");
+    assert_eq!(details["miner_uid"], 17);
+    assert_eq!(miner.record()?["bittensor"]["hotkey_ss58"], hotkey.as_str());
+    Ok(())
+}
+
+#[tokio::test]
+async fn commune_registration_sends_the_key_made_by_comx() -> TestResult {
+    let server_home = tempfile::tempdir()?;
+    let server = Server::start(server_home.path(), &[])?;
+    let miner = Miner::new(true)?;
+    let args = [
+        "register",
+        "--network",
+        "commune",
+        "--username",
+        "carol",
+        "--key",
+        "spare",
+        "--yes",
+    ];
+    let out = ok(&miner.polaris(&server.api, &args).output()?);
+    assert!(out.contains("Subnet: netuid 33 (mainnet)"), "{out}");
+    let key: Value = serde_json::from_slice(&std::fs::read(
+        miner.user.path().join(".commune/key/spare.json"),
+    )?)?;
+    let data: Value = serde_json::from_str(key["data"].as_str().ok_or("no data")?)?;
+    let details = pod(&server, &miner.record()?).await?["commune_details"].clone();
+    assert_eq!(details["wallet_address"], data["ss58_address"]);
+    assert_eq!(details["wallet_name"], "spare");
+    assert_eq!(details["netuid"], 33);
+    Ok(())
+}
+
+#[test]
+fn every_bad_answer_is_a_clear_usage_error_that_changes_nothing() -> TestResult {
+    let server_home = tempfile::tempdir()?;
+    let server = Server::start(server_home.path(), &[])?;
+    let miner = Miner::new(true)?;
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--network", "standard", "--username", "ab", "--yes"],
+            "3 to 32 characters",
+        ),
+        (
+            &["--network", "standard", "--username", "bad name!", "--yes"],
+            "letters, digits",
+        ),
+        (&["--network", "standard", "--yes"], "pass --username"),
+        (&["--username", "alice", "--yes"], "pass --network"),
+        (
+            &["--network", "standard", "--username", "alice"],
+            "pass --yes",
+        ),
+        (
+            &[
+                "--network",
+                "bittensor",
+                "--username",
+                "alice",
+                "--wallet",
+                "nope",
+                "--yes",
+            ],
+            "found: backup, miner",
+        ),
+        (
+            &[
+                "--network",
+                "bittensor",
+                "--username",
+                "alice",
+                "--wallet",
+                "miner",
+                "--hotkey",
+                "x",
+                "--yes",
+            ],
+            "found: default, second",
+        ),
+        (
+            &["--network", "bittensor", "--username", "alice", "--yes"],
+            "pass --wallet",
+        ),
+        (
+            &[
+                "--network",
+                "commune",
+                "--username",
+                "alice",
+                "--key",
+                "nope",
+                "--yes",
+            ],
+            "found: miner, spare",
+        ),
+    ];
+    for (args, expected) in cases {
+        let output = miner
+            .polaris(&server.api, &[&["register"][..], args].concat())
+            .output()?;
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(
+            !miner.home.path().join("registration.json").exists(),
+            "{args:?}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn no_wallet_says_how_to_make_one() -> TestResult {
+    let server_home = tempfile::tempdir()?;
+    let server = Server::start(server_home.path(), &[])?;
+    let miner = Miner::new(false)?;
+    let args = [
+        "register",
+        "--network",
+        "bittensor",
+        "--username",
+        "dave",
+        "--yes",
+    ];
+    let output = miner.polaris(&server.api, &args).output()?;
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("btcli wallet create"), "{stderr}");
+    let args = [
+        "register",
+        "--network",
+        "commune",
+        "--username",
+        "dave",
+        "--yes",
+    ];
+    let stderr = text(&miner.polaris(&server.api, &args).output()?.stderr);
+    assert!(stderr.contains("comx key create"), "{stderr}");
+    assert!(
+        files_under(miner.home.path())
+            .iter()
+            .all(|f| !f.ends_with("registration.json"))
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn re_registration_asks_first_and_replaces_only_when_told() -> TestResult {
+    let server_home = tempfile::tempdir()?;
+    let server = Server::start(server_home.path(), &[])?;
+    let miner = Miner::new(false)?;
+    let first = [
+        "register",
+        "--network",
+        "standard",
+        "--username",
+        "erin",
+        "--yes",
+    ];
+    ok(&miner.polaris(&server.api, &first).output()?);
+    let before = miner.record()?;
+
+    let again = ["register", "--network", "standard", "--username", "erin2"];
+    let output = miner.polaris(&server.api, &again).output()?;
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        text(&output.stderr).contains("--yes"),
+        "{}",
+        text(&output.stderr)
+    );
+    assert_eq!(miner.record()?, before, "kept as it was");
+
+    let replace = [
+        "register",
+        "--network",
+        "standard",
+        "--username",
+        "erin2",
+        "--yes",
+    ];
+    ok(&miner.polaris(&server.api, &replace).output()?);
+    let after = miner.record()?;
+    assert_ne!(after["miner_id"], before["miner_id"]);
+    assert_eq!(after["username"], "erin2");
+    Ok(())
+}
+
+#[test]
+fn a_coordinator_that_is_down_is_named_and_nothing_is_written() -> TestResult {
+    let miner = Miner::new(false)?;
+    let port = common::services::free_port()?;
+    let api = format!("http://127.0.0.1:{port}/api/v1");
+    let args = [
+        "register",
+        "--network",
+        "standard",
+        "--username",
+        "frank",
+        "--yes",
+    ];
+    let output = miner.polaris(&api, &args).output()?;
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("cannot reach the coordinator"), "{stderr}");
+    assert!(stderr.contains(&api), "{stderr}");
+    assert!(!miner.home.path().join("registration.json").exists());
+    assert!(!miner.home.path().join("keys").exists());
+    Ok(())
+}
+
+#[tokio::test]
+async fn view_compute_shows_the_pod_as_the_coordinator_lists_it() -> TestResult {
+    let server_home = tempfile::tempdir()?;
+    let server = Server::start(server_home.path(), &[])?;
+    let miner = Miner::new(false)?;
+
+    let unregistered = miner.polaris(&server.api, &["view-compute"]).output()?;
+    assert_eq!(unregistered.status.code(), Some(1));
+    assert!(text(&unregistered.stderr).contains("polaris register"));
+
+    let args = [
+        "register",
+        "--network",
+        "standard",
+        "--username",
+        "gina",
+        "--yes",
+    ];
+    ok(&miner.polaris(&server.api, &args).output()?);
+    let record = miner.record()?;
+    let table = ok(&miner.polaris(&server.api, &["view-compute"]).output()?);
+    for expected in [
+        "Pod Details",
+        "Compute Resources",
+        "Price/Hr",
+        "gina",
+        "Testville, TS",
+        "CPU Name:",
+        "Total CPUs:",
+        "$0.00",
+    ] {
+        assert!(table.contains(expected), "{expected}: {table}");
+    }
+    let resource = record["resource_ids"][0].as_str().ok_or("no resource")?;
+    assert!(table.contains(resource), "{table}");
+
+    let json = ok(&miner
+        .polaris(&server.api, &["view-compute", "--json"])
+        .output()?);
+    let pod: Pod = serde_json::from_str(&json)?;
+    assert_eq!(Some(pod.id.as_str()), record["miner_id"].as_str());
+    assert_eq!(pod.compute_resources.len(), 1);
+
+    let other = miner
+        .polaris(&server.api, &["view-compute", "--miner-id", "someone-else"])
+        .output()?;
+    assert_eq!(other.status.code(), Some(1));
+    assert!(text(&other.stderr).contains("POLARIS_ADMIN_TOKEN"));
+    Ok(())
+}
