@@ -467,3 +467,50 @@ async fn view_compute_shows_the_pod_as_the_coordinator_lists_it() -> TestResult 
     assert!(text(&other.stderr).contains("POLARIS_ADMIN_TOKEN"));
     Ok(())
 }
+
+/// The interactive path on a real terminal (tmux): arrow keys, a refused username, a
+/// wallet, a hotkey and testnet, through to "Registration Complete".
+#[test]
+fn the_prompts_lead_from_start_to_registration_complete() -> TestResult {
+    use std::time::Duration;
+    let server_home = tempfile::tempdir()?;
+    let server = Server::start(server_home.path(), &[])?;
+    let miner = Miner::new(true)?;
+    let command = format!(
+        "env HOME='{}' POLARIS_HOME='{}' SERVER_URL='{}' POLARIS_LOCATION='Testville, TS' \
+         POLARIS_NVML_LIBRARY=/nonexistent TERM=xterm '{}' register; echo EXIT=$?; sleep 60",
+        miner.user.path().display(),
+        miner.home.path().display(),
+        server.api,
+        env!("CARGO_BIN_EXE_polaris"),
+    );
+    let Some(tmux) = common::services::Tmux::start(&command)? else {
+        return Ok(());
+    };
+    let wait = Duration::from_secs(20);
+    tmux.wait_for("Do you want to proceed with registration?", wait)?;
+    tmux.send(&["Enter"])?;
+    tmux.wait_for("Select registration type:", wait)?;
+    tmux.send(&["Enter"])?; // Bittensor Network, the first choice
+    tmux.wait_for("Enter your desired username:", wait)?;
+    tmux.send(&["ab", "Enter"])?;
+    tmux.wait_for("3 to 32 characters", wait)?;
+    // Type only once the prompt is drawn again (its terminal mode is set by then).
+    tmux.wait_for_count("Enter your desired username:", 2, wait)?;
+    tmux.send(&["tmux_user", "Enter"])?;
+    tmux.wait_for("Select a wallet (coldkey):", wait)?;
+    tmux.send(&["Down", "Enter"])?; // backup, then miner
+    tmux.wait_for("Select a hotkey of miner:", wait)?;
+    tmux.send(&["Down", "Enter"])?; // second
+    tmux.wait_for("Select the network:", wait)?;
+    tmux.send(&["Down", "Enter"])?; // Testnet (netuid 100)
+    let screen = tmux.wait_for("EXIT=", wait)?;
+    assert!(screen.contains("Registration Complete"), "{screen}");
+    assert!(screen.contains("EXIT=0"), "{screen}");
+    let record = miner.record()?;
+    assert_eq!(record["username"], "tmux_user");
+    assert_eq!(record["bittensor"]["wallet_name"], "miner");
+    assert_eq!(record["bittensor"]["hotkey_name"], "second");
+    assert_eq!(record["bittensor"]["netuid"], 100);
+    Ok(())
+}

@@ -117,3 +117,106 @@ fn which(program: &str) -> Option<PathBuf> {
         .map(|dir| Path::new(dir).join(program))
         .find(|p| p.exists())
 }
+
+/// A tmux session on its own server socket (never the user's), running one command on a real
+/// terminal; killed when dropped.
+pub struct Tmux {
+    socket: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Tmux {
+    /// Starts `command` (a shell line) in a 160×50 terminal, or returns `None` after
+    /// `missing_service` when tmux is not installed.
+    pub fn start(command: &str) -> Result<Option<Self>, Box<dyn std::error::Error>> {
+        if which("tmux").is_none() {
+            missing_service("tmux", "it is not installed");
+            return Ok(None);
+        }
+        let dir = tempfile::tempdir()?;
+        let socket = dir.path().join("tmux.sock");
+        let status = Command::new("tmux")
+            .arg("-S")
+            .arg(&socket)
+            .args([
+                "-f",
+                "/dev/null",
+                "new-session",
+                "-d",
+                "-x",
+                "160",
+                "-y",
+                "50",
+            ])
+            .arg(command)
+            .status()?;
+        if !status.success() {
+            return Err("tmux new-session failed".into());
+        }
+        Ok(Some(Self { socket, _dir: dir }))
+    }
+
+    /// Sends keys as tmux names them (`Enter`, `Down`, or literal text).
+    pub fn send(&self, keys: &[&str]) -> Result<(), Box<dyn std::error::Error>> {
+        let status = Command::new("tmux")
+            .arg("-S")
+            .arg(&self.socket)
+            .args(["send-keys", "-t", "0"])
+            .args(keys)
+            .status()?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err("tmux send-keys failed".into())
+        }
+    }
+
+    /// What the terminal shows now, scrollback included.
+    pub fn screen(&self) -> Result<String, Box<dyn std::error::Error>> {
+        let output = Command::new("tmux")
+            .arg("-S")
+            .arg(&self.socket)
+            .args(["capture-pane", "-p", "-J", "-S", "-", "-t", "0"])
+            .output()?;
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// Waits up to `limit` for `text` to appear; returns the screen.
+    pub fn wait_for(
+        &self,
+        text: &str,
+        limit: Duration,
+    ) -> Result<String, Box<dyn std::error::Error>> {
+        self.wait_for_count(text, 1, limit)
+    }
+
+    /// Waits up to `limit` for `text` to appear `count` times; returns the screen.
+    pub fn wait_for_count(
+        &self,
+        text: &str,
+        count: usize,
+        limit: Duration,
+    ) -> Result<String, Box<dyn std::error::Error>> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let screen = self.screen()?;
+            if screen.matches(text).count() >= count {
+                return Ok(screen);
+            }
+            if Instant::now() > deadline {
+                return Err(format!("{text:?} did not appear within {limit:?}:\n{screen}").into());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .arg("-S")
+            .arg(&self.socket)
+            .arg("kill-server")
+            .status();
+    }
+}
