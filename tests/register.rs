@@ -514,3 +514,92 @@ fn the_prompts_lead_from_start_to_registration_complete() -> TestResult {
     assert_eq!(record["bittensor"]["netuid"], 100);
     Ok(())
 }
+
+/// The GPU columns, with the original tool's GPU registration body (tests/fixtures/original).
+#[tokio::test]
+async fn view_compute_shows_gpu_specs() -> TestResult {
+    let server_home = tempfile::tempdir()?;
+    let server = Server::start(server_home.path(), &[])?;
+    let answer: Value = reqwest::Client::new()
+        .post(format!("{}/miners/", server.api))
+        .json(&common::fixture("registration_gpu.json", ""))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let miner = Miner::new(false)?;
+    let record = serde_json::json!({
+        "miner_id": answer["miner_id"],
+        "token": answer["token"],
+        "username": "gpu-miner",
+        "network": "standard",
+        "server_url": server.api,
+        "resource_ids": answer["added_resources"],
+        "registered_at": "2026-11-25T00:00:00Z",
+    });
+    std::fs::write(
+        miner.home.path().join("registration.json"),
+        serde_json::to_vec(&record)?,
+    )?;
+    let table = ok(&miner.polaris(&server.api, &["view-compute"]).output()?);
+    let gpu = &common::fixture("registration_gpu.json", "")["compute_resources"][0]["gpu_specs"];
+    for expected in [
+        "GPU".to_owned(),
+        format!("GPU Name: {}", gpu["gpu_name"].as_str().ok_or("no name")?),
+        format!(
+            "Memory: {}",
+            gpu["memory_size"].as_str().ok_or("no memory")?
+        ),
+        format!(
+            "Clock Speed: {}",
+            gpu["clock_speed"].as_str().ok_or("no clock")?
+        ),
+        "CUDA Cores:".to_owned(),
+    ] {
+        assert!(table.contains(&expected), "{expected}: {table}");
+    }
+    Ok(())
+}
+
+/// Declining to replace an existing registration on the terminal keeps it.
+#[tokio::test]
+async fn the_prompt_keeps_an_existing_registration_by_default() -> TestResult {
+    use std::time::Duration;
+    let server_home = tempfile::tempdir()?;
+    let server = Server::start(server_home.path(), &[])?;
+    let miner = Miner::new(false)?;
+    let args = [
+        "register",
+        "--network",
+        "standard",
+        "--username",
+        "hana",
+        "--yes",
+    ];
+    ok(&miner.polaris(&server.api, &args).output()?);
+    let before = miner.record()?;
+    let command = format!(
+        "env HOME='{}' POLARIS_HOME='{}' SERVER_URL='{}' POLARIS_LOCATION='Testville, TS' \
+         POLARIS_NVML_LIBRARY=/nonexistent TERM=xterm '{}' register; echo EXIT=$?; sleep 60",
+        miner.user.path().display(),
+        miner.home.path().display(),
+        server.api,
+        env!("CARGO_BIN_EXE_polaris"),
+    );
+    let Some(tmux) = common::services::Tmux::start(&command)? else {
+        return Ok(());
+    };
+    let wait = Duration::from_secs(20);
+    let screen = tmux.wait_for("Do you want to proceed with a new registration?", wait)?;
+    assert!(screen.contains("Existing Registration"), "{screen}");
+    assert!(
+        screen.contains(before["miner_id"].as_str().unwrap_or("?")),
+        "{screen}"
+    );
+    tmux.send(&["Enter"])?; // the default: no
+    let screen = tmux.wait_for("EXIT=", wait)?;
+    assert!(screen.contains("Using existing registration."), "{screen}");
+    assert!(screen.contains("EXIT=0"), "{screen}");
+    assert_eq!(miner.record()?, before);
+    Ok(())
+}

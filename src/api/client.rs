@@ -122,3 +122,53 @@ impl CoordinatorClient {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_refusal_carries_the_coordinators_message() {
+        use axum::http::StatusCode;
+        use axum::routing::post;
+        let router = axum::Router::new().route(
+            "/api/v1/miners/",
+            post(|| async {
+                (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    axum::Json(serde_json::json!({
+                        "error": "invalid_body",
+                        "detail": "compute_resources[0].ram: expected a number followed by GB"
+                    })),
+                )
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        let base = reqwest::Url::parse(&format!("http://{address}/api/v1")).expect("url");
+        let client = CoordinatorClient::new(&base).expect("client");
+        let request: RegistrationRequest = serde_json::from_value(serde_json::json!({
+            "name": "x", "compute_resources": []
+        }))
+        .expect("request");
+        let err = client.register(&request).await.expect_err("refused");
+        let text = err.to_string();
+        assert!(text.contains("422"), "{text}");
+        assert!(text.contains("expected a number followed by GB"), "{text}");
+
+        let closed = reqwest::Url::parse("http://127.0.0.1:9/api/v1").expect("url");
+        let err = CoordinatorClient::new(&closed)
+            .expect("client")
+            .register(&request)
+            .await
+            .expect_err("unreachable");
+        assert!(
+            err.to_string()
+                .starts_with("cannot reach the coordinator at"),
+            "{err}"
+        );
+    }
+}
