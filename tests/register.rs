@@ -19,6 +19,7 @@ const PASSWORD: &str = "never-leave-this-machine-7731";
 struct Miner {
     home: tempfile::TempDir,
     user: tempfile::TempDir,
+    ssh_port: u16,
 }
 
 impl Miner {
@@ -26,6 +27,7 @@ impl Miner {
         let miner = Self {
             home: tempfile::tempdir()?,
             user: tempfile::tempdir()?,
+            ssh_port: common::services::free_port()?,
         };
         if with_wallets {
             let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
@@ -52,7 +54,8 @@ impl Miner {
             .env("POLARIS_NVML_LIBRARY", "/nonexistent/libnvidia-ml.so.1")
             .env("SSH_PASSWORD", PASSWORD)
             .env_remove("POLARIS_ADMIN_TOKEN")
-            .env_remove("SSH_PORT")
+            // A port nothing listens on: the result never depends on this machine's sshd.
+            .env("SSH_PORT", self.ssh_port.to_string())
             .current_dir(self.home.path())
             .stdin(Stdio::null());
         command
@@ -62,6 +65,24 @@ impl Miner {
         Ok(serde_json::from_slice(&std::fs::read(
             self.home.path().join("registration.json"),
         )?)?)
+    }
+}
+
+impl Miner {
+    /// A shell line that runs `polaris ARGS` with only this miner's environment (nothing of the
+    /// test's own), prints `EXIT=<status>` and keeps the terminal open for reading.
+    fn terminal_command(&self, api: &str, args: &str) -> String {
+        format!(
+            "env -i PATH=\"$PATH\" HOME='{}' POLARIS_HOME='{}' SERVER_URL='{}' \
+             POLARIS_LOCATION='Testville, TS' POLARIS_NVML_LIBRARY=/nonexistent \
+             SSH_PASSWORD='{PASSWORD}' SSH_PORT={} TERM=xterm '{}' register {args}; \
+             echo EXIT=$?; sleep 60",
+            self.user.path().display(),
+            self.home.path().display(),
+            api,
+            self.ssh_port,
+            env!("CARGO_BIN_EXE_polaris"),
+        )
     }
 }
 
@@ -151,7 +172,13 @@ async fn standard_registration_saves_a_private_record_and_never_the_password() -
         std::fs::metadata(&path)?.permissions().mode() & 0o777,
         0o600
     );
-    assert!(miner.home.path().join("keys/id_ed25519").exists());
+    let keys = miner.home.path().join("keys");
+    assert_eq!(
+        std::fs::metadata(&keys)?.permissions().mode() & 0o777,
+        0o700
+    );
+    let key = keys.join("id_ed25519");
+    assert_eq!(std::fs::metadata(&key)?.permissions().mode() & 0o777, 0o600);
 
     let pod = pod(&server, &record).await?;
     assert_eq!(pod["name"], "alice");
@@ -239,8 +266,8 @@ async fn commune_registration_sends_the_key_made_by_comx() -> TestResult {
     Ok(())
 }
 
-#[test]
-fn every_bad_answer_is_a_clear_usage_error_that_changes_nothing() -> TestResult {
+#[tokio::test]
+async fn every_bad_answer_is_a_clear_usage_error_that_changes_nothing() -> TestResult {
     let server_home = tempfile::tempdir()?;
     let server = Server::start(server_home.path(), &[])?;
     let miner = Miner::new(true)?;
@@ -301,6 +328,30 @@ fn every_bad_answer_is_a_clear_usage_error_that_changes_nothing() -> TestResult 
             ],
             "found: miner, spare",
         ),
+        (
+            &[
+                "--network",
+                "standard",
+                "--username",
+                "alice",
+                "--wallet",
+                "miner",
+                "--yes",
+            ],
+            "--wallet does not apply to --network standard",
+        ),
+        (
+            &[
+                "--network",
+                "bittensor",
+                "--username",
+                "alice",
+                "--key",
+                "miner",
+                "--yes",
+            ],
+            "--key does not apply to --network bittensor",
+        ),
     ];
     for (args, expected) in cases {
         let output = miner
@@ -314,7 +365,17 @@ fn every_bad_answer_is_a_clear_usage_error_that_changes_nothing() -> TestResult 
             !miner.home.path().join("registration.json").exists(),
             "{args:?}"
         );
+        assert!(!miner.home.path().join("keys").exists(), "{args:?}");
     }
+    let listed: Value = reqwest::Client::new()
+        .get(format!("{}/miners", server.api))
+        .bearer_auth(&server.admin_token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let miners = listed["miners"].as_array().ok_or("no list")?;
+    assert!(miners.is_empty(), "nothing was registered: {listed}");
     Ok(())
 }
 
@@ -476,15 +537,8 @@ fn the_prompts_lead_from_start_to_registration_complete() -> TestResult {
     let server_home = tempfile::tempdir()?;
     let server = Server::start(server_home.path(), &[])?;
     let miner = Miner::new(true)?;
-    let command = format!(
-        "env HOME='{}' POLARIS_HOME='{}' SERVER_URL='{}' POLARIS_LOCATION='Testville, TS' \
-         POLARIS_NVML_LIBRARY=/nonexistent TERM=xterm '{}' register; echo EXIT=$?; sleep 60",
-        miner.user.path().display(),
-        miner.home.path().display(),
-        server.api,
-        env!("CARGO_BIN_EXE_polaris"),
-    );
-    let Some(tmux) = common::services::Tmux::start(&command)? else {
+    let command = miner.terminal_command(&server.api, "");
+    let Some(tmux) = common::services::Tmux::start(&command, miner.home.path())? else {
         return Ok(());
     };
     let wait = Duration::from_secs(20);
@@ -543,8 +597,9 @@ async fn view_compute_shows_gpu_specs() -> TestResult {
     )?;
     let table = ok(&miner.polaris(&server.api, &["view-compute"]).output()?);
     let gpu = &common::fixture("registration_gpu.json", "")["compute_resources"][0]["gpu_specs"];
+    let resource = answer["added_resources"][0].as_str().ok_or("no resource")?;
     for expected in [
-        "GPU".to_owned(),
+        format!("{resource} ┆ GPU "),
         format!("GPU Name: {}", gpu["gpu_name"].as_str().ok_or("no name")?),
         format!(
             "Memory: {}",
@@ -578,15 +633,8 @@ async fn the_prompt_keeps_an_existing_registration_by_default() -> TestResult {
     ];
     ok(&miner.polaris(&server.api, &args).output()?);
     let before = miner.record()?;
-    let command = format!(
-        "env HOME='{}' POLARIS_HOME='{}' SERVER_URL='{}' POLARIS_LOCATION='Testville, TS' \
-         POLARIS_NVML_LIBRARY=/nonexistent TERM=xterm '{}' register; echo EXIT=$?; sleep 60",
-        miner.user.path().display(),
-        miner.home.path().display(),
-        server.api,
-        env!("CARGO_BIN_EXE_polaris"),
-    );
-    let Some(tmux) = common::services::Tmux::start(&command)? else {
+    let command = miner.terminal_command(&server.api, "");
+    let Some(tmux) = common::services::Tmux::start(&command, miner.home.path())? else {
         return Ok(());
     };
     let wait = Duration::from_secs(20);
@@ -601,5 +649,55 @@ async fn the_prompt_keeps_an_existing_registration_by_default() -> TestResult {
     assert!(screen.contains("Using existing registration."), "{screen}");
     assert!(screen.contains("EXIT=0"), "{screen}");
     assert_eq!(miner.record()?, before);
+    Ok(())
+}
+
+#[test]
+fn facts_the_coordinator_would_refuse_stop_before_anything_is_sent() -> TestResult {
+    let server_home = tempfile::tempdir()?;
+    let server = Server::start(server_home.path(), &[])?;
+    let miner = Miner::new(false)?;
+    let long_location = "x".repeat(210);
+    let args = [
+        "register",
+        "--network",
+        "standard",
+        "--username",
+        "ivan",
+        "--yes",
+    ];
+    let output = miner
+        .polaris(&server.api, &args)
+        .env("POLARIS_LOCATION", &long_location)
+        .output()?;
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "not a usage error: no flag can fix it"
+    );
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("cannot be sent"), "{stderr}");
+    assert!(stderr.contains("location"), "{stderr}");
+    assert!(!miner.home.path().join("registration.json").exists());
+    Ok(())
+}
+
+/// On a terminal too, a wrong flag is final: it exits 2 instead of asking the same flag again.
+#[test]
+fn a_wrong_flag_on_a_terminal_is_a_usage_error() -> TestResult {
+    use std::time::Duration;
+    let server_home = tempfile::tempdir()?;
+    let server = Server::start(server_home.path(), &[])?;
+    let miner = Miner::new(true)?;
+    let command = miner.terminal_command(
+        &server.api,
+        "--network bittensor --username alice --wallet nope --yes",
+    );
+    let Some(tmux) = common::services::Tmux::start(&command, miner.home.path())? else {
+        return Ok(());
+    };
+    let screen = tmux.wait_for("EXIT=", Duration::from_secs(20))?;
+    assert!(screen.contains("EXIT=2"), "{screen}");
+    assert_eq!(screen.matches("no wallet \"nope\"").count(), 1, "{screen}");
     Ok(())
 }

@@ -75,7 +75,15 @@ impl CoordinatorClient {
     }
 
     pub async fn miner(&self, token: &str, miner_id: &str) -> Result<Pod, ClientError> {
-        let url = self.url(&format!("/miners/{miner_id}"));
+        let mut url =
+            reqwest::Url::parse(&self.url("/miners")).map_err(|e| ClientError::Unexpected {
+                url: self.base.clone(),
+                detail: e.to_string(),
+            })?;
+        // One path segment, escaped: an id can never reach another route.
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.push(miner_id);
+        }
         self.send(self.http.get(url).bearer_auth(token)).await
     }
 

@@ -18,6 +18,7 @@ pub use miner::{
 pub use network::{
     BittensorRegistration, CommuneRegistration, NetworkInfo, NetworkUpdate, SimpleResponse,
 };
+pub(crate) use validate::identifier;
 pub use validate::{FieldError, Validate};
 
 /// The answer of `GET /whoami`.

@@ -14,7 +14,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget};
 use crate::api::client::CoordinatorClient;
 use crate::config::Settings;
 use crate::inventory;
-use crate::register::engine::{Answer, Context, Engine, Next, Question, Stop, check_username};
+use crate::register::engine::{
+    Answer, Context, Engine, Next, Question, Refusal, Stop, check_username,
+};
 use crate::register::record::{self, Chain, Network};
 use crate::register::{display, submit, wallets};
 
@@ -64,34 +66,92 @@ impl<T> fmt::Display for Choice<T> {
     }
 }
 
-/// How a question gets its answer.
-enum Outcome {
-    Answered(Answer),
-    /// No flag and no terminal: a usage error.
-    Missing(&'static str),
-    Cancelled,
+/// Exit status of a usage error (a missing or wrong answer in a script).
+const USAGE: u8 = 2;
+/// Exit status after Ctrl-C or Esc at a prompt, as shells report SIGINT.
+const CANCELLED: u8 = 130;
+
+/// The async runtime, shut down without waiting when dropped: a probe stuck in the kernel past
+/// its time limit must not hold the command at exit, whichever way it returns.
+struct Runtime(Option<tokio::runtime::Runtime>);
+
+impl Runtime {
+    fn new() -> anyhow::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        Ok(Self(Some(runtime)))
+    }
+
+    fn block_on<F: std::future::Future>(&self, future: F) -> anyhow::Result<F::Output> {
+        let runtime = self.0.as_ref().context("the async runtime is gone")?;
+        Ok(runtime.block_on(future))
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Flags that belong to one network only: naming them with another is a usage error, not
+/// something to ignore quietly.
+fn check_flag_combinations(args: &RegisterArgs) -> Result<(), String> {
+    let bittensor_only = [
+        ("--wallet", args.wallet.is_some()),
+        ("--hotkey", args.hotkey.is_some()),
+    ];
+    let commune_only = [("--key", args.key.is_some())];
+    let chain_only = [("--testnet", args.testnet), ("--uid", args.uid.is_some())];
+    let misplaced = |flags: &[(&'static str, bool)], allowed: &[Network]| {
+        args.network.filter(|n| !allowed.contains(n)).and_then(|n| {
+            flags
+                .iter()
+                .find(|(_, set)| *set)
+                .map(|(flag, _)| (*flag, n))
+        })
+    };
+    let found = misplaced(&bittensor_only, &[Network::Bittensor])
+        .or_else(|| misplaced(&commune_only, &[Network::Commune]))
+        .or_else(|| misplaced(&chain_only, &[Network::Bittensor, Network::Commune]));
+    match found {
+        Some((flag, network)) => Err(format!(
+            "{flag} does not apply to --network {}",
+            network
+                .registration_type()
+                .replace("independent", "standard")
+        )),
+        None => Ok(()),
+    }
 }
 
 pub(super) fn run(args: RegisterArgs, home: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let settings = Settings::load(home, &[])?;
+    let usage_error = |why: &str| {
+        eprintln!("polaris: error: {why}");
+        Ok(ExitCode::from(USAGE))
+    };
     if let Some(name) = &args.username
         && let Err(why) = check_username(name)
     {
-        eprintln!("polaris: error: --username: {why}");
-        return Ok(ExitCode::from(2));
+        return usage_error(&format!("--username: {why}"));
     }
-    let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    if let Err(why) = check_flag_combinations(&args) {
+        return usage_error(&why);
+    }
+    // inquire draws its prompts on stderr and reads the keyboard from stdin.
+    let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     let existing = record::load(&settings.home)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = Runtime::new()?;
     let reading = spinner("Reading this machine's hardware…");
-    let found = runtime.block_on(inventory::collect(&settings));
+    let found = runtime.block_on(inventory::collect(&settings))?;
     reading.finish_and_clear();
     let found = found?;
     if !found.coordinator.reachable {
-        runtime.shutdown_background();
         anyhow::bail!(
             "cannot reach the coordinator at {} ({}): start it with `polaris server`, or set SERVER_URL",
             settings.server_url,
@@ -99,62 +159,62 @@ pub(super) fn run(args: RegisterArgs, home: Option<PathBuf>) -> anyhow::Result<E
         );
     }
     let user_home = crate::config::user_home().unwrap_or_default();
+    let (bittensor_wallets, commune_keys) = read_wallets(&user_home);
     let context = Context {
         existing,
         system_info: inventory::to_system_info(&found),
-        bittensor_wallets: wallets::bittensor_wallets(&wallets::bittensor_dir(&user_home))?,
-        commune_keys: wallets::commune_keys(&wallets::commune_dir(&user_home))?,
+        bittensor_wallets,
+        commune_keys,
     };
     let mut engine = Engine::new(context, args.uid);
     let plan = loop {
-        match engine.next() {
+        let question = match engine.next() {
             Next::Ready(plan) => break plan,
-            Next::Stop(stop) => {
-                if let Some(code) = stopped(&stop, &mut engine, interactive, &user_home)? {
-                    runtime.shutdown_background();
-                    return Ok(code);
-                }
+            Next::Stop(stop) => match stopped(&stop, &mut engine, interactive, &user_home)? {
+                Some(code) => return Ok(code),
+                None => continue,
+            },
+            Next::Ask(question) => question,
+        };
+        match &question {
+            Question::ConfirmSystemInfo => print!(
+                "{}",
+                display::system_information(&engine.context().system_info)
+            ),
+            Question::ReplaceExisting { miner_id, username } => {
+                println!("Existing Registration\nMiner ID: {miner_id}\nUsername: {username}");
             }
-            Next::Ask(question) => {
-                if question == Question::ConfirmSystemInfo {
-                    print!(
-                        "{}",
-                        display::system_information(&engine.context().system_info)
-                    );
+            _ => {}
+        }
+        // A flag's answer is final: asking again would get the same answer.
+        let (answer, from_flag) = match from_flags(&args, &question, interactive) {
+            Some(answer) => (answer, true),
+            None if interactive => match ask(&engine, &question)? {
+                Some(answer) => (answer, false),
+                None => {
+                    println!("Registration cancelled.");
+                    return Ok(ExitCode::from(CANCELLED));
                 }
-                let outcome = match from_flags(&args, &question, interactive) {
-                    Some(answer) => Outcome::Answered(answer),
-                    None if interactive => ask(&engine, &question)?,
-                    None => Outcome::Missing(question.flag()),
-                };
-                match outcome {
-                    Outcome::Answered(answer) => {
-                        if let Err(why) = engine.answer(answer) {
-                            if !interactive {
-                                eprintln!("polaris: error: {why}");
-                                runtime.shutdown_background();
-                                return Ok(ExitCode::from(2));
-                            }
-                            eprintln!("{why}");
-                        }
-                    }
-                    Outcome::Missing(flag) => {
-                        eprintln!(
-                            "polaris: error: {} — pass {flag}: there is no terminal to ask on",
-                            question.prompt().trim_end_matches([':', '?'])
-                        );
-                        runtime.shutdown_background();
-                        return Ok(ExitCode::from(2));
-                    }
-                    Outcome::Cancelled => {
-                        println!("Registration cancelled.");
-                        runtime.shutdown_background();
-                        return Ok(ExitCode::FAILURE);
-                    }
-                }
+            },
+            None => {
+                return usage_error(&format!(
+                    "{} — pass {}: there is no terminal to ask on",
+                    question.prompt().trim_end_matches([':', '?']),
+                    question.flag()
+                ));
             }
+        };
+        if matches!(question, Question::ReplaceExisting { .. }) && answer == Answer::Yes(true) {
+            println!("Replacing that registration (its miner stays listed on the coordinator).");
+        }
+        match engine.answer(answer) {
+            Ok(()) => {}
+            Err(Refusal::CannotRegister(why)) => anyhow::bail!(why),
+            Err(Refusal::Invalid(why)) if from_flag => return usage_error(&why),
+            Err(Refusal::Invalid(why)) => eprintln!("{why}"),
         }
     };
+    submit::check(&plan)?;
     if !found.ssh.is_ssh() {
         eprintln!(
             "polaris: warning: no SSH server answers on port {}: validators cannot verify this miner \
@@ -165,9 +225,8 @@ pub(super) fn run(args: RegisterArgs, home: Option<PathBuf>) -> anyhow::Result<E
     }
     let client = CoordinatorClient::new(&settings.server_url)?;
     let sending = spinner(&format!("Registering with {}…", client.base()));
-    let saved = runtime.block_on(submit::submit(&client, &plan, &settings.home));
+    let saved = runtime.block_on(submit::submit(&client, &plan, &settings.home))?;
     sending.finish_and_clear();
-    runtime.shutdown_background();
     let saved = saved?;
     print!("{}", display::registration_complete(&saved));
     println!(
@@ -175,6 +234,21 @@ pub(super) fn run(args: RegisterArgs, home: Option<PathBuf>) -> anyhow::Result<E
         record::path(&settings.home).display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The wallets and keys on this machine. An unreadable folder is a warning, not a failure: it
+/// must not stop a Standard registration.
+fn read_wallets(user_home: &Path) -> (Vec<wallets::BittensorWallet>, Vec<wallets::CommuneKey>) {
+    let bittensor =
+        wallets::bittensor_wallets(&wallets::bittensor_dir(user_home)).unwrap_or_else(|err| {
+            eprintln!("polaris: warning: {err:#}; no Bittensor wallet can be offered");
+            Vec::new()
+        });
+    let commune = wallets::commune_keys(&wallets::commune_dir(user_home)).unwrap_or_else(|err| {
+        eprintln!("polaris: warning: {err:#}; no Commune key can be offered");
+        Vec::new()
+    });
+    (bittensor, commune)
 }
 
 /// The flag's answer to `question`, if the user gave one.
@@ -188,16 +262,16 @@ fn from_flags(args: &RegisterArgs, question: &Question, interactive: bool) -> Op
         Question::BittensorWallet => args.wallet.clone().map(Answer::Text),
         Question::BittensorHotkey { .. } => args.hotkey.clone().map(Answer::Text),
         Question::CommuneKey => args.key.clone().map(Answer::Text),
-        // Mainnet unless --testnet; a person at a terminal is asked instead.
+        // Mainnet unless --testnet; a person at a terminal is asked, unless --yes said to go on.
         Question::Chain { .. } if args.testnet => Some(Answer::Chain(Chain::Testnet)),
-        Question::Chain { .. } if !interactive => Some(Answer::Chain(Chain::Mainnet)),
+        Question::Chain { .. } if !interactive || args.yes => Some(Answer::Chain(Chain::Mainnet)),
         Question::Chain { .. } => None,
     }
 }
 
-/// Asks on the terminal.
-fn ask(engine: &Engine, question: &Question) -> anyhow::Result<Outcome> {
-    use inquire::{Confirm, InquireError, Select, Text};
+/// Asks on the terminal; None when the user cancels (Esc or Ctrl-C).
+fn ask(engine: &Engine, question: &Question) -> anyhow::Result<Option<Answer>> {
+    use inquire::{Confirm, Select, Text};
 
     let prompt = question.prompt();
     let context = engine.context();
@@ -290,11 +364,15 @@ fn ask(engine: &Engine, question: &Question) -> anyhow::Result<Outcome> {
                 .map(|c| Answer::Chain(c.value))
         }
     };
+    cancelled_is_none(answer)
+}
+
+/// A prompt's answer; Esc and Ctrl-C are None, other failures are errors.
+fn cancelled_is_none<T>(answer: Result<T, inquire::InquireError>) -> anyhow::Result<Option<T>> {
+    use inquire::InquireError;
     match answer {
-        Ok(answer) => Ok(Outcome::Answered(answer)),
-        Err(InquireError::OperationCanceled | InquireError::OperationInterrupted) => {
-            Ok(Outcome::Cancelled)
-        }
+        Ok(answer) => Ok(Some(answer)),
+        Err(InquireError::OperationCanceled | InquireError::OperationInterrupted) => Ok(None),
         Err(err) => Err(err).context("cannot read the answer from the terminal"),
     }
 }
@@ -344,18 +422,25 @@ fn stopped(
     };
     let command = format!("{tool} {} NAME", create.join(" "));
     if interactive && on_path(tool) {
-        let make = inquire::Confirm::new(&format!(
-            "No {what} found in {}. Create one with `{tool}` now?",
-            dir.display()
-        ))
-        .with_default(true)
-        .prompt()
-        .unwrap_or(false);
+        let make = cancelled_is_none(
+            inquire::Confirm::new(&format!(
+                "No {what} found in {}. Create one with `{tool}` now?",
+                dir.display()
+            ))
+            .with_default(true)
+            .prompt(),
+        )?;
+        let Some(make) = make else {
+            println!("Registration cancelled.");
+            return Ok(Some(ExitCode::from(CANCELLED)));
+        };
         if make {
-            let name = inquire::Text::new("Name:")
-                .with_default("miner")
-                .prompt()
-                .unwrap_or_default();
+            let name =
+                cancelled_is_none(inquire::Text::new("Name:").with_default("miner").prompt())?;
+            let Some(name) = name.filter(|n| !n.trim().is_empty()) else {
+                println!("Registration cancelled.");
+                return Ok(Some(ExitCode::from(CANCELLED)));
+            };
             // The tool talks to the user directly (mnemonic, password prompts).
             let status = std::process::Command::new(tool)
                 .args(&create)

@@ -26,6 +26,12 @@ pub struct ViewComputeArgs {
 
 pub(super) fn run(args: ViewComputeArgs, home: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let settings = Settings::load(home, &[])?;
+    if let Some(id) = &args.miner_id
+        && let Err(why) = crate::api::identifier("--miner-id", id)
+    {
+        eprintln!("polaris: error: {why}");
+        return Ok(ExitCode::from(2));
+    }
     let saved = record::load(&settings.home)?;
     let (miner_id, token, base) = match (&args.miner_id, &saved, &settings.server.admin_token) {
         (None, None, _) => {

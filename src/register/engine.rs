@@ -81,6 +81,29 @@ pub enum Answer {
     Chain(Chain),
 }
 
+/// Why an answer was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The answer is wrong; another answer can do (a usage error in scripts).
+    Invalid(String),
+    /// Nothing the user answers can fix it (the machine's facts cannot be sent).
+    CannotRegister(String),
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Invalid(why) | Self::CannotRegister(why) => f.write_str(why),
+        }
+    }
+}
+
+impl From<String> for Refusal {
+    fn from(why: String) -> Self {
+        Self::Invalid(why)
+    }
+}
+
 /// Where the flow stands.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Next {
@@ -146,7 +169,8 @@ pub fn check_username(name: &str) -> Result<(), String> {
 }
 
 /// Checks the facts about to be sent as the coordinator will (RAM like `15.68GB`, storage type
-/// and capacity, CPU and GPU specs), so a bad inventory is caught before anything is asked.
+/// and capacity, CPU and GPU specs), so a bad inventory is caught when it is confirmed, before
+/// anything is sent.
 pub fn check_system_info(info: &SystemInventory) -> Result<(), String> {
     let probe = RegistrationRequest {
         name: "check".to_owned(),
@@ -236,16 +260,17 @@ impl Engine {
 
     /// Answers the question `next` asked; a bad answer is refused with the reason and
     /// changes nothing.
-    pub fn answer(&mut self, answer: Answer) -> Result<(), String> {
+    pub fn answer(&mut self, answer: Answer) -> Result<(), Refusal> {
         let Next::Ask(question) = self.next() else {
-            return Err("nothing is being asked".to_owned());
+            return Err(Refusal::Invalid("nothing is being asked".to_owned()));
         };
         let a = &mut self.answers;
         match (question, answer) {
             (Question::ReplaceExisting { .. }, Answer::Yes(yes)) => a.replace = Some(yes),
             (Question::ConfirmSystemInfo, Answer::Yes(yes)) => {
                 if yes {
-                    check_system_info(&self.context.system_info)?;
+                    check_system_info(&self.context.system_info)
+                        .map_err(Refusal::CannotRegister)?;
                 }
                 a.confirmed = Some(yes);
             }
@@ -268,10 +293,10 @@ impl Engine {
                         )
                     })?;
                 if wallet.hotkeys.is_empty() {
-                    return Err(format!(
+                    return Err(Refusal::Invalid(format!(
                         "wallet {name:?} has no hotkey: create one with \
                          `btcli wallet new_hotkey --wallet.name {name} --wallet.hotkey default`"
-                    ));
+                    )));
                 }
                 a.wallet = Some(name);
             }
@@ -284,25 +309,27 @@ impl Engine {
                     .map(|w| w.hotkeys.as_slice())
                     .unwrap_or_default();
                 if !hotkeys.iter().any(|h| h.name == name) {
-                    return Err(format!(
+                    return Err(Refusal::Invalid(format!(
                         "wallet {wallet:?} has no hotkey {name:?} (found: {})",
                         names(hotkeys.iter().map(|h| &h.name))
-                    ));
+                    )));
                 }
                 a.hotkey = Some(name);
             }
             (Question::CommuneKey, Answer::Text(name)) => {
                 if !self.context.commune_keys.iter().any(|k| k.name == name) {
-                    return Err(format!(
+                    return Err(Refusal::Invalid(format!(
                         "no key {name:?} in ~/.commune/key (found: {})",
                         names(self.context.commune_keys.iter().map(|k| &k.name))
-                    ));
+                    )));
                 }
                 a.key = Some(name);
             }
             (Question::Chain { .. }, Answer::Chain(chain)) => a.chain = Some(chain),
             (question, answer) => {
-                return Err(format!("{answer:?} does not answer {question:?}"));
+                return Err(Refusal::Invalid(format!(
+                    "{answer:?} does not answer {question:?}"
+                )));
             }
         }
         Ok(())
@@ -423,7 +450,7 @@ mod tests {
     }
 
     #[test]
-    fn a_bittensor_run_asks_in_order_and_plans_testnet() -> Result<(), String> {
+    fn a_bittensor_run_asks_in_order_and_plans_testnet() -> Result<(), Refusal> {
         let mut engine = Engine::new(context(), Some(7));
         assert_eq!(ask(&engine), Question::ConfirmSystemInfo);
         engine.answer(Answer::Yes(true))?;
@@ -442,7 +469,7 @@ mod tests {
         let err = engine
             .answer(Answer::Text("nope".into()))
             .expect_err("unknown wallet");
-        assert!(err.contains("found: miner"), "{err}");
+        assert!(err.to_string().contains("found: miner"), "{err}");
         engine.answer(Answer::Text("miner".into()))?;
         engine.answer(Answer::Text("default".into()))?;
         assert_eq!(
@@ -463,7 +490,7 @@ mod tests {
     }
 
     #[test]
-    fn an_existing_registration_is_kept_unless_replaced() -> Result<(), String> {
+    fn an_existing_registration_is_kept_unless_replaced() -> Result<(), Refusal> {
         let mut ctx = context();
         ctx.existing = Some(RegistrationRecord {
             miner_id: "m1".into(),
@@ -487,7 +514,7 @@ mod tests {
     }
 
     #[test]
-    fn missing_wallets_stop_and_standard_needs_no_chain() -> Result<(), String> {
+    fn missing_wallets_stop_and_standard_needs_no_chain() -> Result<(), Refusal> {
         let mut ctx = context();
         ctx.bittensor_wallets.clear();
         let mut engine = Engine::new(ctx.clone(), None);
@@ -512,6 +539,7 @@ mod tests {
         let err = engine
             .answer(Answer::Yes(true))
             .expect_err("bad RAM format");
-        assert!(err.contains("ram"), "{err}");
+        assert!(matches!(err, Refusal::CannotRegister(_)), "{err:?}");
+        assert!(err.to_string().contains("ram"), "{err}");
     }
 }

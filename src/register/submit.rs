@@ -1,5 +1,7 @@
 //! Sending a plan to the coordinator and keeping the result. Local files change only after
-//! every call succeeded: a refusal leaves POLARIS_HOME as it was.
+//! every call succeeded: a refusal leaves POLARIS_HOME as it was. Every body is checked with
+//! the coordinator's own rules before the first call, so a refusal half-way (a miner created,
+//! its network details refused) needs a coordinator that disagrees with those rules.
 
 use std::path::Path;
 
@@ -7,69 +9,93 @@ use anyhow::Context;
 use chrono::Utc;
 
 use super::engine::Plan;
-use super::record::{self, RegistrationRecord};
+use super::record::{self, BittensorFacts, CommuneFacts, RegistrationRecord};
 use crate::api::client::CoordinatorClient;
-use crate::api::{BittensorRegistration, CommuneRegistration};
+use crate::api::{BittensorRegistration, CommuneRegistration, Validate};
 use crate::config::Secret;
 
 /// What the user chose that the coordinator does not know (a uid nobody told us).
 const UNKNOWN: &str = "unknown";
+/// Stands in for the miner id while the bodies are checked before registering.
+const NOT_YET: &str = "not-yet-registered";
+
+fn bittensor_body(b: &BittensorFacts, miner_id: &str) -> BittensorRegistration {
+    BittensorRegistration {
+        miner_id: miner_id.to_owned(),
+        wallet_name: b.wallet_name.clone(),
+        hotkey: b
+            .hotkey_ss58
+            .clone()
+            .unwrap_or_else(|| b.hotkey_name.clone()),
+        network: b.chain.as_str().to_owned(),
+        netuid: b.netuid,
+        wallet_address: b.hotkey_ss58.clone().unwrap_or_else(|| UNKNOWN.to_owned()),
+        subnet_uid: b.netuid.to_string(),
+        coldkey: b
+            .coldkey_ss58
+            .clone()
+            .unwrap_or_else(|| b.wallet_name.clone()),
+        miner_uid: b.uid,
+    }
+}
+
+fn commune_body(c: &CommuneFacts, miner_id: &str) -> CommuneRegistration {
+    CommuneRegistration {
+        miner_id: miner_id.to_owned(),
+        commune_uid: c.uid.map_or_else(|| UNKNOWN.to_owned(), |u| u.to_string()),
+        wallet_name: c.key_name.clone(),
+        wallet_address: c.ss58.clone().unwrap_or_else(|| UNKNOWN.to_owned()),
+        netuid: c.netuid,
+    }
+}
+
+/// Checks every body the plan will send, as the coordinator will.
+pub fn check(plan: &Plan) -> anyhow::Result<()> {
+    plan.request
+        .validate()
+        .map_err(|e| anyhow::anyhow!("the registration cannot be sent: {e}"))?;
+    if let Some(b) = &plan.bittensor {
+        bittensor_body(b, NOT_YET)
+            .validate()
+            .map_err(|e| anyhow::anyhow!("the Bittensor details cannot be sent: {e}"))?;
+    }
+    if let Some(c) = &plan.commune {
+        commune_body(c, NOT_YET)
+            .validate()
+            .map_err(|e| anyhow::anyhow!("the Commune details cannot be sent: {e}"))?;
+    }
+    Ok(())
+}
 
 pub async fn submit(
     client: &CoordinatorClient,
     plan: &Plan,
     home: &Path,
 ) -> anyhow::Result<RegistrationRecord> {
+    check(plan)?;
     let answer = client
         .register(&plan.request)
         .await
         .context("registration failed")?;
     let token = answer.token.clone();
+    let half_done = || {
+        format!(
+            "miner {} was created on the coordinator, but its network details were refused; \
+             nothing was saved here",
+            answer.miner_id
+        )
+    };
     if let Some(b) = &plan.bittensor {
-        let body = BittensorRegistration {
-            miner_id: answer.miner_id.clone(),
-            wallet_name: b.wallet_name.clone(),
-            hotkey: b
-                .hotkey_ss58
-                .clone()
-                .unwrap_or_else(|| b.hotkey_name.clone()),
-            network: b.chain.as_str().to_owned(),
-            netuid: b.netuid,
-            wallet_address: b.hotkey_ss58.clone().unwrap_or_else(|| UNKNOWN.to_owned()),
-            subnet_uid: b.netuid.to_string(),
-            coldkey: b
-                .coldkey_ss58
-                .clone()
-                .unwrap_or_else(|| b.wallet_name.clone()),
-            miner_uid: b.uid,
-        };
         client
-            .register_bittensor(&token, &body)
+            .register_bittensor(&token, &bittensor_body(b, &answer.miner_id))
             .await
-            .with_context(|| {
-                format!(
-                    "miner {} was registered, but its Bittensor details were refused",
-                    answer.miner_id
-                )
-            })?;
+            .with_context(half_done)?;
     }
     if let Some(c) = &plan.commune {
-        let body = CommuneRegistration {
-            miner_id: answer.miner_id.clone(),
-            commune_uid: c.uid.map_or_else(|| UNKNOWN.to_owned(), |u| u.to_string()),
-            wallet_name: c.key_name.clone(),
-            wallet_address: c.ss58.clone().unwrap_or_else(|| UNKNOWN.to_owned()),
-            netuid: c.netuid,
-        };
         client
-            .register_commune(&token, &body)
+            .register_commune(&token, &commune_body(c, &answer.miner_id))
             .await
-            .with_context(|| {
-                format!(
-                    "miner {} was registered, but its Commune details were refused",
-                    answer.miner_id
-                )
-            })?;
+            .with_context(half_done)?;
     }
     let record = RegistrationRecord {
         miner_id: answer.miner_id,

@@ -126,15 +126,15 @@ pub struct Tmux {
 }
 
 impl Tmux {
-    /// Starts `command` (a shell line) in a 160×50 terminal, or returns `None` after
+    /// Starts `command` (a shell line) in a 160×50 terminal in `dir`, or returns `None` after
     /// `missing_service` when tmux is not installed.
-    pub fn start(command: &str) -> Result<Option<Self>, Box<dyn std::error::Error>> {
+    pub fn start(command: &str, dir: &Path) -> Result<Option<Self>, Box<dyn std::error::Error>> {
         if which("tmux").is_none() {
             missing_service("tmux", "it is not installed");
             return Ok(None);
         }
-        let dir = tempfile::tempdir()?;
-        let socket = dir.path().join("tmux.sock");
+        let socket_dir = tempfile::tempdir()?;
+        let socket = socket_dir.path().join("tmux.sock");
         let status = Command::new("tmux")
             .arg("-S")
             .arg(&socket)
@@ -147,13 +147,18 @@ impl Tmux {
                 "160",
                 "-y",
                 "50",
+                "-c",
             ])
+            .arg(dir)
             .arg(command)
             .status()?;
         if !status.success() {
             return Err("tmux new-session failed".into());
         }
-        Ok(Some(Self { socket, _dir: dir }))
+        Ok(Some(Self {
+            socket,
+            _dir: socket_dir,
+        }))
     }
 
     /// Sends keys as tmux names them (`Enter`, `Down`, or literal text).
@@ -202,6 +207,12 @@ impl Tmux {
             let screen = self.screen()?;
             if screen.matches(text).count() >= count {
                 return Ok(screen);
+            }
+            // The command ended (the tests print EXIT=): waiting longer cannot help.
+            if !text.starts_with("EXIT=") && screen.contains("EXIT=") {
+                return Err(
+                    format!("the command ended before {text:?} appeared:\n{screen}").into(),
+                );
             }
             if Instant::now() > deadline {
                 return Err(format!("{text:?} did not appear within {limit:?}:\n{screen}").into());
