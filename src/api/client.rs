@@ -118,7 +118,13 @@ impl CoordinatorClient {
         if !status.is_success() {
             let message = serde_json::from_slice::<ErrorBody>(&bytes)
                 .map(|body| format!("{} ({})", body.detail, body.error))
-                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).chars().take(200).collect());
+                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
+            // It goes to a terminal: no escape sequences, and not a whole HTML page.
+            let message: String = message
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(300)
+                .collect();
             return Err(ClientError::Refused {
                 status: status.as_u16(),
                 message,

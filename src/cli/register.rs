@@ -190,6 +190,16 @@ pub(super) fn run(args: RegisterArgs, home: Option<PathBuf>) -> anyhow::Result<E
         let (answer, from_flag) = match from_flags(&args, &question, interactive) {
             Some(answer) => (answer, true),
             None if interactive => match ask(&engine, &question)? {
+                Some(Answer::Text(choice)) if choice == CREATE_NEW => {
+                    let maker = match question {
+                        Question::CommuneKey => &COMX,
+                        _ => &BTCLI,
+                    };
+                    if create_with(maker)?.is_some() {
+                        engine_reload(&mut engine, &user_home)?;
+                    }
+                    continue;
+                }
                 Some(answer) => (answer, false),
                 None => {
                     println!("Registration cancelled.");
@@ -304,7 +314,7 @@ fn ask(engine: &Engine, question: &Question) -> anyhow::Result<Option<Answer>> {
             .prompt()
             .map(Answer::Text),
         Question::BittensorWallet => {
-            let choices = context
+            let mut choices: Vec<Choice<String>> = context
                 .bittensor_wallets
                 .iter()
                 .map(|w| Choice {
@@ -312,6 +322,7 @@ fn ask(engine: &Engine, question: &Question) -> anyhow::Result<Option<Answer>> {
                     value: w.name.clone(),
                 })
                 .collect();
+            offer_creation(&mut choices, &BTCLI);
             Select::new(&prompt, choices)
                 .prompt()
                 .map(|c| Answer::Text(c.value))
@@ -332,7 +343,7 @@ fn ask(engine: &Engine, question: &Question) -> anyhow::Result<Option<Answer>> {
                 .map(|c| Answer::Text(c.value))
         }
         Question::CommuneKey => {
-            let choices = context
+            let mut choices: Vec<Choice<String>> = context
                 .commune_keys
                 .iter()
                 .map(|k| Choice {
@@ -340,6 +351,7 @@ fn ask(engine: &Engine, question: &Question) -> anyhow::Result<Option<Answer>> {
                     value: k.name.clone(),
                 })
                 .collect();
+            offer_creation(&mut choices, &COMX);
             Select::new(&prompt, choices)
                 .prompt()
                 .map(|c| Answer::Text(c.value))
@@ -377,11 +389,68 @@ fn cancelled_is_none<T>(answer: Result<T, inquire::InquireError>) -> anyhow::Res
     }
 }
 
+/// Adds "create a new one" to a selection when the tool is installed.
+fn offer_creation(choices: &mut Vec<Choice<String>>, maker: &Maker) {
+    if on_path(maker.tool) {
+        choices.push(Choice {
+            label: format!("+ Create a new {} with {}", maker.what, maker.tool),
+            value: CREATE_NEW.to_owned(),
+        });
+    }
+}
+
 fn labelled(name: &str, ss58: Option<&str>) -> String {
     match ss58 {
         Some(address) => format!("{name}  {address}"),
-        None => format!("{name}  (address not readable: encrypted)"),
+        None => format!("{name}  (address not readable)"),
     }
+}
+
+/// Handles a stop: Some(exit code) ends the command; None means the engine can go on (a
+/// wallet was just created).
+/// A wallet tool: what it makes and the arguments that make one (the name comes last).
+struct Maker {
+    what: &'static str,
+    tool: &'static str,
+    create: &'static [&'static str],
+}
+
+const BTCLI: Maker = Maker {
+    what: "Bittensor wallet",
+    tool: "btcli",
+    create: &[
+        "wallet",
+        "create",
+        "--wallet.hotkey",
+        "default",
+        "--wallet.name",
+    ],
+};
+const COMX: Maker = Maker {
+    what: "Commune key",
+    tool: "comx",
+    create: &["key", "create"],
+};
+
+/// The selection entry that creates a new wallet or key instead of picking one.
+const CREATE_NEW: &str = "\0create";
+
+/// Asks for a name and runs the tool on the terminal; Ok(true) when it made one.
+fn create_with(maker: &Maker) -> anyhow::Result<Option<bool>> {
+    let name = cancelled_is_none(inquire::Text::new("Name:").with_default("miner").prompt())?;
+    let Some(name) = name.filter(|n| !n.trim().is_empty()) else {
+        return Ok(None);
+    };
+    // The tool talks to the user directly (mnemonic, password prompts).
+    let status = std::process::Command::new(maker.tool)
+        .args(maker.create)
+        .arg(name.trim())
+        .status()
+        .with_context(|| format!("cannot run {}", maker.tool))?;
+    if !status.success() {
+        eprintln!("polaris: {} failed ({status})", maker.tool);
+    }
+    Ok(Some(status.success()))
 }
 
 /// Handles a stop: Some(exit code) ends the command; None means the engine can go on (a
@@ -392,7 +461,7 @@ fn stopped(
     interactive: bool,
     user_home: &Path,
 ) -> anyhow::Result<Option<ExitCode>> {
-    let (what, dir, tool, create) = match stop {
+    let (maker, dir) = match stop {
         Stop::KeptExisting => {
             println!("Using existing registration.");
             return Ok(Some(ExitCode::SUCCESS));
@@ -401,63 +470,45 @@ fn stopped(
             println!("Registration cancelled.");
             return Ok(Some(ExitCode::FAILURE));
         }
-        Stop::NoBittensorWallet => (
-            "Bittensor wallet",
-            wallets::bittensor_dir(user_home),
-            "btcli",
-            vec![
-                "wallet",
-                "create",
-                "--wallet.hotkey",
-                "default",
-                "--wallet.name",
-            ],
-        ),
-        Stop::NoCommuneKey => (
-            "Commune key",
-            wallets::commune_dir(user_home),
-            "comx",
-            vec!["key", "create"],
-        ),
+        Stop::NoBittensorWallet => (&BTCLI, wallets::bittensor_dir(user_home)),
+        Stop::NoCommuneKey => (&COMX, wallets::commune_dir(user_home)),
     };
-    let command = format!("{tool} {} NAME", create.join(" "));
-    if interactive && on_path(tool) {
+    if interactive && on_path(maker.tool) {
         let make = cancelled_is_none(
             inquire::Confirm::new(&format!(
-                "No {what} found in {}. Create one with `{tool}` now?",
-                dir.display()
+                "No {} found in {}. Create one with `{}` now?",
+                maker.what,
+                dir.display(),
+                maker.tool
             ))
             .with_default(true)
             .prompt(),
         )?;
-        let Some(make) = make else {
-            println!("Registration cancelled.");
-            return Ok(Some(ExitCode::from(CANCELLED)));
-        };
-        if make {
-            let name =
-                cancelled_is_none(inquire::Text::new("Name:").with_default("miner").prompt())?;
-            let Some(name) = name.filter(|n| !n.trim().is_empty()) else {
+        match make {
+            None => {
                 println!("Registration cancelled.");
                 return Ok(Some(ExitCode::from(CANCELLED)));
-            };
-            // The tool talks to the user directly (mnemonic, password prompts).
-            let status = std::process::Command::new(tool)
-                .args(&create)
-                .arg(&name)
-                .status()
-                .with_context(|| format!("cannot run {tool}"))?;
-            if status.success() {
-                engine_reload(engine, user_home)?;
-                return Ok(None);
             }
-            eprintln!("polaris: error: {tool} failed ({status})");
-            return Ok(Some(ExitCode::FAILURE));
+            Some(true) => match create_with(maker)? {
+                None => {
+                    println!("Registration cancelled.");
+                    return Ok(Some(ExitCode::from(CANCELLED)));
+                }
+                Some(true) => {
+                    engine_reload(engine, user_home)?;
+                    return Ok(None);
+                }
+                Some(false) => return Ok(Some(ExitCode::FAILURE)),
+            },
+            Some(false) => {}
         }
     }
     eprintln!(
-        "polaris: error: no {what} found in {}. Create one with:\n  {command}\nthen run `polaris register` again.",
-        dir.display()
+        "polaris: error: no {} found in {}. Create one with:\n  {} {} NAME\nthen run `polaris register` again.",
+        maker.what,
+        dir.display(),
+        maker.tool,
+        maker.create.join(" ")
     );
     Ok(Some(ExitCode::FAILURE))
 }

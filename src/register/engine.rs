@@ -68,7 +68,7 @@ impl Question {
             Self::BittensorWallet => "--wallet",
             Self::BittensorHotkey { .. } => "--hotkey",
             Self::CommuneKey => "--key",
-            Self::Chain { .. } => "--testnet (or nothing for mainnet)",
+            Self::Chain { .. } => "--testnet",
         }
     }
 }

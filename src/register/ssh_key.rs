@@ -11,10 +11,22 @@ pub fn path(home: &Path) -> PathBuf {
     home.join("keys").join("id_ed25519")
 }
 
-/// Creates the key if it is missing; returns its path and whether it was made now.
+/// Creates the key if it is missing (and its `.pub` twin if only that is); returns its path and
+/// whether the key was made now.
 pub fn ensure(home: &Path) -> anyhow::Result<(PathBuf, bool)> {
     let path = path(home);
     if path.exists() {
+        let public_path = path.with_extension("pub");
+        if !public_path.exists() {
+            let key = russh::keys::load_secret_key(&path, None)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let public = key
+                .public_key()
+                .to_openssh()
+                .context("cannot encode the SSH public key")?;
+            crate::files::write_atomically(&public_path, format!("{public}\n").as_bytes())
+                .with_context(|| format!("cannot write {}", public_path.display()))?;
+        }
         return Ok((path, false));
     }
     let dir = home.join("keys");
@@ -65,6 +77,13 @@ mod tests {
         assert_eq!(parsed.algorithm(), russh::keys::Algorithm::Ed25519);
         let public = std::fs::read_to_string(path.with_extension("pub"))?;
         assert!(public.starts_with("ssh-ed25519 "), "{public}");
+        std::fs::remove_file(path.with_extension("pub"))?;
+        ensure(home.path())?;
+        assert_eq!(
+            std::fs::read_to_string(path.with_extension("pub"))?,
+            public,
+            "remade"
+        );
         Ok(())
     }
 }
