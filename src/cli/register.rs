@@ -357,10 +357,8 @@ fn ask(engine: &Engine, question: &Question) -> anyhow::Result<Option<Answer>> {
                 .map(|c| Answer::Text(c.value))
         }
         Question::Chain { network } => {
-            let (main, test) = match network {
-                Network::Commune => crate::register::engine::COMMUNE_NETUID,
-                _ => crate::register::engine::BITTENSOR_NETUID,
-            };
+            let main = crate::register::engine::netuid(*network, Chain::Mainnet);
+            let test = crate::register::engine::netuid(*network, Chain::Testnet);
             let choices = vec![
                 Choice {
                     label: format!("Mainnet (netuid {main})"),

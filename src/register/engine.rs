@@ -7,9 +7,17 @@ use crate::api::{RegistrationRequest, SystemInventory, Validate};
 use super::record::{BittensorFacts, Chain, CommuneFacts, Network, RegistrationRecord};
 use super::wallets::{BittensorWallet, CommuneKey};
 
-/// Subnet numbers (original-polaris.md §4.5; mainnet 49 is the one validators use).
-pub const BITTENSOR_NETUID: (u32, u32) = (49, 100);
-pub const COMMUNE_NETUID: (u32, u32) = (33, 12);
+/// The subnet a network's miners serve (original-polaris.md §4.5; Bittensor mainnet 49 is the
+/// one validators use). Standard registration has none.
+pub fn netuid(network: Network, chain: Chain) -> u32 {
+    match (network, chain) {
+        (Network::Bittensor, Chain::Mainnet) => 49,
+        (Network::Bittensor, Chain::Testnet) => 100,
+        (Network::Commune, Chain::Mainnet) => 33,
+        (Network::Commune, Chain::Testnet) => 12,
+        (Network::Standard, _) => 0,
+    }
+}
 
 /// What the engine knows before asking anything.
 #[derive(Debug, Clone)]
@@ -225,37 +233,81 @@ impl Engine {
         let Some(network) = a.network else {
             return Next::Ask(Question::Network);
         };
-        if a.username.is_none() {
+        let Some(username) = &a.username else {
             return Next::Ask(Question::Username);
-        }
-        match network {
-            Network::Standard => {}
+        };
+        let (bittensor, commune) = match network {
+            Network::Standard => (None, None),
             Network::Bittensor => {
-                if self.context.bittensor_wallets.is_empty() {
+                let wallets = &self.context.bittensor_wallets;
+                if wallets.is_empty() {
                     return Next::Stop(Stop::NoBittensorWallet);
                 }
-                let Some(wallet) = &a.wallet else {
+                let Some(wallet) = wallets.iter().find(|w| a.wallet.as_ref() == Some(&w.name))
+                else {
                     return Next::Ask(Question::BittensorWallet);
                 };
-                if a.hotkey.is_none() {
+                let Some(hotkey) = wallet
+                    .hotkeys
+                    .iter()
+                    .find(|h| a.hotkey.as_ref() == Some(&h.name))
+                else {
                     return Next::Ask(Question::BittensorHotkey {
-                        wallet: wallet.clone(),
+                        wallet: wallet.name.clone(),
                     });
-                }
+                };
+                let Some(chain) = a.chain else {
+                    return Next::Ask(Question::Chain { network });
+                };
+                let facts = BittensorFacts {
+                    wallet_name: wallet.name.clone(),
+                    coldkey_ss58: wallet.coldkey_ss58.clone(),
+                    hotkey_name: hotkey.name.clone(),
+                    hotkey_ss58: hotkey.ss58.clone(),
+                    chain,
+                    netuid: netuid(network, chain),
+                    uid: self.uid,
+                };
+                (Some(facts), None)
             }
             Network::Commune => {
-                if self.context.commune_keys.is_empty() {
+                let keys = &self.context.commune_keys;
+                if keys.is_empty() {
                     return Next::Stop(Stop::NoCommuneKey);
                 }
-                if a.key.is_none() {
+                let Some(key) = keys.iter().find(|k| a.key.as_ref() == Some(&k.name)) else {
                     return Next::Ask(Question::CommuneKey);
-                }
+                };
+                let Some(chain) = a.chain else {
+                    return Next::Ask(Question::Chain { network });
+                };
+                let facts = CommuneFacts {
+                    key_name: key.name.clone(),
+                    ss58: key.ss58.clone(),
+                    chain,
+                    netuid: netuid(network, chain),
+                    uid: self.uid,
+                };
+                (None, Some(facts))
             }
-        }
-        if network != Network::Standard && a.chain.is_none() {
-            return Next::Ask(Question::Chain { network });
-        }
-        Next::Ready(Box::new(self.plan(network)))
+        };
+        let info = &self.context.system_info;
+        let request = RegistrationRequest {
+            name: username.clone(),
+            location: info.location.clone(),
+            description: Some(format!(
+                "{} registered via the Polaris CLI",
+                network.label()
+            )),
+            compute_resources: info.compute_resources.clone(),
+            registration_type: Some(network.registration_type().to_owned()),
+        };
+        Next::Ready(Box::new(Plan {
+            network,
+            request,
+            bittensor,
+            commune,
+        }))
     }
 
     /// Answers the question `next` asked; a bad answer is refused with the reason and
@@ -333,67 +385,6 @@ impl Engine {
             }
         }
         Ok(())
-    }
-
-    fn plan(&self, network: Network) -> Plan {
-        let a = &self.answers;
-        let chain = a.chain.unwrap_or(Chain::Mainnet);
-        let pick = |(main, test): (u32, u32)| match chain {
-            Chain::Mainnet => main,
-            Chain::Testnet => test,
-        };
-        let info = &self.context.system_info;
-        let request = RegistrationRequest {
-            name: a.username.clone().unwrap_or_default(),
-            location: info.location.clone(),
-            description: Some(format!(
-                "{} registered via the Polaris CLI",
-                network.label()
-            )),
-            compute_resources: info.compute_resources.clone(),
-            registration_type: Some(network.registration_type().to_owned()),
-        };
-        let bittensor = (network == Network::Bittensor).then(|| {
-            let wallet = self
-                .context
-                .bittensor_wallets
-                .iter()
-                .find(|w| Some(&w.name) == a.wallet.as_ref());
-            let hotkey = wallet.and_then(|w| {
-                w.hotkeys
-                    .iter()
-                    .find(|h| Some(&h.name) == a.hotkey.as_ref())
-            });
-            BittensorFacts {
-                wallet_name: a.wallet.clone().unwrap_or_default(),
-                coldkey_ss58: wallet.and_then(|w| w.coldkey_ss58.clone()),
-                hotkey_name: a.hotkey.clone().unwrap_or_default(),
-                hotkey_ss58: hotkey.and_then(|h| h.ss58.clone()),
-                chain,
-                netuid: pick(BITTENSOR_NETUID),
-                uid: self.uid,
-            }
-        });
-        let commune = (network == Network::Commune).then(|| {
-            let key = self
-                .context
-                .commune_keys
-                .iter()
-                .find(|k| Some(&k.name) == a.key.as_ref());
-            CommuneFacts {
-                key_name: a.key.clone().unwrap_or_default(),
-                ss58: key.and_then(|k| k.ss58.clone()),
-                chain,
-                netuid: pick(COMMUNE_NETUID),
-                uid: self.uid,
-            }
-        });
-        Plan {
-            network,
-            request,
-            bittensor,
-            commune,
-        }
     }
 }
 
