@@ -212,6 +212,40 @@ mod tests {
     }
 
     #[test]
+    fn unreadable_key_files_list_the_name_without_an_address() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let hotkeys = dir.path().join("cold/hotkeys");
+        std::fs::create_dir_all(&hotkeys)?;
+        // An encrypted key file is not JSON with an address, and there is no public twin.
+        std::fs::write(hotkeys.join("default"), b"$NACL\x00\x01 not json")?;
+        let wallets = bittensor_wallets(dir.path())?;
+        assert_eq!(wallets.len(), 1);
+        assert_eq!(wallets[0].coldkey_ss58, None);
+        assert_eq!(
+            wallets[0].hotkeys,
+            [Hotkey {
+                name: "default".into(),
+                ss58: None
+            }]
+        );
+        let keys = dir.path().join("commune");
+        std::fs::create_dir_all(&keys)?;
+        std::fs::write(
+            keys.join("locked.json"),
+            br#"{"data": "gAAAAABl-ciphertext", "encrypted": true, "timestamp": 1}"#,
+        )?;
+        let keys = commune_keys(&keys)?;
+        assert_eq!(
+            keys,
+            [CommuneKey {
+                name: "locked".into(),
+                ss58: None
+            }]
+        );
+        Ok(())
+    }
+
+    #[test]
     fn ss58_shape() {
         assert!(is_ss58("5DxvopyTBNpoBdAQ7nKNqKNkkL7Map7LptJYuD4JCCXfyjbu"));
         assert!(!is_ss58("5DxvopyTBNpoBdAQ7nKNqKNkkL7Map7LptJYuD4JCCXfyj0u")); // 0 is not base58
