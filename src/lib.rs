@@ -1,6 +1,7 @@
 //! Polaris: one binary for compute providers ("miners") and the coordinator they talk to.
 //!
 //! # Layout
+//! - [`agent`]: the agent's parts built so far: its rotating log files and how they are read.
 //! - [`cli`]: the command tree (clap) and one module per command; `main.rs` only calls [`cli::run`].
 //! - [`config`]: settings layered as flag > environment > `.env` > `polaris.toml` > default.
 //! - [`telemetry`]: tracing into rotating files under `POLARIS_HOME/logs`.
@@ -13,6 +14,7 @@
 //!   registry with its deadline index, the health check and alerts.
 //! - [`store`]: persistence behind a trait; the embedded SQLite store and its batching writer.
 
+pub mod agent;
 pub mod api;
 pub mod cli;
 pub mod config;

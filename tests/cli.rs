@@ -189,7 +189,7 @@ fn commands_of_later_issues_say_so_and_fail() {
     for args in [
         &["start"][..],
         &["status"],
-        &["logs"],
+        &["stop"],
         &["check-main"],
         &["--daemon"],
     ] {

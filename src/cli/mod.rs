@@ -4,6 +4,7 @@
 
 mod completions;
 mod inventory;
+mod logs;
 mod pending;
 mod register;
 mod server;
@@ -54,7 +55,7 @@ pub enum Command {
     /// Show this miner's pod and compute resources as the coordinator lists them
     ViewCompute(view_compute::ViewComputeArgs),
     /// Print or follow the agent's and compute_subnet's logs
-    Logs(pending::LogsArgs),
+    Logs(logs::LogsArgs),
     /// Show the compute_subnet process and where its logs are
     CheckMain(pending::CheckMainArgs),
     /// Update the compute_subnet repository and restart it if it was running
@@ -77,7 +78,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Some(Command::Status(_)) => pending::not_yet("status"),
         Some(Command::Register(args)) => register::run(args, cli.home),
         Some(Command::ViewCompute(args)) => view_compute::run(args, cli.home),
-        Some(Command::Logs(_)) => pending::not_yet("logs"),
+        Some(Command::Logs(args)) => logs::run(args, cli.home),
         Some(Command::CheckMain(_)) => pending::not_yet("check-main"),
         Some(Command::Update(_)) => pending::not_yet("update"),
         Some(Command::Inventory(args)) => inventory::run(args, cli.home),

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
 
 /// Tells the user a command is not in this build yet.
 pub(super) fn not_yet(what: &str) -> anyhow::Result<ExitCode> {
@@ -18,28 +18,6 @@ pub struct StatusArgs {
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct LogsArgs {
-    /// Number of lines to print
-    #[arg(short = 'n', long, default_value_t = 50)]
-    pub lines: usize,
-    /// Keep printing new lines as they are written
-    #[arg(short = 'f', long)]
-    pub follow: bool,
-    /// Whose logs
-    #[arg(long, value_enum, default_value_t = Process::Polaris)]
-    pub process: Process,
-    /// The stderr stream instead of stdout
-    #[arg(long)]
-    pub stderr: bool,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum Process {
-    Polaris,
-    ComputeSubnet,
 }
 
 #[derive(Debug, Args)]

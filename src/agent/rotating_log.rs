@@ -1,0 +1,168 @@
+//! A log file that rotates by size: at `max_bytes` the file becomes `NAME.1`, `NAME.1` becomes
+//! `NAME.2` and so on, and the oldest is dropped, so a stream never takes more than
+//! `max_bytes × keep` of disk. Each line gets an RFC 3339 timestamp and its stream's tag.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use chrono::{SecondsFormat, Utc};
+
+/// The figures: 10 MB per file, five files per stream.
+pub const MAX_BYTES: u64 = 10 << 20;
+pub const KEEP: usize = 5;
+
+pub struct RotatingLog {
+    path: PathBuf,
+    max_bytes: u64,
+    keep: usize,
+    file: File,
+    written: u64,
+}
+
+/// `NAME.log.N`.
+pub fn rotated_path(path: &Path, n: usize) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{n}"));
+    PathBuf::from(name)
+}
+
+impl RotatingLog {
+    /// Opens `path` for appending (creating it and its directory).
+    pub fn open(path: &Path, max_bytes: u64, keep: usize) -> io::Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let written = file.metadata()?.len();
+        Ok(Self {
+            path: path.to_path_buf(),
+            max_bytes: max_bytes.max(1),
+            keep: keep.max(1),
+            file,
+            written,
+        })
+    }
+
+    /// Writes one line: `2026-11-25T15:00:00.123Z stdout | text`.
+    pub fn write_line(&mut self, tag: &str, text: &str) -> io::Result<()> {
+        let text = text.trim_end_matches(['\r', '\n']);
+        let line = format!(
+            "{} {tag} | {text}\n",
+            Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
+        );
+        if self.written > 0 && self.written + line.len() as u64 > self.max_bytes {
+            self.rotate()?;
+        }
+        self.file.write_all(line.as_bytes())?;
+        self.written += line.len() as u64;
+        Ok(())
+    }
+
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+
+    fn rotate(&mut self) -> io::Result<()> {
+        self.file.flush()?;
+        if self.keep == 1 {
+            self.file.set_len(0)?;
+            self.written = 0;
+            return Ok(());
+        }
+        let oldest = rotated_path(&self.path, self.keep - 1);
+        match std::fs::remove_file(&oldest) {
+            Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err),
+            _ => {}
+        }
+        for n in (1..self.keep - 1).rev() {
+            let from = rotated_path(&self.path, n);
+            if from.exists() {
+                std::fs::rename(&from, rotated_path(&self.path, n + 1))?;
+            }
+        }
+        std::fs::rename(&self.path, rotated_path(&self.path, 1))?;
+        self.file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
+        self.written = 0;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_stamped_and_tagged() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("logs/polaris_stdout.log");
+        let mut log = RotatingLog::open(&path, MAX_BYTES, KEEP)?;
+        log.write_line("stdout", "hello\r\n")?;
+        log.flush()?;
+        let text = std::fs::read_to_string(&path)?;
+        let (stamp, rest) = text.split_once(' ').unwrap_or_default();
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(stamp).is_ok(),
+            "{text}"
+        );
+        assert_eq!(rest, "stdout | hello\n");
+        Ok(())
+    }
+
+    #[test]
+    fn rotation_keeps_at_most_keep_files_of_at_most_max_bytes() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("compute_subnet_stderr.log");
+        let mut log = RotatingLog::open(&path, 1000, 5)?;
+        for i in 0..500 {
+            log.write_line(
+                "stderr",
+                &format!("line {i:04} of the crash-looping process"),
+            )?;
+        }
+        log.flush()?;
+        let mut files: Vec<String> = std::fs::read_dir(dir.path())?
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        assert_eq!(
+            files,
+            [
+                "compute_subnet_stderr.log",
+                "compute_subnet_stderr.log.1",
+                "compute_subnet_stderr.log.2",
+                "compute_subnet_stderr.log.3",
+                "compute_subnet_stderr.log.4",
+            ]
+        );
+        for file in &files {
+            let len = std::fs::metadata(dir.path().join(file))?.len();
+            assert!(len <= 1000, "{file}: {len} bytes");
+        }
+        // The newest lines are in the live file, the ones before them in .1.
+        let live = std::fs::read_to_string(&path)?;
+        assert!(live.contains("line 0499"), "{live}");
+        let previous = std::fs::read_to_string(rotated_path(&path, 1))?;
+        assert!(!previous.contains("line 0499"));
+        Ok(())
+    }
+
+    #[test]
+    fn reopening_appends_and_counts_what_is_there() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("polaris_stdout.log");
+        std::fs::write(&path, "x".repeat(900))?;
+        let mut log = RotatingLog::open(&path, 1000, 3)?;
+        log.write_line("stdout", &"y".repeat(200))?;
+        log.flush()?;
+        assert_eq!(
+            std::fs::read_to_string(rotated_path(&path, 1))?,
+            "x".repeat(900)
+        );
+        Ok(())
+    }
+}
