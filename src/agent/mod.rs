@@ -1,5 +1,7 @@
-//! The agent's parts (issue 4, in progress): the log files it writes and how they are read.
+//! The agent's parts (issue 4, in progress): its log files, how they are read, and the
+//! supervisor that keeps compute_subnet running.
 
 pub mod log_files;
 pub mod rotating_log;
+pub mod supervisor;
 pub mod tail;

@@ -1,0 +1,456 @@
+//! Runs compute_subnet and keeps it running, as pm2 and supervisord do (peers.md §C):
+//! - output: stdout and stderr into rotating files, each line stamped and tagged;
+//! - restarts: on every exit, after a backoff of 1 s doubling to 60 s, reset once a run lasted
+//!   30 s; after repeated fast failures the state says "crash-looping" but retries go on at the
+//!   cap (never a terminal FATAL);
+//! - stop: SIGTERM to the whole process group, SIGKILL after a grace period, so no child of
+//!   compute_subnet outlives it.
+//!
+//! The state is published on a `watch` channel for the status command and the dashboard.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::log_files::{self, Process, Stream};
+use super::rotating_log::{self, RotatingLog};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// A shell command line (`sh -c` on Unix, `cmd /C` on Windows).
+    pub command: String,
+    pub dir: Option<PathBuf>,
+    pub logs_dir: PathBuf,
+    pub backoff_start: Duration,
+    pub backoff_max: Duration,
+    /// A run this long counts as healthy: the backoff starts over.
+    pub healthy_after: Duration,
+    /// This many fast failures in a row mark the process crash-looping.
+    pub crash_loop_after: u32,
+    /// How long SIGTERM gets before SIGKILL.
+    pub stop_grace: Duration,
+}
+
+impl Config {
+    /// The figures.
+    pub fn new(command: String, dir: Option<PathBuf>, logs_dir: PathBuf) -> Self {
+        Self {
+            command,
+            dir,
+            logs_dir,
+            backoff_start: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+            healthy_after: Duration::from_secs(30),
+            crash_loop_after: 5,
+            stop_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Starting,
+    Running,
+    /// Waiting out the backoff before the next start.
+    Backoff,
+    Stopping,
+    Stopped,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Exit {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct State {
+    pub phase: Phase,
+    pub pid: Option<u32>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub restarts: u32,
+    pub last_exit: Option<Exit>,
+    pub crash_looping: bool,
+    /// Why the process could not be started, when it could not.
+    pub spawn_error: Option<String>,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            phase: Phase::Starting,
+            pid: None,
+            started_at: None,
+            restarts: 0,
+            last_exit: None,
+            crash_looping: false,
+            spawn_error: None,
+        }
+    }
+}
+
+/// What the supervisor can be asked to do while it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    Restart,
+}
+
+/// The backoff before restart number `attempt` (0-based): start × 2^attempt, capped.
+pub fn backoff(config: &Config, attempt: u32) -> Duration {
+    let factor = 2u32.saturating_pow(attempt.min(16));
+    config
+        .backoff_start
+        .saturating_mul(factor)
+        .min(config.backoff_max)
+}
+
+fn spawn(config: &Config) -> std::io::Result<Child> {
+    #[cfg(unix)]
+    let mut command = {
+        let mut c = Command::new("sh");
+        c.arg("-c").arg(&config.command);
+        // Its own process group: stopping it reaches every child it started.
+        c.process_group(0);
+        c
+    };
+    #[cfg(not(unix))]
+    let mut command = {
+        let mut c = Command::new("cmd");
+        c.arg("/C").arg(&config.command);
+        c
+    };
+    if let Some(dir) = &config.dir {
+        command.current_dir(dir);
+    }
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(false)
+        .spawn()
+}
+
+/// Copies one output stream into its rotating file, line by line.
+fn pump(reader: impl AsyncRead + Unpin + Send + 'static, path: PathBuf, stream: Stream) {
+    tokio::spawn(async move {
+        let Ok(mut log) = RotatingLog::open(&path, rotating_log::MAX_BYTES, rotating_log::KEEP)
+        else {
+            tracing::warn!(path = %path.display(), "cannot open the log file");
+            return;
+        };
+        let mut lines = BufReader::new(reader).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if log.write_line(stream.tag(), &line).is_err() {
+                break;
+            }
+            let _ = log.flush();
+        }
+    });
+}
+
+#[cfg(unix)]
+fn signal_group(pid: u32, signal: rustix::process::Signal) {
+    if let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    {
+        let _ = rustix::process::kill_process_group(pid, signal);
+    }
+}
+
+/// SIGTERM to the group, SIGKILL after the grace period; waits for the exit.
+async fn stop(child: &mut Child, grace: Duration) -> std::io::Result<std::process::ExitStatus> {
+    #[cfg(unix)]
+    if let Some(pid) = child.id() {
+        signal_group(pid, rustix::process::Signal::TERM);
+        if let Ok(status) = tokio::time::timeout(grace, child.wait()).await {
+            // The leader is gone; make sure nothing it started stays behind.
+            signal_group(pid, rustix::process::Signal::KILL);
+            return status;
+        }
+        signal_group(pid, rustix::process::Signal::KILL);
+    }
+    #[cfg(not(unix))]
+    let _ = grace;
+    child.start_kill()?;
+    child.wait().await
+}
+
+fn exit_of(status: std::process::ExitStatus) -> Exit {
+    #[cfg(unix)]
+    let signal = std::os::unix::process::ExitStatusExt::signal(&status);
+    #[cfg(not(unix))]
+    let signal = None;
+    Exit {
+        code: status.code(),
+        signal,
+        at: Utc::now(),
+    }
+}
+
+enum Outcome {
+    Exited(std::io::Result<std::process::ExitStatus>),
+    Stop,
+    Restart,
+}
+
+/// Supervises until `cancel`, then stops the process (and its group) and returns.
+pub async fn run(
+    config: Config,
+    state: watch::Sender<State>,
+    mut requests: mpsc::Receiver<Request>,
+    cancel: CancellationToken,
+) {
+    let logs = |stream| log_files::path(&config.logs_dir, Process::ComputeSubnet, stream);
+    let mut attempt = 0u32;
+    let mut fast_failures = 0u32;
+    while !cancel.is_cancelled() {
+        state.send_modify(|s| {
+            s.phase = Phase::Starting;
+            s.pid = None;
+        });
+        let started = Instant::now();
+        match spawn(&config) {
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot start compute_subnet");
+                state.send_modify(|s| s.spawn_error = Some(err.to_string()));
+            }
+            Ok(mut child) => {
+                if let Some(out) = child.stdout.take() {
+                    pump(out, logs(Stream::Stdout), Stream::Stdout);
+                }
+                if let Some(err) = child.stderr.take() {
+                    pump(err, logs(Stream::Stderr), Stream::Stderr);
+                }
+                let pid = child.id();
+                tracing::info!(?pid, "compute_subnet started");
+                state.send_modify(|s| {
+                    s.phase = Phase::Running;
+                    s.pid = pid;
+                    s.started_at = Some(Utc::now());
+                    s.spawn_error = None;
+                });
+                let outcome = tokio::select! {
+                    status = child.wait() => Outcome::Exited(status),
+                    () = cancel.cancelled() => Outcome::Stop,
+                    Some(Request::Restart) = requests.recv() => Outcome::Restart,
+                };
+                let status = match outcome {
+                    Outcome::Exited(status) => {
+                        // What the leader started must not outlive it (and pile up on restarts).
+                        #[cfg(unix)]
+                        if let Some(pid) = pid {
+                            signal_group(pid, rustix::process::Signal::KILL);
+                        }
+                        status
+                    }
+                    Outcome::Stop | Outcome::Restart => {
+                        state.send_modify(|s| s.phase = Phase::Stopping);
+                        let status = stop(&mut child, config.stop_grace).await;
+                        if matches!(outcome, Outcome::Stop) {
+                            state.send_modify(|s| {
+                                s.last_exit = status.ok().map(exit_of);
+                                s.phase = Phase::Stopped;
+                                s.pid = None;
+                            });
+                            return;
+                        }
+                        // Asked for: start again at once, with a fresh backoff.
+                        state.send_modify(|s| {
+                            s.last_exit = status.ok().map(exit_of);
+                            s.restarts += 1;
+                            s.crash_looping = false;
+                        });
+                        attempt = 0;
+                        fast_failures = 0;
+                        continue;
+                    }
+                };
+                let exit = status.ok().map(exit_of);
+                tracing::warn!(?exit, "compute_subnet exited");
+                state.send_modify(|s| s.last_exit = exit);
+            }
+        }
+        if started.elapsed() >= config.healthy_after {
+            attempt = 0;
+            fast_failures = 0;
+        } else {
+            fast_failures += 1;
+        }
+        let delay = backoff(&config, attempt);
+        attempt = attempt.saturating_add(1);
+        state.send_modify(|s| {
+            s.phase = Phase::Backoff;
+            s.pid = None;
+            s.crash_looping = fast_failures >= config.crash_loop_after;
+        });
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = cancel.cancelled() => break,
+            Some(Request::Restart) = requests.recv() => attempt = 0,
+        }
+        state.send_modify(|s| s.restarts += 1);
+    }
+    state.send_modify(|s| {
+        s.phase = Phase::Stopped;
+        s.pid = None;
+    });
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    fn config(dir: &std::path::Path, command: &str) -> Config {
+        Config {
+            command: command.to_owned(),
+            dir: Some(dir.to_path_buf()),
+            logs_dir: dir.join("logs"),
+            backoff_start: Duration::from_millis(50),
+            backoff_max: Duration::from_millis(200),
+            healthy_after: Duration::from_secs(10),
+            crash_loop_after: 3,
+            stop_grace: Duration::from_millis(300),
+        }
+    }
+
+    struct Running {
+        state: watch::Receiver<State>,
+        requests: mpsc::Sender<Request>,
+        cancel: CancellationToken,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    fn start(config: Config) -> Running {
+        let (tx, state) = watch::channel(State::default());
+        let (requests, rx) = mpsc::channel(4);
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(run(config, tx, rx, cancel.clone()));
+        Running {
+            state,
+            requests,
+            cancel,
+            task,
+        }
+    }
+
+    async fn until(state: &mut watch::Receiver<State>, what: impl Fn(&State) -> bool) -> State {
+        let found = {
+            let waited = state.wait_for(|s| what(s));
+            match tokio::time::timeout(Duration::from_secs(10), waited).await {
+                Ok(Ok(s)) => Some(s.clone()),
+                _ => None,
+            }
+        };
+        match found {
+            Some(s) => s,
+            None => panic!("state never came: {:?}", *state.borrow()),
+        }
+    }
+
+    fn alive(pid: u32) -> bool {
+        std::path::Path::new(&format!("/proc/{pid}")).exists()
+            && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .unwrap_or_default()
+                .contains(") Z ")
+    }
+
+    #[test]
+    fn backoff_doubles_to_the_cap() {
+        let config = Config::new("true".into(), None, PathBuf::from("/tmp"));
+        let secs: Vec<u64> = (0..9).map(|a| backoff(&config, a).as_secs()).collect();
+        assert_eq!(secs, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+        assert_eq!(backoff(&config, u32::MAX), Duration::from_secs(60));
+    }
+
+    #[tokio::test]
+    async fn output_is_logged_and_failures_restart_until_crash_looping() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut run = start(config(dir.path(), "echo out; echo err >&2; exit 3"));
+        let state = until(&mut run.state, |s| s.restarts >= 4).await;
+        assert!(state.crash_looping, "{state:?}");
+        assert_eq!(state.last_exit.as_ref().and_then(|e| e.code), Some(3));
+        run.cancel.cancel();
+        run.task.await.expect("supervisor ended");
+        let logs = dir.path().join("logs");
+        let out =
+            std::fs::read_to_string(logs.join("compute_subnet_stdout.log")).unwrap_or_default();
+        let err =
+            std::fs::read_to_string(logs.join("compute_subnet_stderr.log")).unwrap_or_default();
+        assert!(out.contains("stdout | out"), "{out}");
+        assert!(err.contains("stderr | err"), "{err}");
+        assert_eq!(run.state.borrow().phase, Phase::Stopped);
+    }
+
+    #[tokio::test]
+    async fn stop_kills_the_whole_group_even_when_term_is_ignored() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let command = "trap '' TERM; sleep 1000 & echo $! > child.pid; wait";
+        let mut run = start(config(dir.path(), command));
+        until(&mut run.state, |s| s.phase == Phase::Running).await;
+        let pid_file = dir.path().join("child.pid");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let child: u32 = loop {
+            if let Some(pid) = std::fs::read_to_string(&pid_file)
+                .ok()
+                .and_then(|t| t.trim().parse().ok())
+            {
+                break pid;
+            }
+            assert!(Instant::now() < deadline, "no child pid");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        assert!(alive(child));
+        let stopping = Instant::now();
+        run.cancel.cancel();
+        run.task.await.expect("supervisor ended");
+        assert!(
+            stopping.elapsed() >= Duration::from_millis(300),
+            "waited the grace"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!alive(child), "the group's child was killed");
+        let state = run.state.borrow().clone();
+        assert_eq!(state.phase, Phase::Stopped);
+        assert_eq!(state.last_exit.and_then(|e| e.signal), Some(9));
+    }
+
+    #[tokio::test]
+    async fn a_killed_process_is_restarted_and_a_restart_request_is_immediate() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut run = start(config(dir.path(), "sleep 1000"));
+        let first = until(&mut run.state, |s| s.phase == Phase::Running).await;
+        let pid = first.pid.expect("a pid");
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status();
+        let state = until(&mut run.state, |s| {
+            s.restarts == 1 && s.phase == Phase::Running
+        })
+        .await;
+        assert_eq!(state.last_exit.as_ref().and_then(|e| e.signal), Some(9));
+        assert_ne!(state.pid, Some(pid));
+        let second = state.pid.expect("a pid");
+        run.requests
+            .send(Request::Restart)
+            .await
+            .expect("request sent");
+        let state = until(&mut run.state, |s| {
+            s.restarts == 2 && s.phase == Phase::Running
+        })
+        .await;
+        assert_ne!(state.pid, Some(second));
+        assert!(!alive(second), "the old run is gone");
+        run.cancel.cancel();
+        run.task.await.expect("supervisor ended");
+    }
+}
