@@ -1,0 +1,267 @@
+//! The heartbeat sender: every `POLARIS_HEARTBEAT_INTERVAL` (10 s) ± 10 % jitter, the original's
+//! body (original-polaris.md §6.1) with this machine's real figures, sent with the miner token.
+//! A failed send is retried from 200 ms, doubling to 7 s, inside the interval; the sender never
+//! gives up, and it logs changes of state, not every failure. Before registration it waits
+//! quietly and starts as soon as `registration.json` appears.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{
+    HeartbeatMetrics, HeartbeatRequest, HeartbeatResponse, HeartbeatStatus, SystemInfo,
+    SystemMetrics,
+};
+use crate::register::record::{self, RegistrationRecord};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub home: PathBuf,
+    pub interval: Duration,
+    pub retry_start: Duration,
+    pub retry_max: Duration,
+    /// How often to look for registration.json before there is one.
+    pub registration_poll: Duration,
+}
+
+impl Config {
+    pub fn new(home: PathBuf, interval: Duration) -> Self {
+        Self {
+            home,
+            interval,
+            retry_start: Duration::from_millis(200),
+            retry_max: Duration::from_secs(7),
+            registration_poll: Duration::from_secs(2),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct State {
+    pub miner_id: Option<String>,
+    /// The coordinator's time of the last acknowledged heartbeat.
+    pub last_ack: Option<DateTime<Utc>>,
+    /// Round trip of the last acknowledged heartbeat, in milliseconds.
+    pub last_rtt_ms: Option<f64>,
+    pub acknowledged: u64,
+    /// Failed sends since the last acknowledged one.
+    pub failures: u32,
+    pub last_error: Option<String>,
+}
+
+/// What the coordinator asked the agent to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Instruction {
+    RestartCompute,
+}
+
+/// Reads this machine's figures for one heartbeat.
+struct Sampler {
+    system: Option<sysinfo::System>,
+    home: PathBuf,
+}
+
+impl Sampler {
+    fn new(home: PathBuf) -> Self {
+        let system = sysinfo::System::new_with_specifics(
+            sysinfo::RefreshKind::nothing()
+                .with_cpu(sysinfo::CpuRefreshKind::nothing().with_usage())
+                .with_memory(sysinfo::MemoryRefreshKind::nothing().with_ram()),
+        )
+        .ok();
+        Self { system, home }
+    }
+
+    fn sample(&mut self, latency_ms: f64) -> (SystemInfo, SystemMetrics) {
+        let (cpu, memory) = match self.system.as_mut() {
+            Some(system) => {
+                // CPU usage is measured between two refreshes: the previous heartbeat's and now.
+                system.refresh_cpu_usage();
+                system.refresh_memory();
+                let total = system.total_memory().max(1) as f64;
+                (
+                    f64::from(system.global_cpu_usage()).clamp(0.0, 100.0),
+                    (system.used_memory() as f64 / total * 100.0).clamp(0.0, 100.0),
+                )
+            }
+            None => (0.0, 0.0),
+        };
+        let disk = crate::inventory::disks::read(&self.home)
+            .ok()
+            .and_then(|s| s.data_dir)
+            .filter(|d| d.total_bytes > 0)
+            .map_or(0.0, |d| {
+                (1.0 - d.available_bytes as f64 / d.total_bytes as f64) * 100.0
+            });
+        let network = crate::inventory::network::read_local();
+        let info = SystemInfo {
+            hostname: sysinfo::System::host_name().ok(),
+            ip_address: network.internal_ip.map(|ip| ip.to_string()),
+            os_version: sysinfo::System::long_os_version().ok(),
+            uptime: sysinfo::System::uptime().ok().map(|s| s as f64),
+            last_boot: sysinfo::System::boot_time()
+                .ok()
+                .and_then(|t| DateTime::<Utc>::from_timestamp(i64::try_from(t).ok()?, 0))
+                .map(|t| t.to_rfc3339()),
+        };
+        let metrics = SystemMetrics {
+            cpu_usage: cpu,
+            memory_usage: memory,
+            disk_usage: disk.clamp(0.0, 100.0),
+            network_latency: latency_ms.clamp(0.0, 3.6e6),
+            gpu_usage: None,
+            temperature: None,
+            active_processes: None,
+        };
+        (info, metrics)
+    }
+}
+
+/// The interval with ± 10 % jitter, so a fleet restarted together does not beat in step.
+fn jittered(interval: Duration) -> Duration {
+    interval.mul_f64(rand::random_range(0.9..=1.1))
+}
+
+/// Sends heartbeats until `cancel`.
+pub async fn run(
+    config: Config,
+    state: watch::Sender<State>,
+    instructions: Option<mpsc::Sender<Instruction>>,
+    cancel: CancellationToken,
+) {
+    let client = match reqwest::Client::builder()
+        .user_agent(concat!("polaris/", env!("CARGO_PKG_VERSION")))
+        .timeout(Duration::from_secs(5))
+        .build()
+    {
+        Ok(client) => client,
+        Err(err) => {
+            state.send_modify(|s| {
+                s.last_error = Some(format!("cannot build the HTTP client: {err}"))
+            });
+            return;
+        }
+    };
+    let mut sampler = Sampler::new(config.home.clone());
+    let mut latency_ms = 0.0;
+    let mut was_failing = false;
+    loop {
+        let record = match tokio::fs::read(record::path(&config.home)).await {
+            Ok(bytes) => serde_json::from_slice::<RegistrationRecord>(&bytes).ok(),
+            Err(_) => None,
+        };
+        let Some(record) = record else {
+            // Not registered yet: look again soon.
+            tokio::select! {
+                () = tokio::time::sleep(config.registration_poll) => continue,
+                () = cancel.cancelled() => return,
+            }
+        };
+        state.send_modify(|s| s.miner_id = Some(record.miner_id.clone()));
+        let beat_started = Instant::now();
+        let deadline = beat_started + config.interval;
+        let mut retry = config.retry_start;
+        loop {
+            let (system_info, metrics) = sampler.sample(latency_ms);
+            let body = HeartbeatRequest {
+                timestamp: Some(Utc::now().format("%Y-%m-%dT%H:%M:%S%.6f").to_string()),
+                status: HeartbeatStatus::Online,
+                version: Some(env!("CARGO_PKG_VERSION").to_owned()),
+                metrics: HeartbeatMetrics {
+                    miner_id: record.miner_id.clone(),
+                    system_info,
+                    metrics,
+                    resource_usage: serde_json::Map::new(),
+                    active_jobs: Vec::new(),
+                },
+            };
+            let sent = Instant::now();
+            match send(&client, &record, &body).await {
+                Ok(answer) => {
+                    latency_ms = sent.elapsed().as_secs_f64() * 1000.0;
+                    if was_failing {
+                        tracing::info!("heartbeats acknowledged again");
+                        was_failing = false;
+                    }
+                    state.send_modify(|s| {
+                        s.last_ack = Some(answer.last_seen);
+                        s.last_rtt_ms = Some(latency_ms);
+                        s.acknowledged += 1;
+                        s.failures = 0;
+                        s.last_error = None;
+                    });
+                    for command in &answer.commands {
+                        let restart = command.get("action").and_then(|a| a.as_str())
+                            == Some("restart")
+                            && command.get("target").and_then(|t| t.as_str()) != Some("polaris");
+                        if restart && let Some(tx) = &instructions {
+                            let _ = tx.send(Instruction::RestartCompute).await;
+                        }
+                    }
+                    break;
+                }
+                Err(why) => {
+                    if !was_failing {
+                        tracing::warn!(error = %why, "heartbeat not acknowledged; retrying");
+                        was_failing = true;
+                    }
+                    state.send_modify(|s| {
+                        s.failures += 1;
+                        s.last_error = Some(why);
+                    });
+                    // Retry inside this interval; the next interval starts over regardless.
+                    if Instant::now() + retry >= deadline {
+                        break;
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(retry) => {}
+                        () = cancel.cancelled() => return,
+                    }
+                    retry = (retry * 2).min(config.retry_max);
+                }
+            }
+        }
+        let next = jittered(config.interval).saturating_sub(beat_started.elapsed());
+        tokio::select! {
+            () = tokio::time::sleep(next) => {}
+            () = cancel.cancelled() => return,
+        }
+    }
+}
+
+async fn send(
+    client: &reqwest::Client,
+    record: &RegistrationRecord,
+    body: &HeartbeatRequest,
+) -> Result<HeartbeatResponse, String> {
+    let url = format!("{}/heart_beat", record.server_url.trim_end_matches('/'));
+    let answer = client
+        .post(&url)
+        .bearer_auth(record.token.expose())
+        .json(body)
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "{url} unreachable: {}",
+                crate::inventory::network::root_cause(&e)
+            )
+        })?;
+    let status = answer.status();
+    if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::NOT_FOUND {
+        return Err(format!(
+            "the coordinator does not know this miner ({status}): run `polaris register` again"
+        ));
+    }
+    if !status.is_success() {
+        return Err(format!("{url} answered {status}"));
+    }
+    answer
+        .json()
+        .await
+        .map_err(|e| format!("{url} sent an unexpected answer: {e}"))
+}
