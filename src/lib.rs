@@ -1,7 +1,8 @@
 //! Polaris: one binary for compute providers ("miners") and the coordinator they talk to.
 //!
 //! # Layout
-//! - [`agent`]: the agent's parts built so far: its rotating log files and how they are read.
+//! - [`agent`]: the agent daemon: heartbeats, the compute_subnet supervisor, the control
+//!   socket, PID files, rotating logs.
 //! - [`cli`]: the command tree (clap) and one module per command; `main.rs` only calls [`cli::run`].
 //! - [`config`]: settings layered as flag > environment > `.env` > `polaris.toml` > default.
 //! - [`telemetry`]: tracing into rotating files under `POLARIS_HOME/logs`.

@@ -39,3 +39,69 @@ pub fn init_file_logging(dir: &Path, name: &str) -> anyhow::Result<WorkerGuard> 
         .context("logging was already initialised")?;
     Ok(guard)
 }
+
+/// Starts logging into `path` (the agent's `polaris_stdout.log`), rotated at 10 MB with five
+/// files kept, each line stamped and tagged like compute_subnet's. `RUST_LOG` overrides the
+/// default filter.
+pub fn init_agent_logging(path: &Path) -> anyhow::Result<()> {
+    use crate::agent::rotating_log::{KEEP, MAX_BYTES, RotatingLog};
+    let log = RotatingLog::open(path, MAX_BYTES, KEEP)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    let writer = LineWriter(std::sync::Arc::new(std::sync::Mutex::new(log)));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("polaris=info"));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(writer)
+                .with_ansi(false)
+                .without_time(),
+        )
+        .try_init()
+        .context("logging was already initialised")?;
+    Ok(())
+}
+
+/// Hands tracing a buffer per event and writes its lines to the rotating log when done.
+#[derive(Clone)]
+struct LineWriter(std::sync::Arc<std::sync::Mutex<crate::agent::rotating_log::RotatingLog>>);
+
+struct EventBuffer {
+    log: std::sync::Arc<std::sync::Mutex<crate::agent::rotating_log::RotatingLog>>,
+    bytes: Vec<u8>,
+}
+
+impl std::io::Write for EventBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for EventBuffer {
+    fn drop(&mut self) {
+        let text = String::from_utf8_lossy(&self.bytes);
+        if let Ok(mut log) = self.log.lock() {
+            for line in text.lines().filter(|l| !l.is_empty()) {
+                let _ = log.write_line("stdout", line.trim_start());
+            }
+            let _ = log.flush();
+        }
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LineWriter {
+    type Writer = EventBuffer;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        EventBuffer {
+            log: self.0.clone(),
+            bytes: Vec::new(),
+        }
+    }
+}

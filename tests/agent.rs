@@ -1,4 +1,7 @@
-//! The agent's heartbeat sender against a real coordinator.
+//! The agent against a real coordinator: the heartbeat sender on its own, and `polaris
+//! start|status|stop` of the real binary with a real compute_subnet (a shell loop).
+
+#![cfg(target_os = "linux")]
 
 mod common;
 
@@ -76,5 +79,269 @@ async fn heartbeats_start_once_registered_and_stop_being_acknowledged_without_a_
     assert!(!task.is_finished(), "never gives up");
     cancel.cancel();
     task.await?;
+    Ok(())
+}
+
+/// `polaris start|status|stop` of the real binary, with a real coordinator and a real
+/// compute_subnet (a shell loop).
+struct Agent {
+    home: tempfile::TempDir,
+    api: String,
+}
+
+impl Agent {
+    fn polaris(&self, args: &[&str]) -> std::process::Command {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_polaris"));
+        command
+            .args(args)
+            .env("POLARIS_HOME", self.home.path())
+            .env("SERVER_URL", &self.api)
+            .env("POLARIS_HEARTBEAT_INTERVAL", "300ms")
+            .env(
+                "POLARIS_COMPUTE_CMD",
+                "echo compute up; while true; do sleep 0.2; done",
+            )
+            .env_remove("POLARIS_COMPUTE_DIR")
+            .current_dir(self.home.path())
+            .stdin(std::process::Stdio::null());
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Result<(Option<i32>, String), Box<dyn std::error::Error>> {
+        let output = self.polaris(args).output()?;
+        Ok((
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned()
+                + &String::from_utf8_lossy(&output.stderr),
+        ))
+    }
+
+    fn status(&self) -> Result<Value, Box<dyn std::error::Error>> {
+        let output = self.polaris(&["status", "--json"]).output()?;
+        Ok(serde_json::from_slice(&output.stdout)?)
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.polaris(&["stop"]).output();
+    }
+}
+
+fn pid_in(text: &str, prefix: &str) -> Option<u32> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .and_then(|rest| rest.trim_end_matches('.').parse().ok())
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| !stat.contains(") Z "))
+        .unwrap_or(false)
+}
+
+async fn miner_status(
+    server: &Server,
+    miner_id: &str,
+) -> Result<Value, Box<dyn std::error::Error>> {
+    let statuses: Value = reqwest::Client::new()
+        .get(format!("{}/miners/heartbeat_status", server.api))
+        .bearer_auth(&server.admin_token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    Ok(statuses[miner_id]["status"].clone())
+}
+
+#[tokio::test]
+async fn start_status_crash_restart_stop_and_nothing_left() -> TestResult {
+    let server_home = tempfile::tempdir()?;
+    let server = Server::start(server_home.path(), &[])?;
+    let agent = Agent {
+        home: tempfile::tempdir()?,
+        api: server.api.clone(),
+    };
+    let http = reqwest::Client::new();
+    let (miner_id, token) = common::register(&http, &server).await?;
+    record::save(
+        agent.home.path(),
+        &RegistrationRecord {
+            miner_id: miner_id.clone(),
+            token: Secret::new(token),
+            username: "e2e".into(),
+            network: Network::Standard,
+            server_url: server.api.clone(),
+            resource_ids: vec![],
+            registered_at: chrono::Utc::now(),
+            bittensor: None,
+            commune: None,
+        },
+    )?;
+
+    let (code, out) = agent.run(&["start"])?;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("Starting Polaris..."), "{out}");
+    let agent_pid = pid_in(&out, "polaris started successfully with PID ").ok_or(out.clone())?;
+    let compute_pid =
+        pid_in(&out, "compute_subnet started successfully with PID ").ok_or(out.clone())?;
+    assert!(out.contains("Logs: stdout -> "), "{out}");
+    let (code, again) = agent.run(&["start"])?;
+    assert_eq!(code, Some(0));
+    assert!(
+        again.contains(&format!("polaris is already running with PID {agent_pid}.")),
+        "{again}"
+    );
+
+    let (code, text) = agent.run(&["status"])?;
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains(&format!(
+        "compute_subnet is running with PID {compute_pid}."
+    )));
+
+    // Heartbeats reach the coordinator.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while miner_status(&server, &miner_id).await? != "online" {
+        assert!(std::time::Instant::now() < deadline, "never online");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // kill -9 compute_subnet: restarted after the backoff, with a new PID.
+    std::process::Command::new("kill")
+        .args(["-9", &compute_pid.to_string()])
+        .status()?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let restarted = loop {
+        let status = agent.status()?;
+        let compute = &status["polaris"]["compute"];
+        if compute["restarts"] == 1 && compute["pid"].is_u64() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not restarted: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let new_pid = restarted["polaris"]["compute"]["pid"]
+        .as_u64()
+        .ok_or("no pid")? as u32;
+    assert_ne!(new_pid, compute_pid);
+    assert_eq!(restarted["polaris"]["compute"]["last_exit"]["signal"], 9);
+
+    let (code, out) = agent.run(&["stop"])?;
+    assert_eq!(code, Some(0), "{out}");
+    for line in [
+        "Stopping Polaris...",
+        "polaris stopped successfully.",
+        "Stopping Compute Subnet...",
+        "compute_subnet stopped successfully.",
+    ] {
+        assert!(out.contains(line), "{line}: {out}");
+    }
+    assert!(!alive(agent_pid) && !alive(new_pid) && !alive(compute_pid));
+    let (code, text) = agent.run(&["status"])?;
+    assert_eq!(code, Some(3), "{text}");
+    assert!(text.contains("polaris is not running."), "{text}");
+    // The agent signed off: offline at once, not after 45 s of silence.
+    assert_eq!(miner_status(&server, &miner_id).await?, "offline");
+    Ok(())
+}
+
+#[test]
+fn a_stale_pid_file_naming_a_stranger_is_neither_ours_nor_killed() -> TestResult {
+    let server_home = tempfile::tempdir()?;
+    let server = Server::start(server_home.path(), &[])?;
+    let agent = Agent {
+        home: tempfile::tempdir()?,
+        api: server.api.clone(),
+    };
+    let mut stranger = std::process::Command::new("sleep").arg("60").spawn()?;
+    let pids = agent.home.path().join("pids");
+    std::fs::create_dir_all(&pids)?;
+    // The stranger's PID with another process's start time: what a reused PID looks like.
+    let stale = serde_json::json!({ "pid": stranger.id(), "started": 1 });
+    std::fs::write(pids.join("polaris.pid"), stale.to_string())?;
+    std::fs::write(pids.join("compute_subnet.pid"), stale.to_string())?;
+
+    let (code, text) = agent.run(&["status"])?;
+    assert_eq!(code, Some(3));
+    assert!(text.contains("polaris is not running."), "{text}");
+    let (code, text) = agent.run(&["stop"])?;
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("polaris is not running."), "{text}");
+    assert!(alive(stranger.id()), "the stranger was not touched");
+    let (code, text) = agent.run(&["start"])?;
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("polaris started successfully"), "{text}");
+    assert!(alive(stranger.id()));
+    agent.run(&["stop"])?;
+    assert!(alive(stranger.id()));
+    stranger.kill()?;
+    stranger.wait()?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn heartbeats_resume_when_the_coordinator_comes_back() -> TestResult {
+    let server_home = tempfile::tempdir()?;
+    let server = Server::start(server_home.path(), &[])?;
+    let address = server.base.trim_start_matches("http://").to_owned();
+    let agent = Agent {
+        home: tempfile::tempdir()?,
+        api: server.api.clone(),
+    };
+    let http = reqwest::Client::new();
+    let (miner_id, token) = common::register(&http, &server).await?;
+    record::save(
+        agent.home.path(),
+        &RegistrationRecord {
+            miner_id: miner_id.clone(),
+            token: Secret::new(token),
+            username: "e2e".into(),
+            network: Network::Standard,
+            server_url: server.api.clone(),
+            resource_ids: vec![],
+            registered_at: chrono::Utc::now(),
+            bittensor: None,
+            commune: None,
+        },
+    )?;
+    let (code, out) = agent.run(&["start"])?;
+    assert_eq!(code, Some(0), "{out}");
+    let acknowledged = |status: &Value| status["polaris"]["heartbeat"]["acknowledged"].as_u64();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while acknowledged(&agent.status()?).unwrap_or(0) < 1 {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.stop()?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while agent.status()?["polaris"]["heartbeat"]["failures"]
+        .as_u64()
+        .unwrap_or(0)
+        < 1
+    {
+        assert!(std::time::Instant::now() < deadline, "failures not seen");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let before = acknowledged(&agent.status()?).unwrap_or(0);
+    // The same coordinator (same store, same port) comes back.
+    let server = Server::start(server_home.path(), &["--listen", &address])?;
+    let back = std::time::Instant::now();
+    let deadline = back + Duration::from_secs(15);
+    while acknowledged(&agent.status()?).unwrap_or(0) <= before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "heartbeats did not resume"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Within one interval (300 ms ± 10 %), plus the time `status` takes to ask; 2 s leaves room
+    // for a loaded 2-core machine.
+    let resumed = back.elapsed();
+    eprintln!("heartbeats resumed {resumed:?} after the coordinator came back");
+    assert!(resumed < Duration::from_secs(2), "{resumed:?}");
+    assert_eq!(miner_status(&server, &miner_id).await?, "online");
     Ok(())
 }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -40,7 +40,7 @@ impl Config {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct State {
     pub miner_id: Option<String>,
     /// The coordinator's time of the last acknowledged heartbeat.
@@ -126,8 +126,48 @@ fn jittered(interval: Duration) -> Duration {
     interval.mul_f64(rand::random_range(0.9..=1.1))
 }
 
-/// Sends heartbeats until `cancel`.
+/// Sends heartbeats until `cancel`, then signs off with an `offline` heartbeat, so the
+/// coordinator marks the miner offline at once instead of after its silence limit.
 pub async fn run(
+    config: Config,
+    state: watch::Sender<State>,
+    instructions: Option<mpsc::Sender<Instruction>>,
+    cancel: CancellationToken,
+) {
+    let Ok(client) = reqwest::Client::builder()
+        .user_agent(concat!("polaris/", env!("CARGO_PKG_VERSION")))
+        .timeout(Duration::from_secs(2))
+        .build()
+    else {
+        return;
+    };
+    let home = config.home.clone();
+    beat(config, state, instructions, cancel).await;
+    let record = match tokio::fs::read(record::path(&home)).await {
+        Ok(bytes) => serde_json::from_slice::<RegistrationRecord>(&bytes).ok(),
+        Err(_) => None,
+    };
+    if let Some(record) = record {
+        let (system_info, metrics) = Sampler::new(home).sample(0.0);
+        let body = HeartbeatRequest {
+            timestamp: Some(Utc::now().format("%Y-%m-%dT%H:%M:%S%.6f").to_string()),
+            status: HeartbeatStatus::Offline,
+            version: Some(env!("CARGO_PKG_VERSION").to_owned()),
+            metrics: HeartbeatMetrics {
+                miner_id: record.miner_id.clone(),
+                system_info,
+                metrics,
+                resource_usage: serde_json::Map::new(),
+                active_jobs: Vec::new(),
+            },
+        };
+        if let Err(why) = send(&client, &record, &body).await {
+            tracing::warn!(error = %why, "could not sign off");
+        }
+    }
+}
+
+async fn beat(
     config: Config,
     state: watch::Sender<State>,
     instructions: Option<mpsc::Sender<Instruction>>,

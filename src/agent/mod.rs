@@ -1,9 +1,13 @@
-//! The agent's parts (issue 4, in progress): its log files and how they are read, the
-//! supervisor that keeps compute_subnet running, and the heartbeat sender. The daemon that
-//! runs them together, the control socket and the process commands are still to come.
+//! The agent (`polaris --daemon`, started in the background by `polaris start`): the daemon
+//! that runs the heartbeat sender, the supervisor of compute_subnet, the control socket and,
+//! standalone, the coordinator; PID files that know their process; the rotating log files and
+//! how they are read.
 
+pub mod control;
+pub mod daemon;
 pub mod heartbeat;
 pub mod log_files;
+pub mod pidfile;
 pub mod rotating_log;
 pub mod supervisor;
 pub mod tail;

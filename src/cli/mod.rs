@@ -2,6 +2,7 @@
 //!
 //! Exit codes: 0 success, 1 failure, 2 usage error (clap's own errors use 2 as well).
 
+mod agent;
 mod completions;
 mod inventory;
 mod logs;
@@ -49,7 +50,7 @@ pub enum Command {
     /// Stop compute_subnet and the agent
     Stop,
     /// Show whether the agent and compute_subnet run (exit 3 when something configured is down)
-    Status(pending::StatusArgs),
+    Status(agent::StatusArgs),
     /// Register this machine with the coordinator
     Register(register::RegisterArgs),
     /// Show this miner's pod and compute resources as the coordinator lists them
@@ -57,7 +58,7 @@ pub enum Command {
     /// Print or follow the agent's and compute_subnet's logs
     Logs(logs::LogsArgs),
     /// Show the compute_subnet process and where its logs are
-    CheckMain(pending::CheckMainArgs),
+    CheckMain(agent::CheckMainArgs),
     /// Update the compute_subnet repository and restart it if it was running
     Update(pending::UpdateArgs),
     /// Show the hardware facts registration would send (CPU, RAM, GPUs, disks, network)
@@ -73,16 +74,16 @@ pub fn run(cli: Cli) -> ExitCode {
     let outcome = match cli.command {
         Some(Command::Server(args)) => server::run(args, cli.home),
         Some(Command::Completions(args)) => completions::run(&args),
-        Some(Command::Start) => pending::not_yet("start"),
-        Some(Command::Stop) => pending::not_yet("stop"),
-        Some(Command::Status(_)) => pending::not_yet("status"),
+        Some(Command::Start) => agent::start(cli.home),
+        Some(Command::Stop) => agent::stop(cli.home),
+        Some(Command::Status(args)) => agent::status(args, cli.home),
         Some(Command::Register(args)) => register::run(args, cli.home),
         Some(Command::ViewCompute(args)) => view_compute::run(args, cli.home),
         Some(Command::Logs(args)) => logs::run(args, cli.home),
-        Some(Command::CheckMain(_)) => pending::not_yet("check-main"),
+        Some(Command::CheckMain(args)) => agent::check_main(args, cli.home),
         Some(Command::Update(_)) => pending::not_yet("update"),
         Some(Command::Inventory(args)) => inventory::run(args, cli.home),
-        None if cli.daemon => pending::not_yet("--daemon"),
+        None if cli.daemon => agent::daemon(cli.home),
         None if std::io::stdout().is_terminal() => pending::not_yet("the dashboard"),
         None => {
             // Not a terminal and no command: a script called us wrongly.

@@ -14,20 +14,6 @@ pub(super) fn not_yet(what: &str) -> anyhow::Result<ExitCode> {
 }
 
 #[derive(Debug, Args)]
-pub struct StatusArgs {
-    /// Print JSON instead of text
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct CheckMainArgs {
-    /// Follow the process's log
-    #[arg(short = 'f', long)]
-    pub follow: bool,
-}
-
-#[derive(Debug, Args)]
 pub struct UpdateArgs {
     #[command(subcommand)]
     pub target: UpdateTarget,

@@ -108,6 +108,8 @@ pub struct ServerSettings {
 pub struct Settings {
     pub home: PathBuf,
     pub server_url: reqwest::Url,
+    /// SERVER_URL was given; unset, the agent hosts the coordinator itself (standalone).
+    pub server_url_set: bool,
     pub heartbeat_interval: Duration,
     pub location: Option<String>,
     /// Where NVML is, when not in the loader's path (e.g. WSL's /usr/lib/wsl/lib).
@@ -144,10 +146,10 @@ impl Settings {
     /// Parses every setting from already-read layers.
     pub fn from_layers(home: PathBuf, layers: &Layers) -> Result<Self, ConfigError> {
         let p = Parser { layers };
+        let server_url = p.parse(&keys::SERVER_URL, "an http:// or https:// URL", parse_url)?;
         Ok(Self {
-            server_url: p
-                .parse(&keys::SERVER_URL, "an http:// or https:// URL", parse_url)?
-                .unwrap_or_else(default_server_url),
+            server_url_set: server_url.is_some(),
+            server_url: server_url.unwrap_or_else(default_server_url),
             heartbeat_interval: p
                 .duration(
                     &keys::HEARTBEAT_INTERVAL,

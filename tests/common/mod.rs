@@ -26,10 +26,17 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `polaris server --listen 127.0.0.1:0 ARGS` with `POLARIS_HOME=home`.
+    /// Starts `polaris server --listen 127.0.0.1:0 ARGS` with `POLARIS_HOME=home` (ARGS may
+    /// name another `--listen`, e.g. to restart on the same port).
     pub fn start(home: &Path, args: &[&str]) -> Result<Self, Box<dyn std::error::Error>> {
+        let listen: &[&str] = if args.contains(&"--listen") {
+            &[]
+        } else {
+            &["--listen", "127.0.0.1:0"]
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_polaris"))
-            .args(["server", "--listen", "127.0.0.1:0"])
+            .arg("server")
+            .args(listen)
             .args(args)
             .env("POLARIS_HOME", home)
             .env_remove("POLARIS_ALERT_WEBHOOK")

@@ -1,0 +1,179 @@
+//! `polaris --daemon`: the agent in the foreground. It runs the heartbeat sender, the
+//! supervisor of compute_subnet (when POLARIS_COMPUTE_CMD is set), the control socket, and, with
+//! no SERVER_URL set, the coordinator itself on 127.0.0.1:8420 (the standalone set-up).
+//! SIGTERM or SIGINT stop it cleanly: compute_subnet first, then the rest.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use chrono::Utc;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::control::{self, Request, Response, Snapshot};
+use super::{heartbeat, pidfile, supervisor};
+use crate::config::Settings;
+
+pub const AGENT: &str = "polaris";
+pub const COMPUTE: &str = "compute_subnet";
+
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let home = settings.home.clone();
+    std::fs::create_dir_all(&home).with_context(|| format!("cannot create {}", home.display()))?;
+    let me = std::process::id();
+    if let Some(other) = pidfile::read_live(&home, AGENT).filter(|r| r.pid != me) {
+        anyhow::bail!("polaris is already running with PID {}.", other.pid);
+    }
+    pidfile::write(&home, AGENT, me)?;
+    let started_at = Utc::now();
+    let cancel = CancellationToken::new();
+    tokio::spawn(stop_on_signal(cancel.clone()));
+
+    let coordinator = if settings.server_url_set {
+        None
+    } else {
+        let coordinator = crate::server::Coordinator::build(&settings)
+            .await
+            .context("cannot start the standalone coordinator")?;
+        let url = format!("http://{}/api/v1", coordinator.local_addr()?);
+        tracing::info!(%url, "hosting the coordinator (no SERVER_URL set)");
+        let token = cancel.child_token();
+        tokio::spawn(async move {
+            if let Err(err) = coordinator.run(token).await {
+                tracing::error!(error = %err, "the coordinator stopped");
+            }
+        });
+        Some(url)
+    };
+
+    let (compute_state, compute_rx) = watch::channel(supervisor::State::default());
+    let (restart_tx, restart_rx) = mpsc::channel(4);
+    let compute_configured = settings.compute.cmd.is_some();
+    let compute_cancel = CancellationToken::new();
+    let compute = settings.compute.cmd.clone().map(|cmd| {
+        let config =
+            supervisor::Config::new(cmd, settings.compute.dir.clone(), settings.logs_dir());
+        tokio::spawn(supervisor::run(
+            config,
+            compute_state,
+            restart_rx,
+            compute_cancel.clone(),
+        ))
+    });
+    tokio::spawn(keep_compute_pid_file(home.clone(), compute_rx.clone()));
+
+    let (heartbeat_state, heartbeat_rx) = watch::channel(heartbeat::State::default());
+    let (instructions_tx, mut instructions) = mpsc::channel(4);
+    let heartbeat_cancel = CancellationToken::new();
+    let heartbeats = tokio::spawn(heartbeat::run(
+        heartbeat::Config::new(home.clone(), settings.heartbeat_interval),
+        heartbeat_state,
+        Some(instructions_tx),
+        heartbeat_cancel.clone(),
+    ));
+    let restart_from_coordinator = restart_tx.clone();
+    tokio::spawn(async move {
+        while let Some(heartbeat::Instruction::RestartCompute) = instructions.recv().await {
+            let _ = restart_from_coordinator
+                .send(supervisor::Request::Restart)
+                .await;
+        }
+    });
+
+    let handler = {
+        let cancel = cancel.clone();
+        move |request: Request| match request {
+            Request::Status => Response::Status(Box::new(Snapshot {
+                agent_pid: me,
+                started_at,
+                compute_configured,
+                compute: compute_configured.then(|| compute_rx.borrow().clone()),
+                heartbeat: heartbeat_rx.borrow().clone(),
+                coordinator: coordinator.clone(),
+            })),
+            Request::Stop => {
+                cancel.cancel();
+                Response::Done {
+                    message: "stopping".to_owned(),
+                }
+            }
+            Request::RestartCompute if compute_configured => {
+                match restart_tx.try_send(supervisor::Request::Restart) {
+                    Ok(()) => Response::Done {
+                        message: "restarting compute_subnet".to_owned(),
+                    },
+                    Err(_) => Response::Refused {
+                        message: "a restart is already on its way".to_owned(),
+                    },
+                }
+            }
+            Request::RestartCompute => Response::Refused {
+                message: "compute_subnet is not configured (POLARIS_COMPUTE_CMD)".to_owned(),
+            },
+        }
+    };
+    let socket = control::socket_path(&home);
+    let control = tokio::spawn({
+        let cancel = cancel.clone();
+        async move { control::serve(&socket, handler, cancel).await }
+    });
+    tracing::info!(pid = me, "agent started");
+
+    cancel.cancelled().await;
+    tracing::info!("stopping");
+    // compute_subnet first, then the heartbeats (which sign off), then the rest.
+    compute_cancel.cancel();
+    if let Some(compute) = compute {
+        let _ = compute.await;
+    }
+    pidfile::remove(&home, COMPUTE);
+    heartbeat_cancel.cancel();
+    let _ = heartbeats.await;
+    let _ = control.await;
+    pidfile::remove(&home, AGENT);
+    tracing::info!("agent stopped");
+    Ok(())
+}
+
+/// Keeps `pids/compute_subnet.pid` naming the running process, and only while it runs.
+async fn keep_compute_pid_file(
+    home: std::path::PathBuf,
+    mut state: watch::Receiver<supervisor::State>,
+) {
+    let home = Arc::new(home);
+    loop {
+        let pid = state.borrow_and_update().pid;
+        match pid {
+            Some(pid) => {
+                let _ = pidfile::write(&home, COMPUTE, pid);
+            }
+            None => pidfile::remove(&home, COMPUTE),
+        }
+        if state.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Cancels on SIGTERM or SIGINT (Ctrl-C on Windows).
+async fn stop_on_signal(cancel: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    cancel.cancel();
+}

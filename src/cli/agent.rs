@@ -1,0 +1,347 @@
+//! The agent's commands: `--daemon` (foreground), `start` (background), `stop`, `status` and
+//! `check-main`, printing the seed's lines.
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::agent::control::{self, Request, Response, Snapshot};
+use crate::agent::daemon::{AGENT, COMPUTE};
+use crate::agent::log_files::{self, Process, Stream};
+use crate::agent::pidfile;
+use crate::config::Settings;
+
+/// `status` exits 3 when something configured is not running (documented in the README).
+const NOT_RUNNING: u8 = 3;
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckMainArgs {
+    /// Follow the process's log
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// The running agent's state, if it answers.
+fn snapshot(home: &Path) -> Option<Snapshot> {
+    let runtime = runtime().ok()?;
+    match runtime.block_on(control::ask(&control::socket_path(home), Request::Status)) {
+        Ok(Response::Status(snapshot)) => Some(*snapshot),
+        _ => None,
+    }
+}
+
+fn log_path(settings: &Settings, process: Process, stream: Stream) -> PathBuf {
+    log_files::path(&settings.logs_dir(), process, stream)
+}
+
+pub(super) fn daemon(home: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let settings = Settings::load(home, &[])?;
+    crate::telemetry::init_agent_logging(&log_path(&settings, Process::Polaris, Stream::Stdout))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let outcome = runtime.block_on(crate::agent::daemon::run(settings));
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    outcome.map(|()| ExitCode::SUCCESS)
+}
+
+pub(super) fn start(home: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let settings = Settings::load(home.clone(), &[])?;
+    println!("Starting Polaris...");
+    if let Some(live) = pidfile::read_live(&settings.home, AGENT) {
+        println!("polaris is already running with PID {}.", live.pid);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let stdout_log = log_path(&settings, Process::Polaris, Stream::Stdout);
+    let stderr_log = log_path(&settings, Process::Polaris, Stream::Stderr);
+    std::fs::create_dir_all(settings.logs_dir())
+        .with_context(|| format!("cannot create {}", settings.logs_dir().display()))?;
+    let stderr = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&stderr_log)
+        .with_context(|| format!("cannot open {}", stderr_log.display()))?;
+    let exe = std::env::current_exe().context("cannot find the polaris executable")?;
+    let mut command = std::process::Command::new(exe);
+    command.arg("--daemon");
+    if let Some(home) = &home {
+        command.arg("--home").arg(home);
+    }
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(stderr));
+    // Its own process group: the terminal's Ctrl-C and hang-up do not reach it.
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    let mut child = command.spawn().context("cannot start the agent")?;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let snapshot = loop {
+        if let Some(snapshot) = snapshot(&settings.home) {
+            break snapshot;
+        }
+        if let Some(status) = child.try_wait()? {
+            let tail = crate::agent::tail::last_lines(&stderr_log, 5).unwrap_or_default();
+            anyhow::bail!(
+                "the agent stopped at start ({status}): {}",
+                tail.join(" / ")
+            );
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!(
+                "the agent did not answer within 15 s; see {}",
+                stdout_log.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    println!(
+        "polaris started successfully with PID {}.",
+        snapshot.agent_pid
+    );
+    if snapshot.compute_configured {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut latest = snapshot;
+        loop {
+            match latest.compute.as_ref() {
+                Some(state) if state.pid.is_some() => {
+                    println!(
+                        "compute_subnet started successfully with PID {}.",
+                        state.pid.unwrap_or_default()
+                    );
+                    break;
+                }
+                Some(state) if state.spawn_error.is_some() || Instant::now() > deadline => {
+                    println!(
+                        "compute_subnet did not start ({}); Polaris keeps retrying: see `polaris logs --process compute-subnet --stderr`.",
+                        state.spawn_error.as_deref().unwrap_or("it exits at once")
+                    );
+                    break;
+                }
+                _ => {}
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            match self::snapshot(&settings.home) {
+                Some(next) => latest = next,
+                None => break,
+            }
+        }
+    } else {
+        println!(
+            "compute_subnet is not configured: set POLARIS_COMPUTE_CMD (and POLARIS_COMPUTE_DIR) for Polaris to run it."
+        );
+    }
+    println!(
+        "Logs: stdout -> {}, stderr -> {}",
+        stdout_log.display(),
+        stderr_log.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn gone(record: pidfile::PidRecord) -> bool {
+    pidfile::start_time(record.pid) != Some(record.started)
+}
+
+fn wait_until_gone(record: pidfile::PidRecord, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while !gone(record) {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    true
+}
+
+#[cfg(unix)]
+fn signal(pid: u32, signal: rustix::process::Signal) {
+    if let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    {
+        let _ = rustix::process::kill_process(pid, signal);
+    }
+}
+
+pub(super) fn stop(home: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let settings = Settings::load(home, &[])?;
+    let agent = pidfile::read_live(&settings.home, AGENT);
+    let compute = pidfile::read_live(&settings.home, COMPUTE);
+    println!("Stopping Polaris...");
+    match agent {
+        None => println!("polaris is not running."),
+        Some(agent) => {
+            let runtime = runtime()?;
+            let asked = runtime.block_on(control::ask(
+                &control::socket_path(&settings.home),
+                Request::Stop,
+            ));
+            // An agent that does not answer its socket still gets SIGTERM, then SIGKILL.
+            #[cfg(unix)]
+            if asked.is_err() {
+                signal(agent.pid, rustix::process::Signal::TERM);
+            }
+            #[cfg(not(unix))]
+            let _ = asked;
+            if !wait_until_gone(agent, Duration::from_secs(20)) {
+                #[cfg(unix)]
+                signal(agent.pid, rustix::process::Signal::KILL);
+                if !wait_until_gone(agent, Duration::from_secs(5)) {
+                    anyhow::bail!("polaris (PID {}) did not stop", agent.pid);
+                }
+            }
+            pidfile::remove(&settings.home, AGENT);
+            println!("polaris stopped successfully.");
+        }
+    }
+    if let Some(compute) = compute {
+        println!("Stopping Compute Subnet...");
+        // The agent stops it first; one it left behind (the agent was killed) is stopped here.
+        if !wait_until_gone(compute, Duration::from_secs(1)) {
+            #[cfg(unix)]
+            if let Some(pid) = i32::try_from(compute.pid)
+                .ok()
+                .and_then(rustix::process::Pid::from_raw)
+            {
+                let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::TERM);
+            }
+            if !wait_until_gone(compute, Duration::from_secs(10)) {
+                #[cfg(unix)]
+                if let Some(pid) = i32::try_from(compute.pid)
+                    .ok()
+                    .and_then(rustix::process::Pid::from_raw)
+                {
+                    let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+                }
+            }
+        }
+        pidfile::remove(&settings.home, COMPUTE);
+        println!("compute_subnet stopped successfully.");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn ago(at: chrono::DateTime<chrono::Utc>) -> String {
+    let seconds = (chrono::Utc::now() - at).num_seconds().max(0);
+    humantime::format_duration(Duration::from_secs(seconds as u64)).to_string()
+}
+
+pub(super) fn status(args: StatusArgs, home: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let settings = Settings::load(home, &[])?;
+    let snapshot = snapshot(&settings.home);
+    let compute_configured = settings.compute.cmd.is_some();
+    let compute_pid = snapshot
+        .as_ref()
+        .and_then(|s| s.compute.as_ref())
+        .and_then(|c| c.pid);
+    let healthy = snapshot.is_some() && (!compute_configured || compute_pid.is_some());
+    if args.json {
+        let body = serde_json::json!({
+            "polaris": snapshot,
+            "compute_subnet_configured": compute_configured,
+            "healthy": healthy,
+        });
+        println!("{body:#}");
+    } else {
+        match &snapshot {
+            Some(s) => {
+                println!("polaris is running with PID {}.", s.agent_pid);
+                println!("  up {}", ago(s.started_at));
+                let beat = &s.heartbeat;
+                match (&beat.last_ack, &beat.last_error) {
+                    (_, Some(error)) if beat.failures > 0 => {
+                        println!("  heartbeats failing ({} in a row): {error}", beat.failures);
+                    }
+                    (Some(at), _) => println!("  last heartbeat acknowledged {} ago", ago(*at)),
+                    (None, _) if beat.miner_id.is_none() => {
+                        println!("  not registered: heartbeats start after `polaris register`");
+                    }
+                    (None, _) => println!("  no heartbeat acknowledged yet"),
+                }
+                if let Some(url) = &s.coordinator {
+                    println!("  hosting the coordinator at {url}");
+                }
+            }
+            None => println!("polaris is not running."),
+        }
+        match snapshot.as_ref().and_then(|s| s.compute.as_ref()) {
+            Some(c) if c.pid.is_some() => {
+                println!(
+                    "compute_subnet is running with PID {}.",
+                    c.pid.unwrap_or_default()
+                );
+                println!(
+                    "  restarts {}{}",
+                    c.restarts,
+                    c.started_at
+                        .map(|at| format!(", up {}", ago(at)))
+                        .unwrap_or_default()
+                );
+            }
+            Some(c) => {
+                println!("compute_subnet is not running.");
+                if c.crash_looping {
+                    println!(
+                        "  crash-looping: restarts {}; see `polaris logs --process compute-subnet --stderr`",
+                        c.restarts
+                    );
+                }
+            }
+            None if compute_configured => println!("compute_subnet is not running."),
+            None => println!("compute_subnet is not configured (POLARIS_COMPUTE_CMD)."),
+        }
+    }
+    Ok(if healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(NOT_RUNNING)
+    })
+}
+
+pub(super) fn check_main(args: CheckMainArgs, home: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let settings = Settings::load(home, &[])?;
+    let pid = snapshot(&settings.home)
+        .and_then(|s| s.compute)
+        .and_then(|c| c.pid)
+        .or_else(|| pidfile::read_live(&settings.home, COMPUTE).map(|r| r.pid));
+    match pid {
+        Some(pid) => println!("Main process is running with PID {pid}."),
+        None => println!("Main process is not running."),
+    }
+    let stdout_log = log_path(&settings, Process::ComputeSubnet, Stream::Stdout);
+    let stderr_log = log_path(&settings, Process::ComputeSubnet, Stream::Stderr);
+    println!("Logs: {}, {}", stdout_log.display(), stderr_log.display());
+    if args.follow {
+        if !stdout_log.exists() {
+            eprintln!("polaris: no log yet at {}", stdout_log.display());
+            return Ok(ExitCode::FAILURE);
+        }
+        let mut out = std::io::stdout().lock();
+        let _ =
+            crate::agent::tail::follow(&stdout_log, &mut out, Duration::from_millis(250), || false);
+    }
+    Ok(if pid.is_some() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
