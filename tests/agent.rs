@@ -345,3 +345,118 @@ async fn heartbeats_resume_when_the_coordinator_comes_back() -> TestResult {
     assert_eq!(miner_status(&server, &miner_id).await?, "online");
     Ok(())
 }
+
+fn git(dir: &std::path::Path, args: &[&str]) -> Result<String, Box<dyn std::error::Error>> {
+    let output = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args([
+            "-c",
+            "user.name=Polaris Test",
+            "-c",
+            "user.email=test@polaris.invalid",
+        ])
+        .args(args)
+        .output()?;
+    if !output.status.success() {
+        return Err(format!("git {args:?}: {}", String::from_utf8_lossy(&output.stderr)).into());
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// A bare "origin" and a working clone that publishes commits to it.
+fn origin_with_commit(
+    root: &std::path::Path,
+) -> Result<std::path::PathBuf, Box<dyn std::error::Error>> {
+    let origin = root.join("origin.git");
+    std::fs::create_dir_all(&origin)?;
+    git(
+        &origin,
+        &["init", "--quiet", "--bare", "--initial-branch=main"],
+    )?;
+    let publisher = root.join("publisher");
+    git(
+        root,
+        &["clone", "--quiet", &origin.to_string_lossy(), "publisher"],
+    )?;
+    git(&publisher, &["checkout", "--quiet", "-b", "main"])?;
+    std::fs::write(publisher.join("version.txt"), "v1\n")?;
+    git(&publisher, &["add", "version.txt"])?;
+    git(&publisher, &["commit", "--quiet", "-m", "v1"])?;
+    git(&publisher, &["push", "--quiet", "origin", "main"])?;
+    Ok(publisher)
+}
+
+#[test]
+fn update_subnet_clones_fast_forwards_refuses_local_changes_and_restarts() -> TestResult {
+    let server_home = tempfile::tempdir()?;
+    let server = Server::start(server_home.path(), &[])?;
+    let agent = Agent {
+        home: tempfile::tempdir()?,
+        api: server.api.clone(),
+    };
+    let root = tempfile::tempdir()?;
+    let publisher = origin_with_commit(root.path())?;
+    let checkout = agent.home.path().join("compute_subnet");
+    let origin = root.path().join("origin.git");
+    let update = || -> Result<(Option<i32>, String), Box<dyn std::error::Error>> {
+        let output = agent
+            .polaris(&["update", "subnet"])
+            .env("POLARIS_COMPUTE_REPO", &origin)
+            .env("POLARIS_COMPUTE_DIR", &checkout)
+            .output()?;
+        Ok((
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned()
+                + &String::from_utf8_lossy(&output.stderr),
+        ))
+    };
+
+    let (code, out) = update()?;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("Updating Polaris Subnet Repository..."),
+        "{out}"
+    );
+    assert!(out.contains("Update completed successfully."), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(checkout.join("version.txt"))?,
+        "v1\n"
+    );
+
+    std::fs::write(publisher.join("version.txt"), "v2\n")?;
+    git(&publisher, &["commit", "--quiet", "-am", "v2"])?;
+    git(&publisher, &["push", "--quiet", "origin", "main"])?;
+    let (code, out) = update()?;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("Updated "), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(checkout.join("version.txt"))?,
+        "v2\n"
+    );
+
+    // A hand fix in the checkout is never thrown away.
+    std::fs::write(checkout.join("version.txt"), "my fix\n")?;
+    let (code, out) = update()?;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("local changes"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(checkout.join("version.txt"))?,
+        "my fix\n"
+    );
+    git(&checkout, &["checkout", "--", "."])?;
+
+    // With compute_subnet running, the update restarts it.
+    let (code, out) = agent.run(&["start"])?;
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = update()?;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("compute_subnet restarted."), "{out}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while agent.status()?["polaris"]["compute"]["restarts"] != 1 {
+        assert!(std::time::Instant::now() < deadline, "not restarted");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    agent.run(&["stop"])?;
+    Ok(())
+}

@@ -184,11 +184,11 @@ fn a_busy_port_is_a_clear_error() {
 }
 
 #[test]
-fn commands_of_later_issues_say_so_and_fail() {
+fn update_subnet_without_a_repository_is_a_usage_error() {
     let home = tempfile::tempdir().expect("temp dir");
     let out = polaris(home.path(), &["update", "subnet"], &[]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("not available in this version yet"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("POLARIS_COMPUTE_REPO"));
 }
 
 #[test]

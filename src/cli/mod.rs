@@ -9,6 +9,7 @@ mod logs;
 mod pending;
 mod register;
 mod server;
+mod update;
 mod view_compute;
 
 use std::io::IsTerminal;
@@ -60,7 +61,7 @@ pub enum Command {
     /// Show the compute_subnet process and where its logs are
     CheckMain(agent::CheckMainArgs),
     /// Update the compute_subnet repository and restart it if it was running
-    Update(pending::UpdateArgs),
+    Update(update::UpdateArgs),
     /// Show the hardware facts registration would send (CPU, RAM, GPUs, disks, network)
     Inventory(inventory::InventoryArgs),
     /// Run the coordinator: registration, heartbeats, health check, alerts
@@ -81,7 +82,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Some(Command::ViewCompute(args)) => view_compute::run(args, cli.home),
         Some(Command::Logs(args)) => logs::run(args, cli.home),
         Some(Command::CheckMain(args)) => agent::check_main(args, cli.home),
-        Some(Command::Update(_)) => pending::not_yet("update"),
+        Some(Command::Update(args)) => update::run(args, cli.home),
         Some(Command::Inventory(args)) => inventory::run(args, cli.home),
         None if cli.daemon => agent::daemon(cli.home),
         None if std::io::stdout().is_terminal() => pending::not_yet("the dashboard"),
