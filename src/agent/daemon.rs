@@ -65,8 +65,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let (heartbeat_state, heartbeat_rx) = watch::channel(heartbeat::State::default());
     let (instructions_tx, mut instructions) = mpsc::channel(4);
     let heartbeat_cancel = CancellationToken::new();
+    let mut heartbeat_config = heartbeat::Config::new(home.clone(), settings.heartbeat_interval);
+    heartbeat_config.nvml_library = settings.nvml_library.clone();
     let heartbeats = tokio::spawn(heartbeat::run(
-        heartbeat::Config::new(home.clone(), settings.heartbeat_interval),
+        heartbeat_config,
         heartbeat_state,
         Some(instructions_tx),
         heartbeat_cancel.clone(),

@@ -26,6 +26,8 @@ pub struct Config {
     pub retry_max: Duration,
     /// How often to look for registration.json before there is one.
     pub registration_poll: Duration,
+    /// POLARIS_NVML_LIBRARY, when set.
+    pub nvml_library: Option<PathBuf>,
 }
 
 impl Config {
@@ -36,6 +38,7 @@ impl Config {
             retry_start: Duration::from_millis(200),
             retry_max: Duration::from_secs(7),
             registration_poll: Duration::from_secs(2),
+            nvml_library: None,
         }
     }
 }
@@ -63,20 +66,68 @@ pub enum Instruction {
 struct Sampler {
     system: Option<sysinfo::System>,
     home: PathBuf,
+    /// NVML, loaded once; None without the driver (then no GPU figures are sent).
+    nvml: Option<nvml_wrapper::Nvml>,
+}
+
+/// Per-GPU figures: (`resource_usage.gpus`, mean utilisation, hottest temperature).
+fn gpu_usage(nvml: &nvml_wrapper::Nvml) -> (Vec<serde_json::Value>, Option<f64>, Option<f64>) {
+    use nvml_wrapper::enum_wrappers::device::TemperatureSensor;
+    let count = nvml.device_count().unwrap_or(0);
+    let mut gpus = Vec::new();
+    let mut utilisation = Vec::new();
+    let mut hottest: Option<f64> = None;
+    for index in 0..count {
+        let Ok(device) = nvml.device_by_index(index) else {
+            continue;
+        };
+        let util = device.utilization_rates().ok();
+        let memory = device.memory_info().ok();
+        let temperature = device.temperature(TemperatureSensor::Gpu).ok();
+        if let Some(u) = &util {
+            utilisation.push(f64::from(u.gpu));
+        }
+        if let Some(t) = temperature {
+            hottest = Some(hottest.map_or(f64::from(t), |h| h.max(f64::from(t))));
+        }
+        gpus.push(serde_json::json!({
+            "index": index,
+            "uuid": device.uuid().ok(),
+            "utilization_percent": util.as_ref().map(|u| u.gpu),
+            "memory_utilization_percent": util.as_ref().map(|u| u.memory),
+            "memory_used_bytes": memory.as_ref().map(|m| m.used),
+            "memory_total_bytes": memory.as_ref().map(|m| m.total),
+            "temperature_celsius": temperature,
+        }));
+    }
+    let mean = (!utilisation.is_empty())
+        .then(|| utilisation.iter().sum::<f64>() / utilisation.len() as f64);
+    (gpus, mean, hottest)
 }
 
 impl Sampler {
-    fn new(home: PathBuf) -> Self {
+    fn new(home: PathBuf, nvml_library: Option<&std::path::Path>) -> Self {
+        let library = nvml_library
+            .map(|p| p.as_os_str().to_owned())
+            .unwrap_or_else(|| std::ffi::OsString::from(crate::inventory::gpu::DEFAULT_LIBRARY));
+        let nvml = nvml_wrapper::Nvml::builder().lib_path(&library).init().ok();
         let system = sysinfo::System::new_with_specifics(
             sysinfo::RefreshKind::nothing()
                 .with_cpu(sysinfo::CpuRefreshKind::nothing().with_usage())
                 .with_memory(sysinfo::MemoryRefreshKind::nothing().with_ram()),
         )
         .ok();
-        Self { system, home }
+        Self { system, home, nvml }
     }
 
-    fn sample(&mut self, latency_ms: f64) -> (SystemInfo, SystemMetrics) {
+    fn sample(
+        &mut self,
+        latency_ms: f64,
+    ) -> (
+        SystemInfo,
+        SystemMetrics,
+        serde_json::Map<String, serde_json::Value>,
+    ) {
         let (cpu, memory) = match self.system.as_mut() {
             Some(system) => {
                 // CPU usage is measured between two refreshes: the previous heartbeat's and now.
@@ -108,16 +159,21 @@ impl Sampler {
                 .and_then(|t| DateTime::<Utc>::from_timestamp(i64::try_from(t).ok()?, 0))
                 .map(|t| t.to_rfc3339()),
         };
+        let (gpus, gpu_mean, hottest) = self.nvml.as_ref().map(gpu_usage).unwrap_or_default();
         let metrics = SystemMetrics {
             cpu_usage: cpu,
             memory_usage: memory,
             disk_usage: disk.clamp(0.0, 100.0),
             network_latency: latency_ms.clamp(0.0, 3.6e6),
-            gpu_usage: None,
-            temperature: None,
+            gpu_usage: gpu_mean.map(|u| u.clamp(0.0, 100.0)),
+            temperature: hottest.map(|t| t.clamp(-100.0, 200.0)),
             active_processes: None,
         };
-        (info, metrics)
+        let mut resource_usage = serde_json::Map::new();
+        if !gpus.is_empty() {
+            resource_usage.insert("gpus".to_owned(), serde_json::Value::Array(gpus));
+        }
+        (info, metrics, resource_usage)
     }
 }
 
@@ -142,13 +198,15 @@ pub async fn run(
         return;
     };
     let home = config.home.clone();
+    let nvml = config.nvml_library.clone();
     beat(config, state, instructions, cancel).await;
     let record = match tokio::fs::read(record::path(&home)).await {
         Ok(bytes) => serde_json::from_slice::<RegistrationRecord>(&bytes).ok(),
         Err(_) => None,
     };
     if let Some(record) = record {
-        let (system_info, metrics) = Sampler::new(home).sample(0.0);
+        let (system_info, metrics, resource_usage) =
+            Sampler::new(home, nvml.as_deref()).sample(0.0);
         let body = HeartbeatRequest {
             timestamp: Some(Utc::now().format("%Y-%m-%dT%H:%M:%S%.6f").to_string()),
             status: HeartbeatStatus::Offline,
@@ -157,7 +215,7 @@ pub async fn run(
                 miner_id: record.miner_id.clone(),
                 system_info,
                 metrics,
-                resource_usage: serde_json::Map::new(),
+                resource_usage,
                 active_jobs: Vec::new(),
             },
         };
@@ -186,7 +244,7 @@ async fn beat(
             return;
         }
     };
-    let mut sampler = Sampler::new(config.home.clone());
+    let mut sampler = Sampler::new(config.home.clone(), config.nvml_library.as_deref());
     let mut latency_ms = 0.0;
     let mut was_failing = false;
     loop {
@@ -206,7 +264,7 @@ async fn beat(
         let deadline = beat_started + config.interval;
         let mut retry = config.retry_start;
         loop {
-            let (system_info, metrics) = sampler.sample(latency_ms);
+            let (system_info, metrics, resource_usage) = sampler.sample(latency_ms);
             let body = HeartbeatRequest {
                 timestamp: Some(Utc::now().format("%Y-%m-%dT%H:%M:%S%.6f").to_string()),
                 status: HeartbeatStatus::Online,
@@ -215,7 +273,7 @@ async fn beat(
                     miner_id: record.miner_id.clone(),
                     system_info,
                     metrics,
-                    resource_usage: serde_json::Map::new(),
+                    resource_usage,
                     active_jobs: Vec::new(),
                 },
             };

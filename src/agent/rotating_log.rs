@@ -5,6 +5,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{SecondsFormat, Utc};
 
@@ -12,12 +13,22 @@ use chrono::{SecondsFormat, Utc};
 pub const MAX_BYTES: u64 = 10 << 20;
 pub const KEEP: usize = 5;
 
+/// Bumped by [`reopen_all`]; a log whose generation differs reopens its path before writing.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// Makes every log reopen its file before its next line: after SIGHUP, when logrotate or a
+/// person has moved the files away.
+pub fn reopen_all() {
+    GENERATION.fetch_add(1, Ordering::SeqCst);
+}
+
 pub struct RotatingLog {
     path: PathBuf,
     max_bytes: u64,
     keep: usize,
     file: File,
     written: u64,
+    generation: u64,
 }
 
 /// `NAME.log.N`.
@@ -41,11 +52,26 @@ impl RotatingLog {
             keep: keep.max(1),
             file,
             written,
+            generation: GENERATION.load(Ordering::SeqCst),
         })
+    }
+
+    fn reopen(&mut self) -> io::Result<()> {
+        self.file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
+        self.written = self.file.metadata()?.len();
+        Ok(())
     }
 
     /// Writes one line: `2026-11-25T15:00:00.123Z stdout | text`.
     pub fn write_line(&mut self, tag: &str, text: &str) -> io::Result<()> {
+        let generation = GENERATION.load(Ordering::SeqCst);
+        if generation != self.generation {
+            self.generation = generation;
+            self.reopen()?;
+        }
         let text = text.trim_end_matches(['\r', '\n']);
         let line = format!(
             "{} {tag} | {text}\n",
@@ -148,6 +174,22 @@ mod tests {
         assert!(live.contains("line 0499"), "{live}");
         let previous = std::fs::read_to_string(rotated_path(&path, 1))?;
         assert!(!previous.contains("line 0499"));
+        Ok(())
+    }
+
+    #[test]
+    fn after_reopen_all_lines_go_to_a_new_file_at_the_path() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("polaris_stdout.log");
+        let mut log = RotatingLog::open(&path, MAX_BYTES, KEEP)?;
+        log.write_line("stdout", "before")?;
+        // logrotate moves the file away, then sends SIGHUP.
+        std::fs::rename(&path, dir.path().join("moved.log"))?;
+        reopen_all();
+        log.write_line("stdout", "after")?;
+        log.flush()?;
+        let now = std::fs::read_to_string(&path)?;
+        assert!(now.contains("after") && !now.contains("before"), "{now}");
         Ok(())
     }
 

@@ -10,9 +10,9 @@ use serde::{Deserialize, Serialize};
 
 /// The library NVML lives in when no path is configured (what nvidia-smi loads).
 #[cfg(windows)]
-const DEFAULT_LIBRARY: &str = "nvml.dll";
+pub(crate) const DEFAULT_LIBRARY: &str = "nvml.dll";
 #[cfg(not(windows))]
-const DEFAULT_LIBRARY: &str = "libnvidia-ml.so.1";
+pub(crate) const DEFAULT_LIBRARY: &str = "libnvidia-ml.so.1";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Gpu {
