@@ -198,3 +198,26 @@ fn firestore_is_refused_until_it_exists() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("--store sqlite"));
 }
+
+#[test]
+fn the_systemd_unit_runs_the_daemon_and_restarts_it() {
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/polaris.service"),
+    )
+    .expect("assets/polaris.service");
+    let line = |key: &str| {
+        unit.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        line("ExecStart=").as_deref(),
+        Some("/usr/local/bin/polaris --daemon")
+    );
+    assert_eq!(line("Restart=").as_deref(), Some("on-failure"));
+    assert!(line("Environment=POLARIS_HOME=").is_some());
+    assert_eq!(
+        line("ExecReload=").as_deref(),
+        Some("/bin/kill -HUP $MAINPID")
+    );
+}

@@ -11,3 +11,4 @@ pub mod pidfile;
 pub mod rotating_log;
 pub mod supervisor;
 pub mod tail;
+pub mod usage;

@@ -254,10 +254,12 @@ pub(super) fn status(args: StatusArgs, home: Option<PathBuf>) -> anyhow::Result<
         .and_then(|s| s.compute.as_ref())
         .and_then(|c| c.pid);
     let healthy = snapshot.is_some() && (!compute_configured || compute_pid.is_some());
+    let usage = compute_pid.and_then(crate::agent::usage::of_tree);
     if args.json {
         let body = serde_json::json!({
             "polaris": snapshot,
             "compute_subnet_configured": compute_configured,
+            "compute_subnet_usage": usage,
             "healthy": healthy,
         });
         println!("{body:#}");
@@ -290,12 +292,28 @@ pub(super) fn status(args: StatusArgs, home: Option<PathBuf>) -> anyhow::Result<
                     c.pid.unwrap_or_default()
                 );
                 println!(
-                    "  restarts {}{}",
+                    "  restarts {}{}{}",
                     c.restarts,
                     c.started_at
                         .map(|at| format!(", up {}", ago(at)))
+                        .unwrap_or_default(),
+                    usage
+                        .map(|u| format!(
+                            ", CPU {:.1} %, memory {} ({} processes)",
+                            u.cpu_percent,
+                            crate::inventory::units::human(u.rss_bytes),
+                            u.processes
+                        ))
                         .unwrap_or_default()
                 );
+                if let Some(exit) = &c.last_exit {
+                    let how = match (exit.code, exit.signal) {
+                        (Some(code), _) => format!("exit code {code}"),
+                        (_, Some(signal)) => format!("signal {signal}"),
+                        _ => "unknown".to_owned(),
+                    };
+                    println!("  last exit: {how}, {} ago", ago(exit.at));
+                }
             }
             Some(c) => {
                 println!("compute_subnet is not running.");
