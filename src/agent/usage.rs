@@ -49,11 +49,10 @@ pub fn of_tree(root: u32) -> Option<Usage> {
     })
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
 
-    #[cfg(unix)]
     #[test]
     fn a_tree_counts_its_children() -> std::io::Result<()> {
         let mut parent = std::process::Command::new("sh")
