@@ -133,14 +133,18 @@ mod bench {
         std::thread::sleep(idle);
         let ticks = cpu_ticks(pid)? - before;
         let seconds = started.elapsed().as_secs_f64();
-        let cpu = ticks as f64 / ticks_per_second() / seconds * 100.0;
+        let tick = 1.0 / ticks_per_second();
+        // The kernel counts CPU time in ticks (10 ms): below one tick, say so.
+        let cpu = ticks.max(1) as f64 * tick / seconds * 100.0;
+        let bound = if ticks == 0 { "< " } else { "" };
         let rss = rss_mb(pid)?;
         drop(daemon);
         println!(
             "polaris --daemon, idle for {seconds:.0} s (heartbeat every 10 s, compute_subnet supervised)"
         );
         println!(
-            "  CPU {cpu:.3} % of one core; goal {CPU_GOAL_PERCENT} % -> ratio {:.2} (<= 1 meets it)",
+            "  CPU {bound}{cpu:.3} % of one core ({ticks} ticks of {:.0} ms); goal {CPU_GOAL_PERCENT} % -> ratio {bound}{:.2} (<= 1 meets it)",
+            tick * 1000.0,
             cpu / CPU_GOAL_PERCENT
         );
         println!(

@@ -74,7 +74,10 @@ pub(super) fn daemon(home: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     with_lazy_allocator()?;
     let settings = Settings::load(home, &[])?;
     crate::telemetry::init_agent_logging(&log_path(&settings, Process::Polaris, Stream::Stdout))?;
+    // One worker is plenty for an agent that wakes every few seconds (and for the standalone
+    // coordinator of one machine); each further thread costs memory while idle.
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
