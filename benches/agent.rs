@@ -59,6 +59,19 @@ mod bench {
         Ok(utime + stime)
     }
 
+    /// The agent, stopped with SIGTERM so it stops its compute_subnet too (SIGKILL would leave
+    /// that behind).
+    struct Stopped(Child);
+
+    impl Drop for Stopped {
+        fn drop(&mut self) {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.0.id().to_string()])
+                .status();
+            let _ = self.0.wait();
+        }
+    }
+
     fn rss_mb(pid: u32) -> anyhow::Result<f64> {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
         let kb: f64 = status
@@ -126,7 +139,7 @@ mod bench {
             .stderr(Stdio::null())
             .spawn()?;
         let pid = daemon.id();
-        let daemon = Killed(daemon);
+        let daemon = Stopped(daemon);
         std::thread::sleep(Duration::from_secs(5));
         let before = cpu_ticks(pid)?;
         let started = Instant::now();

@@ -460,3 +460,68 @@ fn update_subnet_clones_fast_forwards_refuses_local_changes_and_restarts() -> Te
     agent.run(&["stop"])?;
     Ok(())
 }
+
+#[test]
+fn sighup_reopens_the_logs_and_the_agent_goes_on() -> TestResult {
+    let server_home = tempfile::tempdir()?;
+    let server = Server::start(server_home.path(), &[])?;
+    let agent = Agent {
+        home: tempfile::tempdir()?,
+        api: server.api.clone(),
+    };
+    let (code, out) = agent.run(&["start"])?;
+    assert_eq!(code, Some(0), "{out}");
+    let pid = pid_in(&out, "polaris started successfully with PID ").ok_or(out.clone())?;
+    let log = agent.home.path().join("logs/polaris_stdout.log");
+    // logrotate moves the file away, then sends SIGHUP.
+    std::fs::rename(&log, agent.home.path().join("logs/moved.log"))?;
+    std::process::Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("log files reopened") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no new log: {text}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(alive(pid), "SIGHUP did not stop the agent");
+    let (code, text) = agent.run(&["status"])?;
+    assert_eq!(code, Some(0), "{text}");
+    Ok(())
+}
+
+#[test]
+fn a_new_agent_stops_the_compute_subnet_a_killed_one_left() -> TestResult {
+    let server_home = tempfile::tempdir()?;
+    let server = Server::start(server_home.path(), &[])?;
+    let agent = Agent {
+        home: tempfile::tempdir()?,
+        api: server.api.clone(),
+    };
+    let (code, out) = agent.run(&["start"])?;
+    assert_eq!(code, Some(0), "{out}");
+    let first = pid_in(&out, "polaris started successfully with PID ").ok_or(out.clone())?;
+    let orphan =
+        pid_in(&out, "compute_subnet started successfully with PID ").ok_or(out.clone())?;
+    std::process::Command::new("kill")
+        .args(["-9", &first.to_string()])
+        .status()?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while alive(first) {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(alive(orphan), "compute_subnet outlives a killed agent");
+    let (code, out) = agent.run(&["start"])?;
+    assert_eq!(code, Some(0), "{out}");
+    let fresh = pid_in(&out, "compute_subnet started successfully with PID ").ok_or(out.clone())?;
+    assert_ne!(fresh, orphan);
+    assert!(!alive(orphan), "the orphan was stopped, not duplicated");
+    let (code, out) = agent.run(&["stop"])?;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!alive(fresh));
+    Ok(())
+}

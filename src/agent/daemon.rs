@@ -3,8 +3,6 @@
 //! no SERVER_URL set, the coordinator itself on 127.0.0.1:8420 (the standalone set-up).
 //! SIGTERM or SIGINT stop it cleanly: compute_subnet first, then the rest.
 
-use std::sync::Arc;
-
 use anyhow::Context;
 use chrono::Utc;
 use tokio::sync::{mpsc, watch};
@@ -21,10 +19,30 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let home = settings.home.clone();
     std::fs::create_dir_all(&home).with_context(|| format!("cannot create {}", home.display()))?;
     let me = std::process::id();
-    if let Some(other) = pidfile::read_live(&home, AGENT).filter(|r| r.pid != me) {
-        anyhow::bail!("polaris is already running with PID {}.", other.pid);
-    }
+    // One agent per POLARIS_HOME: an exclusive lock held for the agent's lifetime (the kernel
+    // drops it however the process ends), so two racing starts cannot both run.
+    let _lock = lock(&home)?;
     pidfile::write(&home, AGENT, me)?;
+    // compute_subnet of an agent that died (kill -9, OOM) is still running: stop it rather
+    // than start a second one beside it.
+    if let Some(orphan) = pidfile::read_live(&home, COMPUTE) {
+        tracing::warn!(
+            pid = orphan.pid,
+            "stopping compute_subnet left by a previous agent"
+        );
+        let stopped = tokio::task::spawn_blocking(move || {
+            super::process::stop_group(orphan, std::time::Duration::from_secs(10))
+        })
+        .await
+        .unwrap_or(false);
+        if !stopped {
+            anyhow::bail!(
+                "compute_subnet (PID {}) left by a previous agent does not stop",
+                orphan.pid
+            );
+        }
+        pidfile::remove(&home, COMPUTE);
+    }
     let started_at = Utc::now();
     let cancel = CancellationToken::new();
     tokio::spawn(stop_on_signal(cancel.clone()));
@@ -117,7 +135,15 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let socket = control::socket_path(&home);
     let control = tokio::spawn({
         let cancel = cancel.clone();
-        async move { control::serve(&socket, handler, cancel).await }
+        async move {
+            let served = control::serve(&socket, handler, cancel.clone()).await;
+            // Without its socket nobody can reach or stop the agent: stop rather than run headless.
+            if let Err(err) = &served {
+                tracing::error!(error = %err, socket = %socket.display(), "control socket failed");
+                cancel.cancel();
+            }
+            served
+        }
     });
     tracing::info!(pid = me, "agent started");
 
@@ -137,12 +163,31 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Takes `pids/polaris.lock` exclusively, or says which agent holds it.
+fn lock(home: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    let path = home.join("pids").join("polaris.lock");
+    std::fs::create_dir_all(home.join("pids"))?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    #[cfg(unix)]
+    if rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+        match pidfile::read_live(home, AGENT) {
+            Some(other) => anyhow::bail!("polaris is already running with PID {}.", other.pid),
+            None => anyhow::bail!("another polaris agent holds {}", path.display()),
+        }
+    }
+    Ok(file)
+}
+
 /// Keeps `pids/compute_subnet.pid` naming the running process, and only while it runs.
 async fn keep_compute_pid_file(
     home: std::path::PathBuf,
     mut state: watch::Receiver<supervisor::State>,
 ) {
-    let home = Arc::new(home);
     loop {
         let pid = state.borrow_and_update().pid;
         match pid {
@@ -157,20 +202,28 @@ async fn keep_compute_pid_file(
     }
 }
 
-/// Cancels on SIGTERM or SIGINT (Ctrl-C on Windows).
+/// Cancels on SIGTERM or SIGINT (Ctrl-C on Windows); SIGHUP reopens the log files (after
+/// logrotate moved them) and the agent goes on.
 async fn stop_on_signal(cancel: CancellationToken) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int)) = (
+        let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
         ) else {
             return;
         };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = hup.recv() => {
+                    super::rotating_log::reopen_all();
+                    tracing::info!("log files reopened (SIGHUP)");
+                }
+            }
         }
     }
     #[cfg(not(unix))]

@@ -286,7 +286,8 @@ async fn beat(
                         was_failing = false;
                     }
                     state.send_modify(|s| {
-                        s.last_ack = Some(answer.last_seen);
+                        // Our clock, not the coordinator's: `status` ages it with ours.
+                        s.last_ack = Some(Utc::now());
                         s.last_rtt_ms = Some(latency_ms);
                         s.acknowledged += 1;
                         s.failures = 0;

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Process {
     Polaris,
+    /// `compute-subnet`, or `compute_subnet` as the process is named everywhere else.
+    #[value(alias = "compute_subnet")]
     ComputeSubnet,
 }
 

@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod heartbeat;
 pub mod log_files;
 pub mod pidfile;
+pub mod process;
 pub mod rotating_log;
 pub mod supervisor;
 pub mod tail;

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PidRecord {
     pub pid: u32,
-    /// The process's start time (seconds since the epoch), as the system reports it.
+    /// The process's start time as [`start_time`] reports it.
     pub started: u64,
 }
 
@@ -17,7 +17,21 @@ pub fn path(home: &Path, name: &str) -> PathBuf {
     home.join("pids").join(format!("{name}.pid"))
 }
 
-/// When the system says `pid` started, if it runs.
+/// When `pid` started, if it runs: on Linux the kernel's start time in clock ticks since boot
+/// (/proc/PID/stat field 22), which does not move when the wall clock is stepped.
+#[cfg(target_os = "linux")]
+pub fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: the fields start after the last ')'.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    if fields.first() == Some(&"Z") {
+        return None; // exited, not yet reaped
+    }
+    fields.get(19)?.parse().ok()
+}
+
+/// When the system says `pid` started, if it runs (seconds since the epoch).
+#[cfg(not(target_os = "linux"))]
 pub fn start_time(pid: u32) -> Option<u64> {
     use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
     let pid = Pid::from_u32(pid);

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -131,6 +131,8 @@ fn spawn(config: &Config) -> std::io::Result<Child> {
     if let Some(dir) = &config.dir {
         command.current_dir(dir);
     }
+    // The agent's own allocator setting is not compute_subnet's business.
+    command.env_remove("MIMALLOC_ARENA_EAGER_COMMIT");
     command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -139,20 +141,37 @@ fn spawn(config: &Config) -> std::io::Result<Child> {
         .spawn()
 }
 
-/// Copies one output stream into its rotating file, line by line.
+/// Longest line kept whole; longer ones (a progress bar redrawn with `\r` and never ended) are
+/// split, so memory stays bounded.
+const MAX_LINE: usize = 64 * 1024;
+
+/// Copies one output stream into its rotating file, line by line. It keeps reading whatever
+/// happens to the file (full disk, bad bytes): a pipe nobody reads would stop compute_subnet
+/// with SIGPIPE or block it.
 fn pump(reader: impl AsyncRead + Unpin + Send + 'static, path: PathBuf, stream: Stream) {
     tokio::spawn(async move {
-        let Ok(mut log) = RotatingLog::open(&path, rotating_log::MAX_BYTES, rotating_log::KEEP)
-        else {
-            tracing::warn!(path = %path.display(), "cannot open the log file");
-            return;
-        };
-        let mut lines = BufReader::new(reader).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            if log.write_line(stream.tag(), &line).is_err() {
-                break;
+        let mut log = RotatingLog::open(&path, rotating_log::MAX_BYTES, rotating_log::KEEP);
+        if let Err(err) = &log {
+            tracing::warn!(path = %path.display(), error = %err, "cannot open the log file");
+        }
+        let mut reader = BufReader::new(reader);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let read = (&mut reader)
+                .take(MAX_LINE as u64)
+                .read_until(b'\n', &mut line)
+                .await;
+            match read {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
             }
-            let _ = log.flush();
+            if let Ok(log) = log.as_mut() {
+                let text = String::from_utf8_lossy(&line);
+                if log.write_line(stream.tag(), &text).is_ok() {
+                    let _ = log.flush();
+                }
+            }
         }
     });
 }
@@ -389,6 +408,33 @@ mod tests {
         assert!(out.contains("stdout | out"), "{out}");
         assert!(err.contains("stderr | err"), "{err}");
         assert_eq!(run.state.borrow().phase, Phase::Stopped);
+    }
+
+    #[tokio::test]
+    async fn bytes_that_are_not_utf8_are_logged_not_fatal() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut run = start(config(
+            dir.path(),
+            "printf 'a\\377b\\n'; echo after; sleep 1000",
+        ));
+        until(&mut run.state, |s| s.phase == Phase::Running).await;
+        let log = dir.path().join("logs/compute_subnet_stdout.log");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.contains("after") {
+                assert!(text.contains("a\u{fffd}b"), "{text}");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nothing after the bad byte: {text}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(run.state.borrow().restarts, 0, "the pipe kept being read");
+        run.cancel.cancel();
+        run.task.await.expect("supervisor ended");
     }
 
     #[tokio::test]

@@ -17,34 +17,43 @@ pub fn last_lines(path: &Path, n: usize) -> io::Result<Vec<String>> {
     last_lines_of(&mut file, len, n)
 }
 
-/// The last `n` lines of the first `len` bytes of `file`.
+/// The last `n` lines of the first `len` bytes of `file`. Blocks are read backwards only until
+/// enough line breaks are seen, then the lines are read forward once: the cost follows the
+/// lines asked for, not the file's size.
 pub fn last_lines_of(file: &mut File, len: u64, n: usize) -> io::Result<Vec<String>> {
     if n == 0 || len == 0 {
         return Ok(Vec::new());
     }
-    // Read blocks from the end until the buffer holds more than n line breaks (the extra one
-    // marks where the first wanted line starts) or the file's start.
-    let mut buffer: Vec<u8> = Vec::new();
-    let mut start = len;
-    loop {
-        let step = BLOCK.min(start);
-        start -= step;
-        let mut block = vec![0u8; step as usize];
-        file.seek(SeekFrom::Start(start))?;
-        file.read_exact(&mut block)?;
-        block.extend_from_slice(&buffer);
-        buffer = block;
-        let body = buffer.strip_suffix(b"\n").unwrap_or(&buffer);
-        let breaks = body.iter().filter(|&&b| b == b'\n').count();
-        if breaks >= n || start == 0 {
-            break;
+    // A final newline ends the last line; it does not start another one.
+    let mut last = [0u8; 1];
+    file.seek(SeekFrom::Start(len - 1))?;
+    file.read_exact(&mut last)?;
+    let end = if last[0] == b'\n' { len - 1 } else { len };
+    let mut start = 0u64;
+    let mut breaks = 0usize;
+    let mut position = end;
+    let mut block = vec![0u8; BLOCK as usize];
+    'scan: while position > 0 {
+        let step = BLOCK.min(position);
+        position -= step;
+        let chunk = &mut block[..step as usize];
+        file.seek(SeekFrom::Start(position))?;
+        file.read_exact(chunk)?;
+        for (i, &byte) in chunk.iter().enumerate().rev() {
+            if byte == b'\n' {
+                breaks += 1;
+                if breaks == n {
+                    start = position + i as u64 + 1;
+                    break 'scan;
+                }
+            }
         }
     }
-    let body = buffer.strip_suffix(b"\n").unwrap_or(&buffer);
-    let lines: Vec<&[u8]> = body.split(|&b| b == b'\n').collect();
-    let skip = lines.len().saturating_sub(n);
-    Ok(lines[skip..]
-        .iter()
+    let mut wanted = vec![0u8; (end - start) as usize];
+    file.seek(SeekFrom::Start(start))?;
+    file.read_exact(&mut wanted)?;
+    Ok(wanted
+        .split(|&b| b == b'\n')
         .map(|l| String::from_utf8_lossy(l).trim_end_matches('\r').to_owned())
         .collect())
 }

@@ -2,14 +2,20 @@
 //! `check-main`, printing the seed's lines.
 
 use std::path::{Path, PathBuf};
-use std::process::{ExitCode, Stdio};
-use std::time::{Duration, Instant};
+use std::process::ExitCode;
+#[cfg(unix)]
+use std::process::Stdio;
+use std::time::Duration;
+#[cfg(unix)]
+use std::time::Instant;
 
 use anyhow::Context;
 use clap::Args;
 
 use crate::agent::control::{self, Request, Response, Snapshot};
-use crate::agent::daemon::{AGENT, COMPUTE};
+#[cfg(unix)]
+use crate::agent::daemon::AGENT;
+use crate::agent::daemon::COMPUTE;
 use crate::agent::log_files::{self, Process, Stream};
 use crate::agent::pidfile;
 use crate::config::Settings;
@@ -66,7 +72,9 @@ fn with_lazy_allocator() -> anyhow::Result<()> {
         .args(std::env::args_os().skip(1))
         .env(OPTION, "0")
         .exec();
-    Err(error).context("cannot re-execute the agent")
+    // Only memory is at stake: go on with the eager allocator.
+    eprintln!("polaris: warning: cannot re-execute with a lazy allocator ({error}); going on");
+    Ok(())
 }
 
 pub(super) fn daemon(home: Option<PathBuf>) -> anyhow::Result<ExitCode> {
@@ -86,7 +94,8 @@ pub(super) fn daemon(home: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     outcome.map(|()| ExitCode::SUCCESS)
 }
 
-pub(super) fn start(home: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+#[cfg(unix)]
+fn start_agent(home: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let settings = Settings::load(home.clone(), &[])?;
     println!("Starting Polaris...");
     if let Some(live) = pidfile::read_live(&settings.home, AGENT) {
@@ -103,12 +112,18 @@ pub(super) fn start(home: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         .open(&stderr_log)
         .with_context(|| format!("cannot open {}", stderr_log.display()))?;
     let exe = std::env::current_exe().context("cannot find the polaris executable")?;
+    let home_dir = settings
+        .home
+        .canonicalize()
+        .unwrap_or_else(|_| settings.home.clone());
     let mut command = std::process::Command::new(exe);
-    command.arg("--daemon");
-    if let Some(home) = &home {
-        command.arg("--home").arg(home);
-    }
+    // POLARIS_HOME as an absolute path and as the working directory: the agent (and a
+    // compute_subnet without POLARIS_COMPUTE_DIR) must not depend on where `start` was typed.
     command
+        .arg("--daemon")
+        .arg("--home")
+        .arg(&home_dir)
+        .current_dir(&home_dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::from(stderr));
@@ -122,15 +137,31 @@ pub(super) fn start(home: Option<PathBuf>) -> anyhow::Result<ExitCode> {
             break snapshot;
         }
         if let Some(status) = child.try_wait()? {
-            let tail = crate::agent::tail::last_lines(&stderr_log, 5).unwrap_or_default();
+            // Another `start` won the race: that is success for this one too.
+            if let Some(live) = pidfile::read_live(&settings.home, AGENT) {
+                println!("polaris is already running with PID {}.", live.pid);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let tail = crate::agent::tail::last_lines(&stderr_log, 3).unwrap_or_default();
             anyhow::bail!(
                 "the agent stopped at start ({status}): {}",
                 tail.join(" / ")
             );
         }
         if Instant::now() > deadline {
+            // Do not leave a silent agent behind: it stops its compute_subnet on SIGTERM.
+            if let Some(record) = pidfile::read_live(&settings.home, AGENT) {
+                #[cfg(unix)]
+                crate::agent::process::signal_process(record.pid, rustix::process::Signal::TERM);
+                if !crate::agent::process::wait_gone(record, Duration::from_secs(15)) {
+                    let _ = child.kill();
+                }
+            } else {
+                let _ = child.kill();
+            }
+            let _ = child.wait();
             anyhow::bail!(
-                "the agent did not answer within 15 s; see {}",
+                "the agent did not answer within 15 s and was stopped; see {}",
                 stdout_log.display()
             );
         }
@@ -180,32 +211,9 @@ pub(super) fn start(home: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn gone(record: pidfile::PidRecord) -> bool {
-    pidfile::start_time(record.pid) != Some(record.started)
-}
-
-fn wait_until_gone(record: pidfile::PidRecord, limit: Duration) -> bool {
-    let deadline = Instant::now() + limit;
-    while !gone(record) {
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    true
-}
-
 #[cfg(unix)]
-fn signal(pid: u32, signal: rustix::process::Signal) {
-    if let Some(pid) = i32::try_from(pid)
-        .ok()
-        .and_then(rustix::process::Pid::from_raw)
-    {
-        let _ = rustix::process::kill_process(pid, signal);
-    }
-}
-
-pub(super) fn stop(home: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+fn stop_agent(home: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    use crate::agent::process;
     let settings = Settings::load(home, &[])?;
     let agent = pidfile::read_live(&settings.home, AGENT);
     let compute = pidfile::read_live(&settings.home, COMPUTE);
@@ -213,22 +221,20 @@ pub(super) fn stop(home: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     match agent {
         None => println!("polaris is not running."),
         Some(agent) => {
-            let runtime = runtime()?;
-            let asked = runtime.block_on(control::ask(
+            let asked = runtime()?.block_on(control::ask(
                 &control::socket_path(&settings.home),
                 Request::Stop,
             ));
             // An agent that does not answer its socket still gets SIGTERM, then SIGKILL.
             #[cfg(unix)]
             if asked.is_err() {
-                signal(agent.pid, rustix::process::Signal::TERM);
+                process::signal_process(agent.pid, rustix::process::Signal::TERM);
             }
-            #[cfg(not(unix))]
-            let _ = asked;
-            if !wait_until_gone(agent, Duration::from_secs(20)) {
+            drop(asked);
+            if !process::wait_gone(agent, Duration::from_secs(20)) {
                 #[cfg(unix)]
-                signal(agent.pid, rustix::process::Signal::KILL);
-                if !wait_until_gone(agent, Duration::from_secs(5)) {
+                process::signal_process(agent.pid, rustix::process::Signal::KILL);
+                if !process::wait_gone(agent, Duration::from_secs(5)) {
                     anyhow::bail!("polaris (PID {}) did not stop", agent.pid);
                 }
             }
@@ -238,29 +244,44 @@ pub(super) fn stop(home: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     }
     if let Some(compute) = compute {
         println!("Stopping Compute Subnet...");
-        // The agent stops it first; one it left behind (the agent was killed) is stopped here.
-        if !wait_until_gone(compute, Duration::from_secs(1)) {
-            #[cfg(unix)]
-            if let Some(pid) = i32::try_from(compute.pid)
-                .ok()
-                .and_then(rustix::process::Pid::from_raw)
-            {
-                let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::TERM);
-            }
-            if !wait_until_gone(compute, Duration::from_secs(10)) {
-                #[cfg(unix)]
-                if let Some(pid) = i32::try_from(compute.pid)
-                    .ok()
-                    .and_then(rustix::process::Pid::from_raw)
-                {
-                    let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-                }
-            }
+        // The agent stops it first; a group it left behind (the agent was killed) is stopped
+        // here, every member included.
+        if !process::stop_group(compute, Duration::from_secs(10)) {
+            anyhow::bail!("compute_subnet (PID {}) did not stop", compute.pid);
         }
         pidfile::remove(&settings.home, COMPUTE);
         println!("compute_subnet stopped successfully.");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+pub(super) fn start(home: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    #[cfg(unix)]
+    return start_agent(home);
+    #[cfg(not(unix))]
+    {
+        let _ = home;
+        Ok(windows_not_yet())
+    }
+}
+
+pub(super) fn stop(home: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    #[cfg(unix)]
+    return stop_agent(home);
+    #[cfg(not(unix))]
+    {
+        let _ = home;
+        Ok(windows_not_yet())
+    }
+}
+
+/// `start` and `stop` reach the agent through its control channel, not built for Windows yet.
+#[cfg(not(unix))]
+fn windows_not_yet() -> ExitCode {
+    eprintln!(
+        "polaris: the agent's control channel is not built for Windows yet: run `polaris --daemon` (e.g. as a service) instead"
+    );
+    ExitCode::FAILURE
 }
 
 fn ago(at: chrono::DateTime<chrono::Utc>) -> String {
@@ -271,7 +292,10 @@ fn ago(at: chrono::DateTime<chrono::Utc>) -> String {
 pub(super) fn status(args: StatusArgs, home: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let settings = Settings::load(home, &[])?;
     let snapshot = snapshot(&settings.home);
-    let compute_configured = settings.compute.cmd.is_some();
+    // The running agent knows whether it was given a compute_subnet; this shell may not.
+    let compute_configured = snapshot
+        .as_ref()
+        .map_or(settings.compute.cmd.is_some(), |s| s.compute_configured);
     let compute_pid = snapshot
         .as_ref()
         .and_then(|s| s.compute.as_ref())
