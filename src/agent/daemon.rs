@@ -130,13 +130,18 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             Request::RestartCompute => Response::Refused {
                 message: "compute_subnet is not configured (POLARIS_COMPUTE_CMD)".to_owned(),
             },
+            // Streamed by the control socket itself, never handed here.
+            Request::Logs { .. } => Response::Refused {
+                message: "logs are streamed, not answered".to_owned(),
+            },
         }
     };
     let socket = control::socket_path(&home);
+    let logs_dir = settings.logs_dir();
     let control = tokio::spawn({
         let cancel = cancel.clone();
         async move {
-            let served = control::serve(&socket, handler, cancel.clone()).await;
+            let served = control::serve(&socket, logs_dir, handler, cancel.clone()).await;
             // Without its socket nobody can reach or stop the agent: stop rather than run headless.
             if let Err(err) = &served {
                 tracing::error!(error = %err, socket = %socket.display(), "control socket failed");

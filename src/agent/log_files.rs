@@ -4,7 +4,10 @@
 use std::path::{Path, PathBuf};
 
 /// Whose output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum Process {
     Polaris,
     /// `compute-subnet`, or `compute_subnet` as the process is named everywhere else.
