@@ -15,6 +15,29 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+/// Writes the registration.json `polaris register` would have written for this miner.
+fn save_registration(
+    home: &std::path::Path,
+    server: &Server,
+    miner_id: &str,
+    token: String,
+) -> anyhow::Result<()> {
+    record::save(
+        home,
+        &RegistrationRecord {
+            miner_id: miner_id.to_owned(),
+            token: Secret::new(token),
+            username: "agent-test".into(),
+            network: Network::Standard,
+            server_url: server.api.clone(),
+            resource_ids: vec![],
+            registered_at: chrono::Utc::now(),
+            bittensor: None,
+            commune: None,
+        },
+    )
+}
+
 async fn until(
     state: &mut watch::Receiver<State>,
     what: impl Fn(&State) -> bool,
@@ -45,20 +68,7 @@ async fn heartbeats_start_once_registered_and_stop_being_acknowledged_without_a_
 
     let http = reqwest::Client::new();
     let (miner_id, token) = common::register(&http, &server).await?;
-    record::save(
-        home.path(),
-        &RegistrationRecord {
-            miner_id: miner_id.clone(),
-            token: Secret::new(token),
-            username: "agent-test".into(),
-            network: Network::Standard,
-            server_url: server.api.clone(),
-            resource_ids: vec![],
-            registered_at: chrono::Utc::now(),
-            bittensor: None,
-            commune: None,
-        },
-    )?;
+    save_registration(home.path(), &server, &miner_id, token)?;
     let acknowledged = until(&mut state, |s| s.acknowledged >= 2).await?;
     assert_eq!(acknowledged.miner_id.as_deref(), Some(miner_id.as_str()));
     assert!(acknowledged.last_rtt_ms.is_some_and(|ms| ms > 0.0));
@@ -164,20 +174,7 @@ async fn start_status_crash_restart_stop_and_nothing_left() -> TestResult {
     };
     let http = reqwest::Client::new();
     let (miner_id, token) = common::register(&http, &server).await?;
-    record::save(
-        agent.home.path(),
-        &RegistrationRecord {
-            miner_id: miner_id.clone(),
-            token: Secret::new(token),
-            username: "e2e".into(),
-            network: Network::Standard,
-            server_url: server.api.clone(),
-            resource_ids: vec![],
-            registered_at: chrono::Utc::now(),
-            bittensor: None,
-            commune: None,
-        },
-    )?;
+    save_registration(agent.home.path(), &server, &miner_id, token)?;
 
     let (code, out) = agent.run(&["start"])?;
     assert_eq!(code, Some(0), "{out}");
@@ -293,20 +290,7 @@ async fn heartbeats_resume_when_the_coordinator_comes_back() -> TestResult {
     };
     let http = reqwest::Client::new();
     let (miner_id, token) = common::register(&http, &server).await?;
-    record::save(
-        agent.home.path(),
-        &RegistrationRecord {
-            miner_id: miner_id.clone(),
-            token: Secret::new(token),
-            username: "e2e".into(),
-            network: Network::Standard,
-            server_url: server.api.clone(),
-            resource_ids: vec![],
-            registered_at: chrono::Utc::now(),
-            bittensor: None,
-            commune: None,
-        },
-    )?;
+    save_registration(agent.home.path(), &server, &miner_id, token)?;
     let (code, out) = agent.run(&["start"])?;
     assert_eq!(code, Some(0), "{out}");
     let acknowledged = |status: &Value| status["polaris"]["heartbeat"]["acknowledged"].as_u64();

@@ -120,6 +120,29 @@ impl Sampler {
         Self { system, home, nvml }
     }
 
+    /// The original's heartbeat body with this moment's figures.
+    fn request(
+        &mut self,
+        miner_id: &str,
+        status: HeartbeatStatus,
+        latency_ms: f64,
+    ) -> HeartbeatRequest {
+        let (system_info, metrics, resource_usage) = self.sample(latency_ms);
+        HeartbeatRequest {
+            // The original's naive UTC timestamp (no zone).
+            timestamp: Some(Utc::now().format("%Y-%m-%dT%H:%M:%S%.6f").to_string()),
+            status,
+            version: Some(env!("CARGO_PKG_VERSION").to_owned()),
+            metrics: HeartbeatMetrics {
+                miner_id: miner_id.to_owned(),
+                system_info,
+                metrics,
+                resource_usage,
+                active_jobs: Vec::new(),
+            },
+        }
+    }
+
     fn sample(
         &mut self,
         latency_ms: f64,
@@ -205,20 +228,11 @@ pub async fn run(
         Err(_) => None,
     };
     if let Some(record) = record {
-        let (system_info, metrics, resource_usage) =
-            Sampler::new(home, nvml.as_deref()).sample(0.0);
-        let body = HeartbeatRequest {
-            timestamp: Some(Utc::now().format("%Y-%m-%dT%H:%M:%S%.6f").to_string()),
-            status: HeartbeatStatus::Offline,
-            version: Some(env!("CARGO_PKG_VERSION").to_owned()),
-            metrics: HeartbeatMetrics {
-                miner_id: record.miner_id.clone(),
-                system_info,
-                metrics,
-                resource_usage,
-                active_jobs: Vec::new(),
-            },
-        };
+        let body = Sampler::new(home, nvml.as_deref()).request(
+            &record.miner_id,
+            HeartbeatStatus::Offline,
+            0.0,
+        );
         if let Err(why) = send(&client, &record, &body).await {
             tracing::warn!(error = %why, "could not sign off");
         }
@@ -264,19 +278,7 @@ async fn beat(
         let deadline = beat_started + config.interval;
         let mut retry = config.retry_start;
         loop {
-            let (system_info, metrics, resource_usage) = sampler.sample(latency_ms);
-            let body = HeartbeatRequest {
-                timestamp: Some(Utc::now().format("%Y-%m-%dT%H:%M:%S%.6f").to_string()),
-                status: HeartbeatStatus::Online,
-                version: Some(env!("CARGO_PKG_VERSION").to_owned()),
-                metrics: HeartbeatMetrics {
-                    miner_id: record.miner_id.clone(),
-                    system_info,
-                    metrics,
-                    resource_usage,
-                    active_jobs: Vec::new(),
-                },
-            };
+            let body = sampler.request(&record.miner_id, HeartbeatStatus::Online, latency_ms);
             let sent = Instant::now();
             match send(&client, &record, &body).await {
                 Ok(answer) => {
