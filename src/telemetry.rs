@@ -26,8 +26,7 @@ pub fn init_file_logging(dir: &Path, name: &str) -> anyhow::Result<WorkerGuard> 
         .build(dir)
         .with_context(|| format!("cannot open a log file in {}", dir.display()))?;
     let (writer, guard) = tracing_appender::non_blocking(appender);
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("polaris=info"));
+    let filter = default_filter();
     tracing_subscriber::registry()
         .with(filter)
         .with(
@@ -48,8 +47,7 @@ pub fn init_agent_logging(path: &Path) -> anyhow::Result<()> {
     let log = RotatingLog::open(path, MAX_BYTES, KEEP)
         .with_context(|| format!("cannot open {}", path.display()))?;
     let writer = LineWriter(std::sync::Arc::new(std::sync::Mutex::new(log)));
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("polaris=info"));
+    let filter = default_filter();
     tracing_subscriber::registry()
         .with(filter)
         .with(
@@ -104,4 +102,9 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LineWriter {
             bytes: Vec::new(),
         }
     }
+}
+
+/// `RUST_LOG` when set, else Polaris's own info lines.
+fn default_filter() -> EnvFilter {
+    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("polaris=info"))
 }
