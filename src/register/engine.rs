@@ -153,6 +153,8 @@ struct Answers {
 pub struct Engine {
     context: Context,
     answers: Answers,
+    /// Every accepted answer in order, so `back` can rebuild the answers without the last one.
+    history: Vec<Answer>,
     /// The miner's uid on its subnet, when the user knows it (`--uid`).
     uid: Option<u32>,
 }
@@ -197,8 +199,44 @@ impl Engine {
         Self {
             context,
             answers: Answers::default(),
+            history: Vec::new(),
             uid,
         }
+    }
+
+    /// How many accepted answers stand.
+    pub fn answered(&self) -> usize {
+        self.history.len()
+    }
+
+    /// Undoes the last accepted answer, so the flow asks that question again; false when
+    /// nothing was answered.
+    ///
+    /// The answers are rebuilt by replaying all but the last onto fresh ones, so each
+    /// question is asked again exactly as `next` derives it (never a stale copy). A replayed
+    /// answer that is now refused (the wallets changed after `refresh_wallets`) ends the
+    /// replay there. If the flow then stands where it stood before (the undone answer no
+    /// longer counted, a wallet having vanished), the one before is undone too: a face's
+    /// "back" key must always move the flow.
+    pub fn back(&mut self) -> bool {
+        if self.history.is_empty() {
+            return false;
+        }
+        let before = self.next();
+        while let Some(_undone) = self.history.pop() {
+            let replay = std::mem::take(&mut self.history);
+            self.answers = Answers::default();
+            for answer in replay {
+                if self.apply(answer.clone()).is_err() {
+                    break;
+                }
+                self.history.push(answer);
+            }
+            if self.next() != before {
+                break;
+            }
+        }
+        true
     }
 
     pub fn context(&self) -> &Context {
@@ -313,6 +351,13 @@ impl Engine {
     /// Answers the question `next` asked; a bad answer is refused with the reason and
     /// changes nothing.
     pub fn answer(&mut self, answer: Answer) -> Result<(), Refusal> {
+        self.apply(answer.clone())?;
+        self.history.push(answer);
+        Ok(())
+    }
+
+    /// Checks and records one answer, without touching the history.
+    fn apply(&mut self, answer: Answer) -> Result<(), Refusal> {
         let Next::Ask(question) = self.next() else {
             return Err(Refusal::Invalid("nothing is being asked".to_owned()));
         };
@@ -532,5 +577,105 @@ mod tests {
             .expect_err("bad RAM format");
         assert!(matches!(err, Refusal::CannotRegister(_)), "{err:?}");
         assert!(err.to_string().contains("ram"), "{err}");
+    }
+
+    /// The questions of a whole Bittensor run, answered; returns the engine and what each
+    /// answer was given to.
+    fn answered_bittensor_run() -> Result<(Engine, Vec<Question>), Refusal> {
+        let mut engine = Engine::new(context(), None);
+        let answers = [
+            Answer::Yes(true),
+            Answer::Network(Network::Bittensor),
+            Answer::Text("alice".into()),
+            Answer::Text("miner".into()),
+            Answer::Text("default".into()),
+            Answer::Chain(Chain::Mainnet),
+        ];
+        let mut asked = Vec::new();
+        for answer in answers {
+            asked.push(ask(&engine));
+            engine.answer(answer)?;
+        }
+        Ok((engine, asked))
+    }
+
+    #[test]
+    fn back_walks_a_bittensor_run_back_to_the_first_question() -> Result<(), Refusal> {
+        let (mut engine, asked) = answered_bittensor_run()?;
+        assert!(matches!(engine.next(), Next::Ready(_)));
+        assert_eq!(engine.answered(), asked.len());
+        for (left, question) in asked.iter().enumerate().rev() {
+            assert!(engine.back());
+            assert_eq!(&ask(&engine), question);
+            assert_eq!(engine.answered(), left);
+        }
+        assert!(!engine.back(), "nothing left to undo");
+        assert_eq!(ask(&engine), Question::ConfirmSystemInfo);
+        // Going forward again works from the first question.
+        engine.answer(Answer::Yes(true))?;
+        assert_eq!(ask(&engine), Question::Network);
+        Ok(())
+    }
+
+    #[test]
+    fn back_at_the_start_changes_nothing() {
+        let mut engine = Engine::new(context(), None);
+        assert!(!engine.back());
+        assert_eq!(engine.answered(), 0);
+        assert_eq!(ask(&engine), Question::ConfirmSystemInfo);
+    }
+
+    #[test]
+    fn back_after_a_refused_answer_undoes_the_accepted_one_before() -> Result<(), Refusal> {
+        let mut engine = Engine::new(context(), None);
+        engine.answer(Answer::Yes(true))?;
+        engine.answer(Answer::Network(Network::Commune))?;
+        assert!(engine.answer(Answer::Text("x".into())).is_err());
+        assert_eq!(engine.answered(), 2, "a refused answer is not counted");
+        assert!(engine.back());
+        assert_eq!(ask(&engine), Question::Network);
+        engine.answer(Answer::Network(Network::Standard))?;
+        engine.answer(Answer::Text("alice".into()))?;
+        let Next::Ready(plan) = engine.next() else {
+            panic!("expected a plan");
+        };
+        assert_eq!(plan.network, Network::Standard);
+        Ok(())
+    }
+
+    #[test]
+    fn back_after_a_stop_asks_the_question_that_led_there() -> Result<(), Refusal> {
+        let mut ctx = context();
+        ctx.commune_keys.clear();
+        let mut engine = Engine::new(ctx, None);
+        engine.answer(Answer::Yes(true))?;
+        engine.answer(Answer::Network(Network::Commune))?;
+        engine.answer(Answer::Text("alice".into()))?;
+        assert_eq!(engine.next(), Next::Stop(Stop::NoCommuneKey));
+        assert!(engine.back());
+        assert_eq!(ask(&engine), Question::Username);
+        Ok(())
+    }
+
+    #[test]
+    fn back_after_the_wallets_changed_stops_replaying_at_the_refused_answer() -> Result<(), Refusal>
+    {
+        let (mut engine, _) = answered_bittensor_run()?;
+        // The chosen wallet is gone; another one appeared.
+        let mut other = engine.context().bittensor_wallets[0].clone();
+        other.name = "spare".into();
+        engine.refresh_wallets(vec![other], Vec::new());
+        assert_eq!(ask(&engine), Question::BittensorWallet);
+        // Undoing the chain replays the wallet answer, now refused, which ends the replay at
+        // the wallet question: where the user already stood. So the username is undone too,
+        // and the user sees the question before the one on screen.
+        assert!(engine.back());
+        assert_eq!(engine.answered(), 2);
+        assert_eq!(
+            ask(&engine),
+            Question::Username,
+            "back always moves the flow"
+        );
+        Ok(())
     }
 }
