@@ -13,12 +13,10 @@ use indicatif::{ProgressBar, ProgressDrawTarget};
 
 use crate::api::client::CoordinatorClient;
 use crate::config::Settings;
-use crate::inventory;
-use crate::register::engine::{
-    Answer, Context, Engine, Next, Question, Refusal, Stop, check_username,
-};
+use crate::register::engine::{Answer, Engine, Next, Question, Refusal, Stop, check_username};
 use crate::register::record::{self, Chain, Network};
-use crate::register::{display, submit, wallets};
+use crate::register::session::{self, BTCLI, COMX, Maker};
+use crate::register::{display, submit};
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
@@ -145,27 +143,22 @@ pub(super) fn run(args: RegisterArgs, home: Option<PathBuf>) -> anyhow::Result<E
     }
     // inquire draws its prompts on stderr and reads the keyboard from stdin.
     let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
-    let existing = record::load(&settings.home)?;
     let runtime = Runtime::new()?;
     let reading = spinner("Reading this machine's hardware…");
-    let found = runtime.block_on(inventory::collect(&settings))?;
+    let prepared = runtime.block_on(session::prepare(&settings))?;
     reading.finish_and_clear();
-    let found = found?;
-    if !found.coordinator.reachable {
-        anyhow::bail!(
-            "cannot reach the coordinator at {} ({}): start it with `polaris server`, or set SERVER_URL",
-            settings.server_url,
-            found.coordinator.error.as_deref().unwrap_or("no answer")
-        );
+    let session::Prepared {
+        inventory: found,
+        context,
+        warnings,
+        user_home,
+    } = prepared?;
+    for warning in &warnings {
+        // `polaris inventory` reports a failed location lookup; here it has never been shown.
+        if found.location.warning.as_ref() != Some(warning) {
+            eprintln!("polaris: warning: {warning}");
+        }
     }
-    let user_home = crate::config::user_home().unwrap_or_default();
-    let (bittensor_wallets, commune_keys) = read_wallets(&user_home);
-    let context = Context {
-        existing,
-        system_info: inventory::to_system_info(&found),
-        bittensor_wallets,
-        commune_keys,
-    };
     let mut engine = Engine::new(context, args.uid);
     let plan = loop {
         let question = match engine.next() {
@@ -196,7 +189,7 @@ pub(super) fn run(args: RegisterArgs, home: Option<PathBuf>) -> anyhow::Result<E
                         _ => &BTCLI,
                     };
                     if create_with(maker)?.is_some() {
-                        engine_reload(&mut engine, &user_home)?;
+                        session::reload_wallets(&mut engine, &user_home)?;
                     }
                     continue;
                 }
@@ -225,13 +218,8 @@ pub(super) fn run(args: RegisterArgs, home: Option<PathBuf>) -> anyhow::Result<E
         }
     };
     submit::check(&plan)?;
-    if !found.ssh.is_ssh() {
-        eprintln!(
-            "polaris: warning: no SSH server answers on port {}: validators cannot verify this miner \
-             until one does ({}); registering anyway.",
-            found.ssh.port,
-            ssh_howto()
-        );
+    if let Some(warning) = session::ssh_warning(&found) {
+        eprintln!("polaris: warning: {warning}");
     }
     let client = CoordinatorClient::new(&settings.server_url)?;
     let sending = spinner(&format!("Registering with {}…", client.base()));
@@ -244,21 +232,6 @@ pub(super) fn run(args: RegisterArgs, home: Option<PathBuf>) -> anyhow::Result<E
         record::path(&settings.home).display()
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// The wallets and keys on this machine. An unreadable folder is a warning, not a failure: it
-/// must not stop a Standard registration.
-fn read_wallets(user_home: &Path) -> (Vec<wallets::BittensorWallet>, Vec<wallets::CommuneKey>) {
-    let bittensor =
-        wallets::bittensor_wallets(&wallets::bittensor_dir(user_home)).unwrap_or_else(|err| {
-            eprintln!("polaris: warning: {err:#}; no Bittensor wallet can be offered");
-            Vec::new()
-        });
-    let commune = wallets::commune_keys(&wallets::commune_dir(user_home)).unwrap_or_else(|err| {
-        eprintln!("polaris: warning: {err:#}; no Commune key can be offered");
-        Vec::new()
-    });
-    (bittensor, commune)
 }
 
 /// The flag's answer to `question`, if the user gave one.
@@ -389,7 +362,7 @@ fn cancelled_is_none<T>(answer: Result<T, inquire::InquireError>) -> anyhow::Res
 
 /// Adds "create a new one" to a selection when the tool is installed.
 fn offer_creation(choices: &mut Vec<Choice<String>>, maker: &Maker) {
-    if on_path(maker.tool) {
+    if maker.installed() {
         choices.push(Choice {
             label: format!("+ Create a new {} with {}", maker.what, maker.tool),
             value: CREATE_NEW.to_owned(),
@@ -404,32 +377,6 @@ fn labelled(name: &str, ss58: Option<&str>) -> String {
     }
 }
 
-/// Handles a stop: Some(exit code) ends the command; None means the engine can go on (a
-/// wallet was just created).
-/// A wallet tool: what it makes and the arguments that make one (the name comes last).
-struct Maker {
-    what: &'static str,
-    tool: &'static str,
-    create: &'static [&'static str],
-}
-
-const BTCLI: Maker = Maker {
-    what: "Bittensor wallet",
-    tool: "btcli",
-    create: &[
-        "wallet",
-        "create",
-        "--wallet.hotkey",
-        "default",
-        "--wallet.name",
-    ],
-};
-const COMX: Maker = Maker {
-    what: "Commune key",
-    tool: "comx",
-    create: &["key", "create"],
-};
-
 /// The selection entry that creates a new wallet or key instead of picking one.
 const CREATE_NEW: &str = "\0create";
 
@@ -440,9 +387,8 @@ fn create_with(maker: &Maker) -> anyhow::Result<Option<bool>> {
         return Ok(None);
     };
     // The tool talks to the user directly (mnemonic, password prompts).
-    let status = std::process::Command::new(maker.tool)
-        .args(maker.create)
-        .arg(name.trim())
+    let status = maker
+        .command(&name)
         .status()
         .with_context(|| format!("cannot run {}", maker.tool))?;
     if !status.success() {
@@ -459,19 +405,19 @@ fn stopped(
     interactive: bool,
     user_home: &Path,
 ) -> anyhow::Result<Option<ExitCode>> {
-    let (maker, dir) = match stop {
-        Stop::KeptExisting => {
-            println!("Using existing registration.");
-            return Ok(Some(ExitCode::SUCCESS));
-        }
-        Stop::Declined => {
-            println!("Registration cancelled.");
-            return Ok(Some(ExitCode::FAILURE));
-        }
-        Stop::NoBittensorWallet => (&BTCLI, wallets::bittensor_dir(user_home)),
-        Stop::NoCommuneKey => (&COMX, wallets::commune_dir(user_home)),
+    let Some((maker, dir)) = session::maker_for(stop, user_home) else {
+        return Ok(Some(match stop {
+            Stop::KeptExisting => {
+                println!("Using existing registration.");
+                ExitCode::SUCCESS
+            }
+            _ => {
+                println!("Registration cancelled.");
+                ExitCode::FAILURE
+            }
+        }));
     };
-    if interactive && on_path(maker.tool) {
+    if interactive && maker.installed() {
         let make = cancelled_is_none(
             inquire::Confirm::new(&format!(
                 "No {} found in {}. Create one with `{}` now?",
@@ -493,7 +439,7 @@ fn stopped(
                     return Ok(Some(ExitCode::from(CANCELLED)));
                 }
                 Some(true) => {
-                    engine_reload(engine, user_home)?;
+                    session::reload_wallets(engine, user_home)?;
                     return Ok(None);
                 }
                 Some(false) => return Ok(Some(ExitCode::FAILURE)),
@@ -502,37 +448,12 @@ fn stopped(
         }
     }
     eprintln!(
-        "polaris: error: no {} found in {}. Create one with:\n  {} {} NAME\nthen run `polaris register` again.",
+        "polaris: error: no {} found in {}. Create one with:\n  {}\nthen run `polaris register` again.",
         maker.what,
         dir.display(),
-        maker.tool,
-        maker.create.join(" ")
+        maker.hint()
     );
     Ok(Some(ExitCode::FAILURE))
-}
-
-fn engine_reload(engine: &mut Engine, user_home: &Path) -> anyhow::Result<()> {
-    engine.refresh_wallets(
-        wallets::bittensor_wallets(&wallets::bittensor_dir(user_home))?,
-        wallets::commune_keys(&wallets::commune_dir(user_home))?,
-    );
-    Ok(())
-}
-
-fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
-}
-
-/// How to turn on an SSH server here.
-fn ssh_howto() -> &'static str {
-    if cfg!(target_os = "macos") {
-        "turn on Remote Login: `sudo systemsetup -setremotelogin on`"
-    } else if cfg!(windows) {
-        "install OpenSSH Server: `Add-WindowsCapability -Online -Name OpenSSH.Server~~~~0.0.1.0; Start-Service sshd`"
-    } else {
-        "on Debian/Ubuntu: `sudo apt-get install -y openssh-server && sudo systemctl enable --now ssh`"
-    }
 }
 
 /// A spinner on stderr when it is a terminal; nothing otherwise.
