@@ -10,6 +10,7 @@ pub mod log_files;
 pub mod pidfile;
 pub mod process;
 pub mod rotating_log;
+pub mod subnet_update;
 pub mod supervisor;
 pub mod tail;
 pub mod usage;

@@ -1,16 +1,15 @@
 //! `polaris update subnet`: clone POLARIS_COMPUTE_REPO into POLARIS_COMPUTE_DIR, or fetch and
-//! fast-forward it, then restart compute_subnet if it was running.
-//!
-//! Local changes are refused, not stashed: the original stashed them silently, and a miner's
-//! hand fixes vanished on the next update. The message says how to keep or drop them.
+//! fast-forward it (`agent::subnet_update` does the git work and refuses local changes), print
+//! what happened, then restart compute_subnet if it was running.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use crate::agent::control::{self, Request, Response};
+use crate::agent::subnet_update::{self, UpdateOutcome, short};
 use crate::config::Settings;
 
 #[derive(Debug, Args)]
@@ -26,29 +25,6 @@ pub enum UpdateTarget {
     Subnet,
 }
 
-/// Runs git with its output captured; a failure carries git's own words.
-fn git(dir: Option<&Path>, args: &[&str]) -> anyhow::Result<String> {
-    let mut command = Command::new("git");
-    if let Some(dir) = dir {
-        command.arg("-C").arg(dir);
-    }
-    let output = command
-        .args(args)
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .stdin(Stdio::null())
-        .output()
-        .context("cannot run git: is it installed?")?;
-    if output.status.success() {
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-    } else {
-        anyhow::bail!(
-            "git {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr).trim()
-        )
-    }
-}
-
 pub(super) fn run(args: UpdateArgs, home: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let UpdateTarget::Subnet = args.target;
     let settings = Settings::load(home, &[])?;
@@ -59,48 +35,19 @@ pub(super) fn run(args: UpdateArgs, home: Option<PathBuf>) -> anyhow::Result<Exi
         return Ok(ExitCode::from(2));
     };
     println!("Updating Polaris Subnet Repository...");
-    let empty = std::fs::read_dir(dir).map_or(true, |mut entries| entries.next().is_none());
-    if empty {
-        let target = dir.to_string_lossy();
-        git(None, &["clone", "--quiet", repo, &target])?;
-        println!("Cloned {repo} into {}.", dir.display());
-    } else {
-        if git(Some(dir), &["rev-parse", "--is-inside-work-tree"]).is_err() {
-            anyhow::bail!(
-                "{} exists but is not a git checkout: move it away, or point POLARIS_COMPUTE_DIR elsewhere",
-                dir.display()
-            );
+    // The outcome line says what happened; the steps are quick enough not to need their own.
+    match subnet_update::update(repo, dir, &mut |_| {})? {
+        UpdateOutcome::Cloned { repo, dir } => println!("Cloned {repo} into {}.", dir.display()),
+        UpdateOutcome::AlreadyUpToDate { commit } => {
+            println!("Already up to date ({}).", short(&commit));
         }
-        let changes = git(
-            Some(dir),
-            &["status", "--porcelain", "--untracked-files=no"],
-        )?;
-        if !changes.trim().is_empty() {
-            anyhow::bail!(
-                "{} has local changes; nothing was updated. Keep them with `git -C {0} stash` \
-                 (and `git stash pop` after), or drop them with `git -C {0} checkout -- .`",
-                dir.display()
-            );
-        }
-        let before = git(Some(dir), &["rev-parse", "HEAD"])?;
-        git(Some(dir), &["fetch", "--quiet", "origin"])?;
-        git(Some(dir), &["merge", "--ff-only", "--quiet", "@{upstream}"]).map_err(|e| {
-            e.context("cannot fast-forward: the checkout has commits origin does not have")
-        })?;
-        let after = git(Some(dir), &["rev-parse", "HEAD"])?;
-        if before == after {
-            println!("Already up to date ({}).", short(&after));
-        } else {
-            println!("Updated {} → {}.", short(&before), short(&after));
+        UpdateOutcome::Updated { from, to } => {
+            println!("Updated {} → {}.", short(&from), short(&to))
         }
     }
     restart_if_running(&settings.home)?;
     println!("Update completed successfully.");
     Ok(ExitCode::SUCCESS)
-}
-
-fn short(commit: &str) -> &str {
-    commit.trim().get(..10).unwrap_or(commit.trim())
 }
 
 /// Asks a running agent to restart compute_subnet, if it runs it.
@@ -117,7 +64,15 @@ fn restart_if_running(home: &Path) -> anyhow::Result<()> {
     if running {
         match runtime.block_on(control::ask(&socket, Request::RestartCompute)) {
             Ok(Response::Done { .. }) => println!("compute_subnet restarted."),
-            Ok(other) => println!("compute_subnet was not restarted: {other:?}"),
+            Ok(Response::Refused { message }) => {
+                println!("compute_subnet was not restarted: {message}");
+            }
+            // A catch-all: the control socket may learn new answers.
+            Ok(_) => println!(
+                "compute_subnet was not restarted: the agent gave an answer that is not about a \
+                 restart; restart it with `polaris stop` and `polaris start`"
+            ),
+            // Only the error's words: its type belongs to the control socket.
             Err(err) => println!("compute_subnet was not restarted: {err}"),
         }
     }
