@@ -65,7 +65,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     };
 
     let (compute_state, compute_rx) = watch::channel(supervisor::State::default());
-    let (restart_tx, restart_rx) = mpsc::channel(4);
+    let (compute_tx, compute_requests) = mpsc::channel(4);
     let compute_configured = settings.compute.cmd.is_some();
     let compute_cancel = CancellationToken::new();
     let compute = settings.compute.cmd.clone().map(|cmd| {
@@ -74,7 +74,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         tokio::spawn(supervisor::run(
             config,
             compute_state,
-            restart_rx,
+            compute_requests,
             compute_cancel.clone(),
         ))
     });
@@ -91,7 +91,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         Some(instructions_tx),
         heartbeat_cancel.clone(),
     ));
-    let restart_from_coordinator = restart_tx.clone();
+    let restart_from_coordinator = compute_tx.clone();
     tokio::spawn(async move {
         while let Some(heartbeat::Instruction::RestartCompute) = instructions.recv().await {
             let _ = restart_from_coordinator
@@ -100,39 +100,58 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         }
     });
 
+    let base = Snapshot {
+        agent_pid: me,
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        started_at,
+        compute_configured,
+        compute: compute_configured.then(|| compute_rx.borrow().clone()),
+        heartbeat: heartbeat_rx.borrow().clone(),
+        coordinator,
+    };
+    let (snapshot_tx, snapshot_rx) = watch::channel(base.clone());
+    tokio::spawn(publish_snapshots(
+        base,
+        compute_configured.then(|| compute_rx.clone()),
+        heartbeat_rx,
+        snapshot_tx,
+    ));
+
     let handler = {
         let cancel = cancel.clone();
         move |request: Request| match request {
-            Request::Status => Response::Status(Box::new(Snapshot {
-                agent_pid: me,
-                started_at,
-                compute_configured,
-                compute: compute_configured.then(|| compute_rx.borrow().clone()),
-                heartbeat: heartbeat_rx.borrow().clone(),
-                coordinator: coordinator.clone(),
-            })),
             Request::Stop => {
                 cancel.cancel();
                 Response::Done {
                     message: "stopping".to_owned(),
                 }
             }
-            Request::RestartCompute if compute_configured => {
-                match restart_tx.try_send(supervisor::Request::Restart) {
-                    Ok(()) => Response::Done {
-                        message: "restarting compute_subnet".to_owned(),
-                    },
-                    Err(_) => Response::Refused {
-                        message: "a restart is already on its way".to_owned(),
-                    },
+            Request::RestartCompute | Request::StartCompute | Request::StopCompute
+                if !compute_configured =>
+            {
+                Response::Refused {
+                    message: "compute_subnet is not configured (POLARIS_COMPUTE_CMD)".to_owned(),
                 }
             }
-            Request::RestartCompute => Response::Refused {
-                message: "compute_subnet is not configured (POLARIS_COMPUTE_CMD)".to_owned(),
-            },
-            // Streamed by the control socket itself, never handed here.
-            Request::Logs { .. } => Response::Refused {
-                message: "logs are streamed, not answered".to_owned(),
+            Request::RestartCompute => ask_supervisor(
+                &compute_tx,
+                supervisor::Request::Restart,
+                "restarting compute_subnet",
+            ),
+            Request::StartCompute => ask_supervisor(
+                &compute_tx,
+                supervisor::Request::Start,
+                "starting compute_subnet",
+            ),
+            Request::StopCompute => ask_supervisor(
+                &compute_tx,
+                supervisor::Request::Stop,
+                "stopping compute_subnet",
+            ),
+            // Answered by the control socket itself (from the snapshots, or streamed), never
+            // handed here.
+            Request::Status | Request::Watch { .. } | Request::Logs { .. } => Response::Refused {
+                message: "answered by the control socket, not the agent".to_owned(),
             },
         }
     };
@@ -141,7 +160,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let control = tokio::spawn({
         let cancel = cancel.clone();
         async move {
-            let served = control::serve(&socket, logs_dir, handler, cancel.clone()).await;
+            let served =
+                control::serve(&socket, logs_dir, snapshot_rx, handler, cancel.clone()).await;
             // Without its socket nobody can reach or stop the agent: stop rather than run headless.
             if let Err(err) = &served {
                 tracing::error!(error = %err, socket = %socket.display(), "control socket failed");
@@ -166,6 +186,60 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     pidfile::remove(&home, AGENT);
     tracing::info!("agent stopped");
     Ok(())
+}
+
+/// Hands `request` to the supervisor without waiting (the control socket's handler is sync).
+fn ask_supervisor(
+    requests: &mpsc::Sender<supervisor::Request>,
+    request: supervisor::Request,
+    doing: &str,
+) -> Response {
+    match requests.try_send(request) {
+        Ok(()) => Response::Done {
+            message: doing.to_owned(),
+        },
+        Err(_) => Response::Refused {
+            message: "compute_subnet is busy with earlier requests: try again in a moment"
+                .to_owned(),
+        },
+    }
+}
+
+/// Keeps `snapshots` equal to the agent's state: recomputed whenever the supervisor's or the
+/// heartbeat sender's state changes, published only when it differs (so watchers wake for
+/// real changes). Ends when both services are gone.
+async fn publish_snapshots(
+    base: Snapshot,
+    mut compute: Option<watch::Receiver<supervisor::State>>,
+    mut heartbeat: watch::Receiver<heartbeat::State>,
+    snapshots: watch::Sender<Snapshot>,
+) {
+    // A closed channel still holds its last value: the supervisor's final state stays shown.
+    let (mut compute_open, mut heartbeat_open) = (compute.is_some(), true);
+    while compute_open || heartbeat_open {
+        let current = Snapshot {
+            compute: compute.as_mut().map(|c| c.borrow_and_update().clone()),
+            heartbeat: heartbeat.borrow_and_update().clone(),
+            ..base.clone()
+        };
+        snapshots.send_if_modified(|s| {
+            let changed = *s != current;
+            if changed {
+                *s = current;
+            }
+            changed
+        });
+        let compute_changed = async {
+            match compute.as_mut() {
+                Some(c) => c.changed().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            changed = compute_changed, if compute_open => compute_open = changed.is_ok(),
+            changed = heartbeat.changed(), if heartbeat_open => heartbeat_open = changed.is_ok(),
+        }
+    }
 }
 
 /// Takes `pids/polaris.lock` exclusively, or says which agent holds it.

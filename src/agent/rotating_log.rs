@@ -1,9 +1,11 @@
 //! A log file that rotates by size: at `max_bytes` the file becomes `NAME.1`, `NAME.1` becomes
 //! `NAME.2` and so on, and the oldest is dropped, so a stream never takes more than
 //! `max_bytes × keep` of disk. Each line gets an RFC 3339 timestamp and its stream's tag.
+//! Lines are buffered: a writer calls [`RotatingLog::flush`] when they must reach the file (the
+//! supervisor's pump once the pipe is drained, the agent's own log after each event).
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -26,9 +28,18 @@ pub struct RotatingLog {
     path: PathBuf,
     max_bytes: u64,
     keep: usize,
-    file: File,
+    file: BufWriter<File>,
     written: u64,
     generation: u64,
+}
+
+/// Bytes gathered before a write to the file: a flood of short lines costs few system calls.
+const BUFFER: usize = 64 * 1024;
+
+fn open_append(path: &Path) -> io::Result<(BufWriter<File>, u64)> {
+    let file = OpenOptions::new().create(true).append(true).open(path)?;
+    let len = file.metadata()?.len();
+    Ok((BufWriter::with_capacity(BUFFER, file), len))
 }
 
 /// `NAME.log.N`.
@@ -44,8 +55,7 @@ impl RotatingLog {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
-        let written = file.metadata()?.len();
+        let (file, written) = open_append(path)?;
         Ok(Self {
             path: path.to_path_buf(),
             max_bytes: max_bytes.max(1),
@@ -57,11 +67,9 @@ impl RotatingLog {
     }
 
     fn reopen(&mut self) -> io::Result<()> {
-        self.file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)?;
-        self.written = self.file.metadata()?.len();
+        // What is buffered belongs to the file it was written for (now moved away).
+        let _ = self.file.flush();
+        (self.file, self.written) = open_append(&self.path)?;
         Ok(())
     }
 
@@ -92,7 +100,7 @@ impl RotatingLog {
     fn rotate(&mut self) -> io::Result<()> {
         self.file.flush()?;
         if self.keep == 1 {
-            self.file.set_len(0)?;
+            self.file.get_ref().set_len(0)?;
             self.written = 0;
             return Ok(());
         }
@@ -108,11 +116,7 @@ impl RotatingLog {
             }
         }
         std::fs::rename(&self.path, rotated_path(&self.path, 1))?;
-        self.file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)?;
-        self.written = 0;
+        (self.file, self.written) = open_append(&self.path)?;
         Ok(())
     }
 }

@@ -4,7 +4,8 @@
 //!   30 s; after repeated fast failures the state says "crash-looping" but retries go on at the
 //!   cap (never a terminal FATAL);
 //! - stop: SIGTERM to the whole process group, SIGKILL after a grace period, so no child of
-//!   compute_subnet outlives it.
+//!   compute_subnet outlives it;
+//! - on request: `Stop` stops it and keeps it stopped (no restarts) until `Start` or `Restart`.
 //!
 //! The state is published on a `watch` channel for the status command and the dashboard.
 
@@ -82,6 +83,9 @@ pub struct State {
     pub crash_looping: bool,
     /// Why the process could not be started, when it could not.
     pub spawn_error: Option<String>,
+    /// When the next start is due, while in [`Phase::Backoff`].
+    #[serde(default)]
+    pub next_start_at: Option<DateTime<Utc>>,
 }
 
 impl Default for State {
@@ -94,6 +98,7 @@ impl Default for State {
             last_exit: None,
             crash_looping: false,
             spawn_error: None,
+            next_start_at: None,
         }
     }
 }
@@ -101,7 +106,12 @@ impl Default for State {
 /// What the supervisor can be asked to do while it runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Request {
+    /// Stop it and start it again at once, with a fresh backoff (starts it when stopped).
     Restart,
+    /// Stop it and keep it stopped until `Start` or `Restart`.
+    Stop,
+    /// Start it at once when stopped or waiting out a backoff; a no-op while it runs.
+    Start,
 }
 
 /// The backoff before restart number `attempt` (0-based): start × 2^attempt, capped.
@@ -168,7 +178,10 @@ fn pump(reader: impl AsyncRead + Unpin + Send + 'static, path: PathBuf, stream: 
             }
             if let Ok(log) = log.as_mut() {
                 let text = String::from_utf8_lossy(&line);
-                if log.write_line(stream.tag(), &text).is_ok() {
+                // Flush only once no whole line is waiting in the pipe's buffer: a flood is
+                // written in large batches, a quiet line still lands at once.
+                if log.write_line(stream.tag(), &text).is_ok() && !reader.buffer().contains(&b'\n')
+                {
                     let _ = log.flush();
                 }
             }
@@ -216,10 +229,73 @@ fn exit_of(status: std::process::ExitStatus) -> Exit {
     }
 }
 
+/// How a run of the process ended.
 enum Outcome {
     Exited(std::io::Result<std::process::ExitStatus>),
-    Stop,
+    /// The supervisor is cancelled (the agent stops).
+    Cancelled,
     Restart,
+    /// Stopped on request: stay stopped.
+    Stop,
+}
+
+/// How a wait (a backoff, or stopped on request) ended.
+enum Wake {
+    /// Start now.
+    Start,
+    /// Stay stopped until asked to start.
+    Stop,
+    Cancelled,
+}
+
+/// Waits out `delay`, unless a request or `cancel` comes first.
+async fn wait_backoff(
+    delay: Duration,
+    requests: &mut mpsc::Receiver<Request>,
+    cancel: &CancellationToken,
+) -> Option<Wake> {
+    tokio::select! {
+        () = tokio::time::sleep(delay) => None,
+        () = cancel.cancelled() => Some(Wake::Cancelled),
+        Some(request) = requests.recv() => Some(match request {
+            Request::Restart | Request::Start => Wake::Start,
+            Request::Stop => Wake::Stop,
+        }),
+    }
+}
+
+/// Stopped on request: waits for `Start` or `Restart` (Wake::Start) or `cancel`.
+async fn wait_stopped(requests: &mut mpsc::Receiver<Request>, cancel: &CancellationToken) -> Wake {
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return Wake::Cancelled,
+            request = requests.recv() => match request {
+                Some(Request::Start | Request::Restart) => return Wake::Start,
+                Some(Request::Stop) => {}
+                // Nobody can ask any more: stay stopped until the agent stops.
+                None => {
+                    cancel.cancelled().await;
+                    return Wake::Cancelled;
+                }
+            },
+        }
+    }
+}
+
+/// Marks the process stopped on request and waits to be started again; false: cancelled.
+async fn stay_stopped(
+    state: &watch::Sender<State>,
+    requests: &mut mpsc::Receiver<Request>,
+    cancel: &CancellationToken,
+) -> bool {
+    state.send_modify(|s| {
+        s.phase = Phase::Stopped;
+        s.pid = None;
+        s.next_start_at = None;
+        s.crash_looping = false;
+    });
+    tracing::info!("compute_subnet stopped on request");
+    matches!(wait_stopped(requests, cancel).await, Wake::Start)
 }
 
 /// Supervises until `cancel`, then stops the process (and its group) and returns.
@@ -232,10 +308,11 @@ pub async fn run(
     let logs = |stream| log_files::path(&config.logs_dir, Process::ComputeSubnet, stream);
     let mut attempt = 0u32;
     let mut fast_failures = 0u32;
-    while !cancel.is_cancelled() {
+    'supervise: while !cancel.is_cancelled() {
         state.send_modify(|s| {
             s.phase = Phase::Starting;
             s.pid = None;
+            s.next_start_at = None;
         });
         let started = Instant::now();
         match spawn(&config) {
@@ -258,10 +335,17 @@ pub async fn run(
                     s.started_at = Some(Utc::now());
                     s.spawn_error = None;
                 });
-                let outcome = tokio::select! {
-                    status = child.wait() => Outcome::Exited(status),
-                    () = cancel.cancelled() => Outcome::Stop,
-                    Some(Request::Restart) = requests.recv() => Outcome::Restart,
+                let outcome = loop {
+                    tokio::select! {
+                        status = child.wait() => break Outcome::Exited(status),
+                        () = cancel.cancelled() => break Outcome::Cancelled,
+                        Some(request) = requests.recv() => match request {
+                            Request::Restart => break Outcome::Restart,
+                            Request::Stop => break Outcome::Stop,
+                            // Already running.
+                            Request::Start => {}
+                        },
+                    }
                 };
                 let status = match outcome {
                     Outcome::Exited(status) => {
@@ -272,23 +356,23 @@ pub async fn run(
                         }
                         status
                     }
-                    Outcome::Stop | Outcome::Restart => {
+                    Outcome::Cancelled | Outcome::Restart | Outcome::Stop => {
                         state.send_modify(|s| s.phase = Phase::Stopping);
                         let status = stop(&mut child, config.stop_grace).await;
-                        if matches!(outcome, Outcome::Stop) {
-                            state.send_modify(|s| {
-                                s.last_exit = status.ok().map(exit_of);
-                                s.phase = Phase::Stopped;
-                                s.pid = None;
-                            });
-                            return;
+                        state.send_modify(|s| s.last_exit = status.ok().map(exit_of));
+                        match outcome {
+                            Outcome::Cancelled => break 'supervise,
+                            Outcome::Restart => state.send_modify(|s| {
+                                s.restarts += 1;
+                                s.crash_looping = false;
+                            }),
+                            _ => {
+                                if !stay_stopped(&state, &mut requests, &cancel).await {
+                                    break 'supervise;
+                                }
+                            }
                         }
                         // Asked for: start again at once, with a fresh backoff.
-                        state.send_modify(|s| {
-                            s.last_exit = status.ok().map(exit_of);
-                            s.restarts += 1;
-                            s.crash_looping = false;
-                        });
                         attempt = 0;
                         fast_failures = 0;
                         continue;
@@ -307,21 +391,35 @@ pub async fn run(
         }
         let delay = backoff(&config, attempt);
         attempt = attempt.saturating_add(1);
+        let due = chrono::Duration::from_std(delay)
+            .ok()
+            .and_then(|d| Utc::now().checked_add_signed(d));
         state.send_modify(|s| {
             s.phase = Phase::Backoff;
             s.pid = None;
             s.crash_looping = fast_failures >= config.crash_loop_after;
+            s.next_start_at = due;
         });
-        tokio::select! {
-            () = tokio::time::sleep(delay) => {}
-            () = cancel.cancelled() => break,
-            Some(Request::Restart) = requests.recv() => attempt = 0,
+        match wait_backoff(delay, &mut requests, &cancel).await {
+            None => state.send_modify(|s| s.restarts += 1),
+            Some(Wake::Start) => {
+                attempt = 0;
+                state.send_modify(|s| s.restarts += 1);
+            }
+            Some(Wake::Stop) => {
+                if !stay_stopped(&state, &mut requests, &cancel).await {
+                    break;
+                }
+                attempt = 0;
+                fast_failures = 0;
+            }
+            Some(Wake::Cancelled) => break,
         }
-        state.send_modify(|s| s.restarts += 1);
     }
     state.send_modify(|s| {
         s.phase = Phase::Stopped;
         s.pid = None;
+        s.next_start_at = None;
     });
 }
 
@@ -498,5 +596,92 @@ mod tests {
         assert!(!alive(second), "the old run is gone");
         run.cancel.cancel();
         run.task.await.expect("supervisor ended");
+    }
+
+    #[tokio::test]
+    async fn stop_keeps_it_stopped_until_start_or_restart() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut run = start(config(dir.path(), "sleep 1000"));
+        let first = until(&mut run.state, |s| s.phase == Phase::Running).await;
+        let pid = first.pid.expect("a pid");
+        run.requests
+            .send(Request::Stop)
+            .await
+            .expect("request sent");
+        let stopped = until(&mut run.state, |s| s.phase == Phase::Stopped).await;
+        assert_eq!(stopped.pid, None);
+        assert!(!alive(pid), "the run was stopped");
+        // Stopped on request means no restarts: well past the backoff, still stopped.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let still = run.state.borrow().clone();
+        assert_eq!(
+            (still.phase, still.restarts),
+            (Phase::Stopped, 0),
+            "{still:?}"
+        );
+        run.requests
+            .send(Request::Start)
+            .await
+            .expect("request sent");
+        let second = until(&mut run.state, |s| s.phase == Phase::Running).await;
+        let second_pid = second.pid.expect("a pid");
+        assert_ne!(second_pid, pid);
+        // Start while running changes nothing.
+        run.requests
+            .send(Request::Start)
+            .await
+            .expect("request sent");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(run.state.borrow().pid, Some(second_pid));
+        // Restart while stopped starts it too.
+        run.requests
+            .send(Request::Stop)
+            .await
+            .expect("request sent");
+        until(&mut run.state, |s| s.phase == Phase::Stopped).await;
+        run.requests
+            .send(Request::Restart)
+            .await
+            .expect("request sent");
+        let third = until(&mut run.state, |s| s.phase == Phase::Running).await;
+        assert!(third.pid.is_some() && third.pid != Some(second_pid));
+        run.cancel.cancel();
+        run.task.await.expect("supervisor ended");
+        assert_eq!(run.state.borrow().phase, Phase::Stopped);
+    }
+
+    #[tokio::test]
+    async fn a_backoff_says_when_the_next_start_is_due_and_stop_ends_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut settings = config(dir.path(), "exit 1");
+        settings.backoff_start = Duration::from_secs(30);
+        settings.backoff_max = Duration::from_secs(30);
+        let mut run = start(settings);
+        let before = Utc::now();
+        let waiting = until(&mut run.state, |s| s.phase == Phase::Backoff).await;
+        let due = waiting.next_start_at.expect("a due time");
+        let ahead = (due - before).num_seconds();
+        assert!((29..=31).contains(&ahead), "due {ahead} s ahead");
+        // A stop during the backoff: stopped, nothing due.
+        run.requests
+            .send(Request::Stop)
+            .await
+            .expect("request sent");
+        let stopped = until(&mut run.state, |s| s.phase == Phase::Stopped).await;
+        assert_eq!(stopped.next_start_at, None);
+        // Start: at once, not after the 30 s backoff.
+        run.requests
+            .send(Request::Start)
+            .await
+            .expect("request sent");
+        let again = until(&mut run.state, |s| {
+            s.phase == Phase::Backoff && s.next_start_at.is_some_and(|d| d > due)
+        })
+        .await;
+        assert!(again.last_exit.is_some());
+        run.cancel.cancel();
+        run.task.await.expect("supervisor ended");
+        let last = run.state.borrow().clone();
+        assert_eq!((last.phase, last.next_start_at), (Phase::Stopped, None));
     }
 }
