@@ -67,6 +67,51 @@ pub struct ComputeResource {
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
+impl ComputeResource {
+    /// The original's table cells: ID, Type, Location, Price/Hr, RAM, Storage, Specs (cells
+    /// may span lines). `view-compute` and the dashboard's Compute tab both show these.
+    pub fn table_cells(&self) -> Vec<String> {
+        let r = self;
+        let storage = format!(
+            "{} {}\nRead: {}\nWrite: {}",
+            r.storage.kind,
+            r.storage.capacity,
+            or_na(r.storage.read_speed.as_ref()),
+            or_na(r.storage.write_speed.as_ref())
+        );
+        let specs = match (&r.gpu_specs, &r.cpu_specs) {
+            (Some(gpu), _) => format!(
+                "GPU Name: {}\nMemory: {}\nCUDA Cores: {}\nClock Speed: {}",
+                gpu.gpu_name,
+                or_na(gpu.memory_size.as_ref()),
+                or_na(gpu.cuda_cores),
+                or_na(gpu.clock_speed.as_ref())
+            ),
+            (None, Some(cpu)) => format!(
+                "CPU Name: {}\nTotal CPUs: {}\nThreads/Core: {}\nMax MHz: {}",
+                or_na(cpu.cpu_name.as_ref()),
+                or_na(cpu.total_cpus),
+                or_na(cpu.threads_per_core),
+                or_na(cpu.cpu_max_mhz)
+            ),
+            (None, None) => "N/A".to_owned(),
+        };
+        vec![
+            r.id.clone(),
+            r.resource_type.to_uppercase(),
+            or_na(r.location.as_ref()),
+            format!("${:.2}", r.hourly_price),
+            r.ram.clone(),
+            storage,
+            specs,
+        ]
+    }
+}
+
+fn or_na(value: Option<impl ToString>) -> String {
+    value.map_or_else(|| "N/A".to_owned(), |v| v.to_string())
+}
+
 /// The disk behind a resource.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Storage {

@@ -11,7 +11,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::config::Settings;
-use crate::inventory::{self, bench, check, disks};
+use crate::inventory::{self, bench, check};
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
@@ -100,11 +100,7 @@ fn report_gates(gates: &[check::Gate], json: bool) -> ExitCode {
 /// Runs the disk benchmark in POLARIS_HOME with a progress bar and keeps the result.
 fn measure_disk(settings: &Settings) -> anyhow::Result<()> {
     let home = &settings.home;
-    std::fs::create_dir_all(home).with_context(|| format!("cannot create {}", home.display()))?;
-    let data = disks::read(home)?
-        .data_dir
-        .with_context(|| format!("cannot tell which filesystem holds {}", home.display()))?;
-    let plan = bench::Plan::for_data_dir(&data)?;
+    let plan = bench::Plan::for_home(home)?;
     eprintln!(
         "Measuring sequential disk speed in {} ({}; at most {} MiB and about 3 s)…",
         plan.dir.display(),
@@ -129,10 +125,7 @@ fn measure_disk(settings: &Settings) -> anyhow::Result<()> {
                 bench::Phase::Read => "read",
             });
         }
-        // Whichever bound comes first ends the phase: the bar follows the nearer one.
-        let by_bytes = bytes as f64 / plan.max_bytes as f64;
-        let by_time = phase_started.elapsed().as_secs_f64() / bench::PHASE_LIMIT.as_secs_f64();
-        bar.set_position((by_bytes.max(by_time).min(1.0) * 1000.0) as u64);
+        bar.set_position((plan.fraction(bytes, phase_started.elapsed()) * 1000.0) as u64);
         bar.set_message(format!("{} MiB", bytes >> 20));
     });
     bar.finish_and_clear();

@@ -108,43 +108,11 @@ pub(crate) fn render(pod: &Pod) -> String {
     resources.set_header(vec![
         "ID", "Type", "Location", "Price/Hr", "RAM", "Storage", "Specs",
     ]);
-    resources.add_rows(pod.compute_resources.iter().map(resource_row));
+    resources.add_rows(
+        pod.compute_resources
+            .iter()
+            .map(ComputeResource::table_cells),
+    );
     out.push_str(&format!("Compute Resources\n{resources}\n"));
     out
-}
-
-fn resource_row(r: &ComputeResource) -> Vec<String> {
-    let storage = format!(
-        "{} {}\nRead: {}\nWrite: {}",
-        r.storage.kind,
-        r.storage.capacity,
-        or_na(r.storage.read_speed.as_ref()),
-        or_na(r.storage.write_speed.as_ref())
-    );
-    let specs = match (&r.gpu_specs, &r.cpu_specs) {
-        (Some(gpu), _) => format!(
-            "GPU Name: {}\nMemory: {}\nCUDA Cores: {}\nClock Speed: {}",
-            gpu.gpu_name,
-            or_na(gpu.memory_size.as_ref()),
-            or_na(gpu.cuda_cores),
-            or_na(gpu.clock_speed.as_ref())
-        ),
-        (None, Some(cpu)) => format!(
-            "CPU Name: {}\nTotal CPUs: {}\nThreads/Core: {}\nMax MHz: {}",
-            or_na(cpu.cpu_name.as_ref()),
-            or_na(cpu.total_cpus),
-            or_na(cpu.threads_per_core),
-            or_na(cpu.cpu_max_mhz)
-        ),
-        (None, None) => "N/A".to_owned(),
-    };
-    vec![
-        r.id.clone(),
-        r.resource_type.to_uppercase(),
-        or_na(r.location.as_ref()),
-        format!("${:.2}", r.hourly_price),
-        r.ram.clone(),
-        storage,
-        specs,
-    ]
 }

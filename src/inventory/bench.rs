@@ -83,6 +83,24 @@ pub struct Plan {
 
 impl Plan {
     /// The plan for POLARIS_HOME, refused where a figure could only be memory's.
+    /// The plan for POLARIS_HOME itself (created when missing), found by its filesystem.
+    pub fn for_home(home: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(home)
+            .with_context(|| format!("cannot create {}", home.display()))?;
+        let data = super::disks::read(home)?
+            .data_dir
+            .with_context(|| format!("cannot tell which filesystem holds {}", home.display()))?;
+        Self::for_data_dir(&data)
+    }
+
+    /// How far a phase is, 0 to 1: whichever bound (bytes or time) comes first ends it, so
+    /// progress follows the nearer one.
+    pub fn fraction(&self, bytes: u64, phase_elapsed: Duration) -> f64 {
+        let by_bytes = bytes as f64 / self.max_bytes.max(1) as f64;
+        let by_time = phase_elapsed.as_secs_f64() / PHASE_LIMIT.as_secs_f64();
+        by_bytes.max(by_time).clamp(0.0, 1.0)
+    }
+
     pub fn for_data_dir(data: &DataDir) -> anyhow::Result<Self> {
         if data.in_memory() {
             anyhow::bail!(
