@@ -14,6 +14,7 @@
 //! - [`server`]: `polaris server`, the coordinator: HTTP routes, auth, the in-memory heartbeat
 //!   registry with its deadline index, the health check and alerts.
 //! - [`store`]: persistence behind a trait; the embedded SQLite store and its batching writer.
+//! - [`tui`]: the dashboard (`polaris` on a terminal), a client of the agent and the coordinator.
 
 pub mod agent;
 pub mod api;
@@ -25,3 +26,4 @@ pub mod register;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod tui;

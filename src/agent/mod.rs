@@ -6,6 +6,7 @@
 pub mod control;
 pub mod daemon;
 pub mod heartbeat;
+pub mod lifecycle;
 pub mod log_files;
 pub mod pidfile;
 pub mod process;

@@ -6,7 +6,6 @@ mod agent;
 mod completions;
 mod inventory;
 mod logs;
-mod pending;
 mod register;
 mod server;
 mod update;
@@ -68,6 +67,8 @@ pub enum Command {
     Server(server::ServerArgs),
     /// Print shell completions (e.g. `polaris completions bash > /etc/bash_completion.d/polaris`)
     Completions(completions::CompletionsArgs),
+    /// Open the dashboard (what `polaris` alone does on a terminal; the original's `monitor`)
+    Monitor,
 }
 
 /// Runs the parsed command line and maps the outcome to an exit code.
@@ -85,7 +86,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Some(Command::Update(args)) => update::run(args, cli.home),
         Some(Command::Inventory(args)) => inventory::run(args, cli.home),
         None if cli.daemon => agent::daemon(cli.home),
-        None if std::io::stdout().is_terminal() => pending::not_yet("the dashboard"),
+        Some(Command::Monitor) => dashboard(cli.home),
+        None if std::io::stdout().is_terminal() => dashboard(cli.home),
         None => {
             // Not a terminal and no command: a script called us wrongly.
             let _ = Cli::command().print_help();
@@ -99,6 +101,18 @@ pub fn run(cli: Cli) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The dashboard needs a terminal on both ends: keys in, screen out.
+fn dashboard(home: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
+        eprintln!(
+            "polaris: error: the dashboard needs a terminal; for scripts use `polaris status`, `polaris logs` or `polaris --daemon`"
+        );
+        return Ok(ExitCode::from(2));
+    }
+    let settings = crate::config::Settings::load(home, &[])?;
+    crate::tui::run(settings, crate::tui::DEFAULT_LOG_LINES)
 }
 
 #[cfg(test)]

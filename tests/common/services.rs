@@ -129,6 +129,16 @@ impl Tmux {
     /// Starts `command` (a shell line) in a 160×50 terminal in `dir`, or returns `None` after
     /// `missing_service` when tmux is not installed.
     pub fn start(command: &str, dir: &Path) -> Result<Option<Self>, Box<dyn std::error::Error>> {
+        Self::start_sized(command, dir, 160, 50)
+    }
+
+    /// [`start`](Self::start) on a `width`×`height` terminal.
+    pub fn start_sized(
+        command: &str,
+        dir: &Path,
+        width: u16,
+        height: u16,
+    ) -> Result<Option<Self>, Box<dyn std::error::Error>> {
         if which("tmux").is_none() {
             missing_service("tmux", "it is not installed");
             return Ok(None);
@@ -144,9 +154,9 @@ impl Tmux {
                 "new-session",
                 "-d",
                 "-x",
-                "160",
+                &width.to_string(),
                 "-y",
-                "50",
+                &height.to_string(),
                 "-c",
             ])
             .arg(dir)
@@ -174,6 +184,38 @@ impl Tmux {
         } else {
             Err("tmux send-keys failed".into())
         }
+    }
+
+    /// Resizes the terminal, as a user dragging the window would.
+    pub fn resize(&self, width: u16, height: u16) -> Result<(), Box<dyn std::error::Error>> {
+        let status = Command::new("tmux")
+            .arg("-S")
+            .arg(&self.socket)
+            .args([
+                "resize-window",
+                "-t",
+                "0",
+                "-x",
+                &width.to_string(),
+                "-y",
+                &height.to_string(),
+            ])
+            .status()?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err("tmux resize-window failed".into())
+        }
+    }
+
+    /// tmux's own view of the pane (`#{alternate_on}`, `#{cursor_flag}` …).
+    pub fn display(&self, format: &str) -> Result<String, Box<dyn std::error::Error>> {
+        let output = Command::new("tmux")
+            .arg("-S")
+            .arg(&self.socket)
+            .args(["display-message", "-p", "-t", "0", format])
+            .output()?;
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
     /// What the terminal shows now, scrollback included.
