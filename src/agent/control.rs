@@ -163,6 +163,8 @@ async fn connect(_path: &Path, _request: &Request) -> Result<BufReader<Conn>, Co
     )))
 }
 
+// Used by the server, built for Unix only so far.
+#[cfg_attr(not(unix), allow(dead_code))]
 fn json_line(value: &impl Serialize) -> std::io::Result<Vec<u8>> {
     let mut line = serde_json::to_vec(value)?;
     line.push(b'\n');
@@ -339,9 +341,11 @@ pub async fn stream_logs(
 
 /// Longest log line streamed whole; the rest is cut and counted (a line the supervisor wrote is
 /// at most 64 KiB already, but the files may hold anything).
+#[cfg_attr(not(unix), allow(dead_code))]
 const MAX_STREAMED_LINE: usize = 64 * 1024;
 
 /// Cuts `line` to [`MAX_STREAMED_LINE`] bytes at a char boundary, saying how much went.
+#[cfg_attr(not(unix), allow(dead_code))]
 fn cap_line(mut line: String) -> String {
     if line.len() <= MAX_STREAMED_LINE {
         return line;

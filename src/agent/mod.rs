@@ -1,7 +1,7 @@
 //! The agent (`polaris --daemon`, started in the background by `polaris start`): the daemon
 //! that runs the heartbeat sender, the supervisor of compute_subnet, the control socket and,
 //! standalone, the coordinator; PID files that know their process; the rotating log files and
-//! how they are read.
+//! how they are read; the rules `polaris start` and `stop` follow (`lifecycle`).
 
 pub mod control;
 pub mod daemon;

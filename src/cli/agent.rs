@@ -3,21 +3,17 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-#[cfg(unix)]
-use std::process::Stdio;
 use std::time::Duration;
-#[cfg(unix)]
-use std::time::Instant;
 
 use anyhow::Context;
 use clap::Args;
 
-use crate::agent::control::{self, Request, Response, Snapshot};
-#[cfg(unix)]
-use crate::agent::daemon::AGENT;
+use crate::agent::control::{self, ControlError, Request, Response, Snapshot};
 use crate::agent::daemon::COMPUTE;
+use crate::agent::lifecycle::{self, ComputeStart};
 use crate::agent::log_files::{self, Process, Stream};
 use crate::agent::pidfile;
+use crate::agent::supervisor::Phase;
 use crate::config::Settings;
 
 /// `status` exits 3 when something configured is not running (documented in the README).
@@ -44,12 +40,16 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-/// The running agent's state, if it answers.
-fn snapshot(home: &Path) -> Option<Snapshot> {
-    let runtime = runtime().ok()?;
-    match runtime.block_on(control::ask(&control::socket_path(home), Request::Status)) {
-        Ok(Response::Status(snapshot)) => Some(*snapshot),
-        _ => None,
+/// The running agent's state, if it answers. An agent that runs but answers badly (another
+/// version, too slow) is said on stderr and shown as not answering.
+fn snapshot(home: &Path) -> anyhow::Result<Option<Snapshot>> {
+    match runtime()?.block_on(lifecycle::snapshot(home)) {
+        Ok(snapshot) => Ok(Some(snapshot)),
+        Err(ControlError::NotRunning { .. }) => Ok(None),
+        Err(err) => {
+            eprintln!("polaris: warning: {err}");
+            Ok(None)
+        }
     }
 }
 
@@ -94,194 +94,84 @@ pub(super) fn daemon(home: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     outcome.map(|()| ExitCode::SUCCESS)
 }
 
-#[cfg(unix)]
-fn start_agent(home: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    let settings = Settings::load(home.clone(), &[])?;
-    println!("Starting Polaris...");
-    if let Some(live) = pidfile::read_live(&settings.home, AGENT) {
-        println!("polaris is already running with PID {}.", live.pid);
-        return Ok(ExitCode::SUCCESS);
-    }
-    let stdout_log = log_path(&settings, Process::Polaris, Stream::Stdout);
-    let stderr_log = log_path(&settings, Process::Polaris, Stream::Stderr);
-    std::fs::create_dir_all(settings.logs_dir())
-        .with_context(|| format!("cannot create {}", settings.logs_dir().display()))?;
-    let stderr = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&stderr_log)
-        .with_context(|| format!("cannot open {}", stderr_log.display()))?;
-    let exe = std::env::current_exe().context("cannot find the polaris executable")?;
-    let home_dir = settings
-        .home
-        .canonicalize()
-        .unwrap_or_else(|_| settings.home.clone());
-    let mut command = std::process::Command::new(exe);
-    // POLARIS_HOME as an absolute path and as the working directory: the agent (and a
-    // compute_subnet without POLARIS_COMPUTE_DIR) must not depend on where `start` was typed.
-    command
-        .arg("--daemon")
-        .arg("--home")
-        .arg(&home_dir)
-        .current_dir(&home_dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(stderr));
-    // Its own process group: the terminal's Ctrl-C and hang-up do not reach it.
-    #[cfg(unix)]
-    std::os::unix::process::CommandExt::process_group(&mut command, 0);
-    let mut child = command.spawn().context("cannot start the agent")?;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let snapshot = loop {
-        if let Some(snapshot) = snapshot(&settings.home) {
-            break snapshot;
+/// Says how compute_subnet's start went.
+fn print_compute_start(outcome: ComputeStart, settings: &Settings) {
+    match outcome {
+        ComputeStart::Running { pid } => {
+            println!("compute_subnet started successfully with PID {pid}.");
         }
-        if let Some(status) = child.try_wait()? {
-            // Another `start` won the race: that is success for this one too.
-            if let Some(live) = pidfile::read_live(&settings.home, AGENT) {
-                println!("polaris is already running with PID {}.", live.pid);
-                return Ok(ExitCode::SUCCESS);
-            }
-            let tail = crate::agent::tail::last_lines(&stderr_log, 3).unwrap_or_default();
-            anyhow::bail!(
-                "the agent stopped at start ({status}): {}",
-                tail.join(" / ")
-            );
-        }
-        if Instant::now() > deadline {
-            // Do not leave a silent agent behind: it stops its compute_subnet on SIGTERM.
-            if let Some(record) = pidfile::read_live(&settings.home, AGENT) {
-                #[cfg(unix)]
-                crate::agent::process::signal_process(record.pid, rustix::process::Signal::TERM);
-                if !crate::agent::process::wait_gone(record, Duration::from_secs(15)) {
-                    let _ = child.kill();
-                }
-            } else {
-                let _ = child.kill();
-            }
-            let _ = child.wait();
-            anyhow::bail!(
-                "the agent did not answer within 15 s and was stopped; see {}",
-                stdout_log.display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    println!(
-        "polaris started successfully with PID {}.",
-        snapshot.agent_pid
-    );
-    if snapshot.compute_configured {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let mut latest = snapshot;
-        loop {
-            match latest.compute.as_ref() {
-                Some(state) if state.pid.is_some() => {
-                    println!(
-                        "compute_subnet started successfully with PID {}.",
-                        state.pid.unwrap_or_default()
-                    );
-                    break;
-                }
-                Some(state) if state.spawn_error.is_some() || Instant::now() > deadline => {
-                    println!(
-                        "compute_subnet did not start ({}); Polaris keeps retrying: see `polaris logs --process compute-subnet --stderr`.",
-                        state.spawn_error.as_deref().unwrap_or("it exits at once")
-                    );
-                    break;
-                }
-                _ => {}
-            }
-            std::thread::sleep(Duration::from_millis(50));
-            match self::snapshot(&settings.home) {
-                Some(next) => latest = next,
-                None => break,
-            }
-        }
-    } else {
-        println!(
+        ComputeStart::Failed { reason } => println!(
+            "compute_subnet did not start ({reason}); Polaris keeps retrying: see `polaris logs --process compute-subnet --stderr`."
+        ),
+        ComputeStart::NotConfigured => println!(
             "compute_subnet is not configured: set POLARIS_COMPUTE_CMD (and POLARIS_COMPUTE_DIR) for Polaris to run it."
-        );
+        ),
+        ComputeStart::AgentGone => println!(
+            "polaris stopped before compute_subnet started: see {}",
+            log_path(settings, Process::Polaris, Stream::Stdout).display()
+        ),
     }
-    println!(
-        "Logs: stdout -> {}, stderr -> {}",
-        stdout_log.display(),
-        stderr_log.display()
-    );
-    Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(unix)]
-fn stop_agent(home: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    use crate::agent::process;
-    let settings = Settings::load(home, &[])?;
-    let agent = pidfile::read_live(&settings.home, AGENT);
-    let compute = pidfile::read_live(&settings.home, COMPUTE);
-    println!("Stopping Polaris...");
-    match agent {
-        None => println!("polaris is not running."),
-        Some(agent) => {
-            let asked = runtime()?.block_on(control::ask(
-                &control::socket_path(&settings.home),
-                Request::Stop,
-            ));
-            // An agent that does not answer its socket still gets SIGTERM, then SIGKILL.
-            #[cfg(unix)]
-            if asked.is_err() {
-                process::signal_process(agent.pid, rustix::process::Signal::TERM);
-            }
-            drop(asked);
-            if !process::wait_gone(agent, Duration::from_secs(20)) {
-                #[cfg(unix)]
-                process::signal_process(agent.pid, rustix::process::Signal::KILL);
-                if !process::wait_gone(agent, Duration::from_secs(5)) {
-                    anyhow::bail!("polaris (PID {}) did not stop", agent.pid);
-                }
-            }
-            pidfile::remove(&settings.home, AGENT);
-            println!("polaris stopped successfully.");
-        }
-    }
-    if let Some(compute) = compute {
-        println!("Stopping Compute Subnet...");
-        // The agent stops it first; a group it left behind (the agent was killed) is stopped
-        // here, every member included.
-        if !process::stop_group(compute, Duration::from_secs(10)) {
-            anyhow::bail!("compute_subnet (PID {}) did not stop", compute.pid);
-        }
-        pidfile::remove(&settings.home, COMPUTE);
-        println!("compute_subnet stopped successfully.");
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 pub(super) fn start(home: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    #[cfg(unix)]
-    return start_agent(home);
-    #[cfg(not(unix))]
-    {
-        let _ = home;
-        Ok(windows_not_yet())
+    let settings = Settings::load(home, &[])?;
+    println!("Starting Polaris...");
+    let runtime = runtime()?;
+    let started = runtime.block_on(lifecycle::start(&settings))?;
+    let compute = started.snapshot.compute.as_ref();
+    if started.already_running {
+        println!("polaris is already running with PID {}.", started.pid);
+        // compute_subnet stopped on request (dashboard, StopCompute): `start` starts it again.
+        if started.snapshot.compute_configured && compute.is_some_and(|c| c.phase == Phase::Stopped)
+        {
+            let socket = control::socket_path(&settings.home);
+            match runtime.block_on(control::ask(&socket, Request::StartCompute))? {
+                Response::Done { .. } => {
+                    let outcome = runtime.block_on(lifecycle::wait_for_compute(
+                        &settings.home,
+                        Duration::from_secs(5),
+                    ));
+                    print_compute_start(outcome, &settings);
+                }
+                Response::Refused { message } => {
+                    println!("compute_subnet was not started: {message}");
+                }
+                _ => println!("compute_subnet was not started: the agent answered oddly"),
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
     }
+    println!("polaris started successfully with PID {}.", started.pid);
+    if started.snapshot.compute_configured {
+        let outcome = runtime.block_on(lifecycle::wait_for_compute(
+            &settings.home,
+            Duration::from_secs(5),
+        ));
+        print_compute_start(outcome, &settings);
+    } else {
+        print_compute_start(ComputeStart::NotConfigured, &settings);
+    }
+    println!(
+        "Logs: stdout -> {}, stderr -> {}",
+        log_path(&settings, Process::Polaris, Stream::Stdout).display(),
+        log_path(&settings, Process::Polaris, Stream::Stderr).display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 pub(super) fn stop(home: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    #[cfg(unix)]
-    return stop_agent(home);
-    #[cfg(not(unix))]
-    {
-        let _ = home;
-        Ok(windows_not_yet())
+    let settings = Settings::load(home, &[])?;
+    println!("Stopping Polaris...");
+    let report = runtime()?.block_on(lifecycle::stop(&settings))?;
+    match report.agent {
+        None => println!("polaris is not running."),
+        Some(_) => println!("polaris stopped successfully."),
     }
-}
-
-/// `start` and `stop` reach the agent through its control channel, not built for Windows yet.
-#[cfg(not(unix))]
-fn windows_not_yet() -> ExitCode {
-    eprintln!(
-        "polaris: the agent's control channel is not built for Windows yet: run `polaris --daemon` (e.g. as a service) instead"
-    );
-    ExitCode::FAILURE
+    if report.compute.is_some() {
+        println!("Stopping Compute Subnet...");
+        println!("compute_subnet stopped successfully.");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn ago(at: chrono::DateTime<chrono::Utc>) -> String {
@@ -291,7 +181,7 @@ fn ago(at: chrono::DateTime<chrono::Utc>) -> String {
 
 pub(super) fn status(args: StatusArgs, home: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let settings = Settings::load(home, &[])?;
-    let snapshot = snapshot(&settings.home);
+    let snapshot = snapshot(&settings.home)?;
     // The running agent knows whether it was given a compute_subnet; this shell may not.
     let compute_configured = snapshot
         .as_ref()
@@ -384,7 +274,7 @@ pub(super) fn status(args: StatusArgs, home: Option<PathBuf>) -> anyhow::Result<
 
 pub(super) fn check_main(args: CheckMainArgs, home: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let settings = Settings::load(home, &[])?;
-    let pid = snapshot(&settings.home)
+    let pid = snapshot(&settings.home)?
         .and_then(|s| s.compute)
         .and_then(|c| c.pid)
         .or_else(|| pidfile::read_live(&settings.home, COMPUTE).map(|r| r.pid));

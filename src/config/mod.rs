@@ -147,9 +147,16 @@ impl Settings {
     pub fn from_layers(home: PathBuf, layers: &Layers) -> Result<Self, ConfigError> {
         let p = Parser { layers };
         let server_url = p.parse(&keys::SERVER_URL, "an http:// or https:// URL", parse_url)?;
+        let listen = p
+            .parse(&keys::LISTEN, "an address like 127.0.0.1:8420", |v| {
+                SocketAddr::from_str(v).ok()
+            })?
+            .unwrap_or_else(default_listen);
         Ok(Self {
             server_url_set: server_url.is_some(),
-            server_url: server_url.unwrap_or_else(default_server_url),
+            // Unset, the clients talk to the coordinator the standalone agent hosts, wherever
+            // POLARIS_LISTEN put it.
+            server_url: server_url.unwrap_or_else(|| local_server_url(listen)),
             heartbeat_interval: p
                 .duration(
                     &keys::HEARTBEAT_INTERVAL,
@@ -176,11 +183,7 @@ impl Settings {
                 host_key: p.string(&keys::RELAY_HOST_KEY),
             },
             server: ServerSettings {
-                listen: p
-                    .parse(&keys::LISTEN, "an address like 127.0.0.1:8420", |v| {
-                        SocketAddr::from_str(v).ok()
-                    })?
-                    .unwrap_or_else(default_listen),
+                listen,
                 store: p
                     .parse(&keys::STORE, "sqlite or firestore", |v| {
                         <StoreKind as clap::ValueEnum>::from_str(v, true).ok()
@@ -313,6 +316,20 @@ fn default_server_url() -> reqwest::Url {
     })
 }
 
+/// The URL a client on this machine reaches a coordinator listening on `listen` at: an
+/// unspecified address (0.0.0.0, [::]) is reached on loopback.
+fn local_server_url(listen: SocketAddr) -> reqwest::Url {
+    let ip = match listen.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    let address = SocketAddr::new(ip, listen.port());
+    // A socket address always makes a valid URL; the default is there only to avoid a panic.
+    reqwest::Url::parse(&format!("http://{address}/api/v1"))
+        .unwrap_or_else(|_| default_server_url())
+}
+
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8420))
 }
@@ -364,6 +381,27 @@ mod tests {
         assert_eq!(s.server.store, StoreKind::Sqlite);
         assert_eq!(s.ssh.port, 22);
         assert_eq!(s.server.relay_ports, 20000..=20999);
+        Ok(())
+    }
+
+    #[test]
+    fn without_server_url_the_clients_follow_polaris_listen() -> Result<(), ConfigError> {
+        for (listen, url) in [
+            ("127.0.0.1:9000", "http://127.0.0.1:9000/api/v1"),
+            ("0.0.0.0:8421", "http://127.0.0.1:8421/api/v1"),
+            ("[::]:8422", "http://[::1]:8422/api/v1"),
+            ("[::1]:8423", "http://[::1]:8423/api/v1"),
+            ("10.0.0.5:0", "http://10.0.0.5:0/api/v1"),
+        ] {
+            let s = settings(&[("POLARIS_LISTEN", listen)])?;
+            assert_eq!(s.server_url.as_str(), url, "{listen}");
+            assert!(!s.server_url_set);
+        }
+        let s = settings(&[
+            ("POLARIS_LISTEN", "0.0.0.0:8421"),
+            ("SERVER_URL", "https://coordinator.example/api/v1"),
+        ])?;
+        assert_eq!(s.server_url.as_str(), "https://coordinator.example/api/v1");
         Ok(())
     }
 
