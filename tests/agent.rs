@@ -509,3 +509,55 @@ fn a_new_agent_stops_the_compute_subnet_a_killed_one_left() -> TestResult {
     assert!(!alive(fresh));
     Ok(())
 }
+
+#[tokio::test]
+async fn stop_compute_keeps_it_stopped_and_start_brings_it_back() -> TestResult {
+    use polaris::agent::control::{self, Request, Response};
+    use polaris::agent::supervisor::Phase;
+    let server_home = tempfile::tempdir()?;
+    let server = Server::start(server_home.path(), &[])?;
+    let agent = Agent {
+        home: tempfile::tempdir()?,
+        api: server.api.clone(),
+    };
+    let (code, out) = agent.run(&["start"])?;
+    assert_eq!(code, Some(0), "{out}");
+    let first = pid_in(&out, "compute_subnet started successfully with PID ").ok_or(out.clone())?;
+    let socket = control::socket_path(agent.home.path());
+    // The dashboard's way in: a subscription sees the stop, no polling.
+    let mut watching = control::watch(&socket).await?;
+    let answer = control::ask(&socket, Request::StopCompute).await?;
+    assert!(matches!(answer, Response::Done { .. }), "{answer:?}");
+    let stopped = tokio::time::timeout(Duration::from_secs(15), async {
+        while let Some(snapshot) = watching.next().await? {
+            if snapshot
+                .compute
+                .as_ref()
+                .is_some_and(|c| c.phase == Phase::Stopped)
+            {
+                return Ok::<_, control::ControlError>(true);
+            }
+        }
+        Ok(false)
+    })
+    .await??;
+    assert!(stopped);
+    assert!(!alive(first), "the stopped run is gone");
+    let (code, text) = agent.run(&["status"])?;
+    assert_eq!(code, Some(3), "{text}");
+    let (code, out) = agent.run(&["start"])?;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("polaris is already running with PID "),
+        "{out}"
+    );
+    let second =
+        pid_in(&out, "compute_subnet started successfully with PID ").ok_or(out.clone())?;
+    assert_ne!(second, first);
+    assert!(alive(second));
+    drop(watching);
+    let (code, out) = agent.run(&["stop"])?;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!alive(second));
+    Ok(())
+}
