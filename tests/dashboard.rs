@@ -281,7 +281,7 @@ fn the_real_binary_on_a_real_terminal() -> TestResult {
     ];
     let exports: String = envs.iter().map(|(k, v)| format!("{k}='{v}' ")).collect();
     let line = format!(
-        "env -i PATH=\"$PATH\" HOME='{home}' TERM=xterm-256color POLARIS_HOME='{home}' {exports} {bin}; echo EXIT=$?",
+        "env -i PATH=\"$PATH\" HOME='{home}' TERM=xterm-256color POLARIS_HOME='{home}' {exports} {bin}; echo EXIT=$?; sleep 60",
         home = home.path().display(),
         bin = env!("CARGO_BIN_EXE_polaris"),
     );

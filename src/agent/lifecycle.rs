@@ -110,6 +110,21 @@ async fn already_running(home: &Path, pid: u32) -> Result<Started, StartError> {
     }
 }
 
+/// This program's path. After an upgrade replaced the binary while we run (a dashboard left
+/// open), Linux names ours `PATH (deleted)`: the agent is then started from the new one.
+#[cfg(unix)]
+fn polaris_executable() -> std::io::Result<std::path::PathBuf> {
+    let exe = std::env::current_exe()?;
+    if exe.exists() {
+        return Ok(exe);
+    }
+    let text = exe.to_string_lossy();
+    match text.strip_suffix(" (deleted)") {
+        Some(path) if Path::new(path).exists() => Ok(path.into()),
+        _ => Ok(exe),
+    }
+}
+
 #[cfg(unix)]
 async fn spawn_and_wait(settings: &Settings) -> Result<Started, StartError> {
     use super::log_files::{self, Process, Stream};
@@ -128,7 +143,7 @@ async fn spawn_and_wait(settings: &Settings) -> Result<Started, StartError> {
         .append(true)
         .open(&stderr_log)
         .map_err(files(&stderr_log))?;
-    let exe = std::env::current_exe().map_err(StartError::Spawn)?;
+    let exe = polaris_executable().map_err(StartError::Spawn)?;
     let home_dir = home.canonicalize().unwrap_or_else(|_| home.clone());
     let mut command = tokio::process::Command::new(exe);
     // POLARIS_HOME as an absolute path and as the working directory: the agent (and a
