@@ -112,7 +112,8 @@ fn dashboard(home: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(2));
     }
     let settings = crate::config::Settings::load(home, &[])?;
-    crate::tui::run(settings, crate::tui::DEFAULT_LOG_LINES)
+    let log_lines = settings.dashboard_log_lines;
+    crate::tui::run(settings, log_lines)
 }
 
 #[cfg(test)]

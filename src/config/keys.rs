@@ -16,6 +16,7 @@ pub const SERVER_URL: Key = key("SERVER_URL", "agent.server_url");
 pub const HEARTBEAT_INTERVAL: Key = key("POLARIS_HEARTBEAT_INTERVAL", "agent.heartbeat_interval");
 pub const LOCATION: Key = key("POLARIS_LOCATION", "agent.location");
 pub const NVML_LIBRARY: Key = key("POLARIS_NVML_LIBRARY", "agent.nvml_library");
+pub const DASHBOARD_LOG_LINES: Key = key("POLARIS_DASHBOARD_LOG_LINES", "dashboard.log_lines");
 pub const SSH_PASSWORD: Key = key("SSH_PASSWORD", "ssh.password");
 pub const SSH_USER: Key = key("SSH_USER", "ssh.user");
 pub const SSH_HOST: Key = key("SSH_HOST", "ssh.host");
@@ -42,6 +43,7 @@ pub const KEYS: &[Key] = &[
     HEARTBEAT_INTERVAL,
     LOCATION,
     NVML_LIBRARY,
+    DASHBOARD_LOG_LINES,
     SSH_PASSWORD,
     SSH_USER,
     SSH_HOST,

@@ -114,6 +114,8 @@ pub struct Settings {
     pub location: Option<String>,
     /// Where NVML is, when not in the loader's path (e.g. WSL's /usr/lib/wsl/lib).
     pub nvml_library: Option<PathBuf>,
+    /// Lines the dashboard's Logs tab keeps; older ones drop off the top.
+    pub dashboard_log_lines: usize,
     pub ssh: SshSettings,
     pub compute: ComputeSettings,
     pub relay: RelaySettings,
@@ -165,6 +167,13 @@ impl Settings {
                 .unwrap_or(Duration::from_secs(10)),
             location: p.string(&keys::LOCATION),
             nvml_library: p.string(&keys::NVML_LIBRARY).map(|l| expand_tilde(&l)),
+            dashboard_log_lines: p
+                .parse(
+                    &keys::DASHBOARD_LOG_LINES,
+                    "a number of lines from 100 to 1000000",
+                    |v| v.parse().ok().filter(|n| (100..=1_000_000).contains(n)),
+                )?
+                .unwrap_or(10_000),
             ssh: SshSettings {
                 password: p.string(&keys::SSH_PASSWORD).map(Secret::new),
                 user: p.string(&keys::SSH_USER),

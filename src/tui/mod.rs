@@ -35,9 +35,6 @@ use crate::config::Settings;
 
 pub use event_loop::Host;
 
-/// Lines the Logs tab keeps (older ones drop off the top).
-pub const DEFAULT_LOG_LINES: usize = 10_000;
-
 fn setup(settings: &Settings, log_lines: usize) -> app::Setup {
     app::Setup {
         home: settings.home.clone(),
