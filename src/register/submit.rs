@@ -108,7 +108,9 @@ pub async fn submit(
         bittensor: plan.bittensor.clone(),
         commune: plan.commune.clone(),
     };
-    super::ssh_key::ensure(home)?;
+    // The record first: once the coordinator holds the miner, losing its token (a key that
+    // cannot be written, say) would leave a miner nobody can heartbeat for.
     record::save(home, &record)?;
+    super::ssh_key::ensure(home)?;
     Ok(record)
 }

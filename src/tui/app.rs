@@ -130,6 +130,10 @@ pub(crate) struct App {
     /// Frames of the spinner shown so far.
     pub(crate) spin: usize,
     offered_start: bool,
+    /// Benchmark and update jobs under way.
+    jobs_running: Vec<std::mem::Discriminant<Job>>,
+    /// The last frame was the "too small" notice: popups are hidden, so q must still quit.
+    pub(crate) too_small: bool,
     pub(crate) quit: bool,
     dirty: bool,
 }
@@ -164,6 +168,8 @@ impl App {
             mouse: false,
             spin: 0,
             offered_start: false,
+            too_small: false,
+            jobs_running: Vec::new(),
             quit: false,
             dirty: true,
         }
@@ -255,7 +261,7 @@ impl App {
                         continue;
                     }
                     match feed.event {
-                        FeedEvent::Reset => self.logs.buffer.clear(),
+                        FeedEvent::Reset(tag) => self.logs.buffer.clear_tag(tag),
                         FeedEvent::Line(line) => {
                             self.logs.interrupted = None;
                             self.logs.buffer.push(line);
@@ -322,6 +328,10 @@ impl App {
     }
 
     fn key(&mut self, key: KeyEvent) -> Vec<Effect> {
+        if self.too_small && key.code == crossterm::event::KeyCode::Char('q') {
+            self.quit = true;
+            return Vec::new();
+        }
         match keymap::lookup(&key, &self.contexts()) {
             Some(Meaning::Type(c)) => {
                 match (self.tab, &mut self.logs.search) {
@@ -402,6 +412,15 @@ impl App {
             };
         }
         match command {
+            Command::Quit if self.wizard.phase == super::wizard::Phase::Submitting => {
+                // Between the coordinator's answer and registration.json lies the token:
+                // quitting there would leave a miner nobody here can heartbeat for.
+                self.notify(
+                    "the registration is being sent: wait a moment (Ctrl-C quits anyway)",
+                    true,
+                );
+                Vec::new()
+            }
             Command::Quit => {
                 self.quit = true;
                 Vec::new()
@@ -442,6 +461,15 @@ impl App {
 
     /// Runs a job the user asked for (directly or by confirming).
     pub(crate) fn run(&mut self, job: Job) -> Vec<Effect> {
+        // One benchmark and one update at a time, even after their popup was closed.
+        let once = matches!(job, Job::Bench | Job::UpdateSubnet);
+        if once && self.jobs_running.contains(&std::mem::discriminant(&job)) {
+            self.notify("that is still running", true);
+            return Vec::new();
+        }
+        if once {
+            self.jobs_running.push(std::mem::discriminant(&job));
+        }
         match &job {
             Job::StartAgent => self.busy = Some("Starting the agent…".to_owned()),
             Job::StopAgent => self.busy = Some("Stopping the agent…".to_owned()),
@@ -588,6 +616,8 @@ impl App {
                 Vec::new()
             }
             JobResult::UpdateDone(outcome) => {
+                self.jobs_running
+                    .retain(|d| *d != std::mem::discriminant(&Job::UpdateSubnet));
                 match self.popups.iter_mut().rev().find(|p| p.is_output()) {
                     Some(popup) => popup.finish(outcome),
                     None => {
@@ -607,6 +637,8 @@ impl App {
                 Vec::new()
             }
             JobResult::BenchDone(outcome) => {
+                self.jobs_running
+                    .retain(|d| *d != std::mem::discriminant(&Job::Bench));
                 let text = outcome.map(|b| {
                     let read = match (b.read_mb_per_s, b.read_bypass) {
                         (Some(read), Some(how)) => format!("read {read:.0} MB/s ({})", how.describe()),

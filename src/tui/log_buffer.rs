@@ -11,6 +11,9 @@ use std::collections::VecDeque;
 pub(crate) const MAX_LINE_BYTES: usize = 8 * 1024;
 /// All text kept, whatever the line count.
 pub(crate) const MAX_TOTAL_BYTES: usize = 16 << 20;
+/// How far back a line may be merged in among newer ones (stdout and stderr interleave by a
+/// few lines; a tail of [`super::services::log_feed::TAIL_LINES`] arrives in order).
+const MAX_REORDER: usize = 4096;
 
 /// Whose output a line is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,7 +141,7 @@ fn cut(text: &str) -> String {
 }
 
 /// The ring and the view.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct LogBuffer {
     lines: VecDeque<LogLine>,
     capacity: usize,
@@ -152,6 +155,8 @@ pub(crate) struct LogBuffer {
     pub(crate) filter: LevelFilter,
     pub(crate) wrap: bool,
     pub(crate) query: Option<String>,
+    /// [`match_count`](Self::match_count), kept until the lines or the query change.
+    matches: std::cell::RefCell<Option<(String, usize)>>,
 }
 
 impl LogBuffer {
@@ -166,6 +171,7 @@ impl LogBuffer {
             filter: LevelFilter::All,
             wrap: false,
             query: None,
+            matches: std::cell::RefCell::new(None),
         }
     }
 
@@ -180,10 +186,19 @@ impl LogBuffer {
     /// Empties the ring (another source was chosen); the view settings stay.
     pub(crate) fn clear(&mut self) {
         self.lines.clear();
+        *self.matches.get_mut() = None;
         self.bytes = 0;
         self.evicted = 0;
         self.scroll = 0;
         self.unseen = 0;
+    }
+
+    /// Forgets the lines of one stream (it reconnected and sends its tail again).
+    pub(crate) fn clear_tag(&mut self, tag: Tag) {
+        self.lines.retain(|l| l.tag != tag);
+        self.bytes = self.lines.iter().map(LogLine::bytes).sum();
+        self.scroll = self.scroll.min(self.visible_count().saturating_sub(1));
+        *self.matches.get_mut() = None;
     }
 
     /// Adds a line in time order (stdout and stderr arrive on two streams; their stamps merge
@@ -191,13 +206,17 @@ impl LogBuffer {
     pub(crate) fn push(&mut self, line: LogLine) {
         let visible = self.filter.passes(&line);
         self.bytes += line.bytes();
-        // Nearly every line is the newest: look from the back, and stop at once for those.
+        // Nearly every line is the newest: look from the back, and stop at once for those. The
+        // look is bounded: after the clock stepped back, new lines land near the end rather
+        // than all the way at the front (where they would be the first evicted).
         let mut at = self.lines.len();
         if !line.stamp.is_empty() {
-            while at > 0 && self.lines[at - 1].stamp > line.stamp {
+            let floor = at.saturating_sub(MAX_REORDER);
+            while at > floor && self.lines[at - 1].stamp > line.stamp {
                 at -= 1;
             }
         }
+        *self.matches.get_mut() = None;
         self.lines.insert(at, line);
         if !self.is_following() && visible {
             // Keep the same lines on screen while paused.
@@ -213,7 +232,9 @@ impl LogBuffer {
                 None => break,
             }
         }
-        self.scroll = self.scroll.min(self.visible_count());
+        if self.scroll > 0 {
+            self.scroll = self.scroll.min(self.visible_count().saturating_sub(1));
+        }
     }
 
     fn visible_count(&self) -> usize {
@@ -243,6 +264,7 @@ impl LogBuffer {
 
     pub(crate) fn set_filter(&mut self, filter: LevelFilter) {
         self.filter = filter;
+        *self.matches.get_mut() = None;
         self.follow();
     }
 
@@ -453,6 +475,45 @@ mod tests {
         assert_eq!(texts(&buffer, 1), ["ERROR Disk gone"]);
         buffer.set_filter(LevelFilter::AtLeast(Level::Warn));
         assert_eq!(texts(&buffer, 10), ["WARN disk", "ERROR Disk gone"]);
+    }
+
+    #[test]
+    fn a_paused_view_on_a_full_ring_still_shows_lines() {
+        let mut buffer = LogBuffer::new(5);
+        for i in 0..5 {
+            buffer.push(line(i, Tag::Stdout, &format!("l{i}")));
+        }
+        buffer.scroll_by(2);
+        for i in 5..50 {
+            buffer.push(line(i, Tag::Stdout, &format!("l{i}")));
+        }
+        assert!(
+            !texts(&buffer, 3).is_empty(),
+            "the view clamps to the oldest line kept"
+        );
+    }
+
+    #[test]
+    fn a_clock_stepped_back_does_not_drop_new_lines() {
+        let mut buffer = LogBuffer::new(MAX_REORDER * 2);
+        for i in 0..(MAX_REORDER + 10) {
+            buffer.push(line(999, Tag::Stdout, &format!("before {i}")));
+        }
+        buffer.push(line(1, Tag::Stdout, "after the step"));
+        let at = buffer.lines.iter().position(|l| l.text == "after the step");
+        assert!(
+            at.is_some_and(|i| i >= 10),
+            "{at:?}: not at the front, where it would be evicted first"
+        );
+    }
+
+    #[test]
+    fn one_stream_reconnecting_forgets_only_its_own_lines() {
+        let mut buffer = LogBuffer::new(100);
+        buffer.push(line(1, Tag::Stdout, "out"));
+        buffer.push(line(2, Tag::Stderr, "err"));
+        buffer.clear_tag(Tag::Stderr);
+        assert_eq!(texts(&buffer, 10), ["out"]);
     }
 
     #[test]

@@ -42,7 +42,14 @@ fn enter(mouse: bool) -> std::io::Result<()> {
 /// Restores the terminal before the panic message, which then names the log file (a panic
 /// printed into the alternate screen would vanish with it).
 pub(crate) fn install_panic_hook(log: PathBuf) {
+    let ui_thread = std::thread::current().id();
     std::panic::set_hook(Box::new(move |info| {
+        // A panic elsewhere (a job, a probe, the sampler) ends only that thread or task: the
+        // dashboard goes on drawing, so the screen must stay as it is; the log keeps the news.
+        if std::thread::current().id() != ui_thread {
+            tracing::error!(panic = %info, "a background task of the dashboard panicked");
+            return;
+        }
         restore();
         tracing::error!(panic = %info, "the dashboard crashed");
         eprintln!(
@@ -81,8 +88,9 @@ impl CrosstermHost {
         self.events = None;
         restore();
         let result = during();
-        enter(self.mouse)?;
+        // Keys are read again even if the screen cannot be taken back, so q still quits.
         self.events = Some(EventStream::new());
+        enter(self.mouse)?;
         // The other program drew over everything: repaint all of it.
         self.terminal.clear()?;
         Ok(result)

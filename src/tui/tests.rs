@@ -310,6 +310,8 @@ fn facts(context: &Context) -> Facts {
         warnings: vec![],
         ssh_warning: Some("no SSH server answers on port 22: validators cannot verify this miner until one does; registering anyway.".into()),
         user_home: "/nonexistent-home".into(),
+        btcli: false,
+        comx: false,
     }
 }
 

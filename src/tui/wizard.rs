@@ -28,6 +28,8 @@ pub(crate) enum Phase {
     Stopped(Stop),
     /// Asking a name for a new wallet or key, before handing the terminal to the tool.
     Creating(&'static Maker),
+    /// The tool has the terminal; keys typed meanwhile are not answers.
+    External(&'static Maker),
     Review(Box<Plan>),
     Submitting,
     SubmitFailed(String),
@@ -57,6 +59,19 @@ pub(crate) struct Facts {
     pub(crate) warnings: Vec<String>,
     pub(crate) ssh_warning: Option<String>,
     pub(crate) user_home: PathBuf,
+    /// btcli and comx on PATH, looked for once (PATH can hold a slow network mount).
+    pub(crate) btcli: bool,
+    pub(crate) comx: bool,
+}
+
+impl Facts {
+    pub(crate) fn installed(&self, maker: &Maker) -> bool {
+        if std::ptr::eq(maker, &BTCLI) {
+            self.btcli
+        } else {
+            maker == &COMX && self.comx
+        }
+    }
 }
 
 pub(crate) struct Wizard {
@@ -213,7 +228,7 @@ impl Wizard {
             Question::CommuneKey => Some(&COMX),
             _ => None,
         };
-        if let Some(maker) = maker.filter(|m| m.installed()) {
+        if let Some(maker) = maker.filter(|m| self.facts.installed(m)) {
             choices.push(Choice {
                 label: format!("+ Create a new {} with {}", maker.what, maker.tool),
                 detail: None,
@@ -276,6 +291,7 @@ impl Wizard {
             Phase::Start | Phase::Preparing | Phase::Submitting => {}
             Phase::PrepareFailed(_) | Phase::Done(_) | Phase::Ended(_) => self.phase = Phase::Start,
             Phase::Creating(_) => self.advance(),
+            Phase::External(_) => {}
             Phase::SubmitFailed(_) => self.advance(),
             Phase::Asking(_) | Phase::Stopped(_) | Phase::Review(_) => {
                 let undone = self.engine.as_mut().is_some_and(Engine::back);
@@ -354,8 +370,19 @@ impl Wizard {
             Phase::Creating(maker) => {
                 if command == Command::Select {
                     let name = self.new_name.text().trim().to_owned();
-                    if !name.is_empty() {
-                        return vec![Effect::HandOver(maker.command(&name))];
+                    // The name becomes an argument of the tool: never an option of it.
+                    match check_username(&name) {
+                        Ok(()) if !name.starts_with('-') => {
+                            self.error = None;
+                            self.phase = Phase::External(maker);
+                            return vec![Effect::HandOver(maker.command(&name))];
+                        }
+                        _ => {
+                            self.error = Some(
+                                "a name has 3 to 32 of A-Z a-z 0-9 _ - and does not start with -"
+                                    .to_owned(),
+                            )
+                        }
                     }
                 } else {
                     self.new_name.edit(command);
@@ -417,6 +444,8 @@ impl Wizard {
                     warnings,
                     ssh_warning: session::ssh_warning(&inventory),
                     user_home,
+                    btcli: BTCLI.installed(),
+                    comx: COMX.installed(),
                 };
                 self.begin(context, facts);
             }

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::agent::control::{self, Request, Response};
@@ -15,10 +16,33 @@ use crate::inventory::bench;
 use crate::tui::action::{Job, JobResult};
 
 pub(super) fn spawn(job: Job, settings: Arc<Settings>, tx: UnboundedSender<JobResult>) {
+    let failed = failure_of(&job);
     tokio::spawn(async move {
-        let result = run(job, &settings, &tx).await;
+        // A job that panics still answers, so no spinner waits for it forever.
+        let result = std::panic::AssertUnwindSafe(run(job, &settings, &tx))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| {
+                failed("it stopped unexpectedly; see logs/dashboard.log.*".to_owned())
+            });
         let _ = tx.send(result);
     });
+}
+
+/// The result a job gives when it cannot finish.
+fn failure_of(job: &Job) -> fn(String) -> JobResult {
+    match job {
+        Job::StartAgent => |why| JobResult::AgentStarted(Err(why)),
+        Job::StopAgent => |why| JobResult::AgentStopped(Err(why)),
+        Job::StartCompute | Job::StopCompute | Job::RestartCompute => {
+            |why| JobResult::Control(Err(why))
+        }
+        Job::UpdateSubnet => |why| JobResult::UpdateDone(Err(why)),
+        Job::Bench => |why| JobResult::BenchDone(Err(why)),
+        Job::Prepare => |why| JobResult::Prepared(Err(why)),
+        Job::Submit(_) => |why| JobResult::Submitted(Err(why)),
+        Job::Inventory => |why| JobResult::Inventory(Err(why)),
+    }
 }
 
 async fn run(job: Job, settings: &Settings, tx: &UnboundedSender<JobResult>) -> JobResult {

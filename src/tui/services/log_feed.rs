@@ -47,10 +47,11 @@ impl Source {
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum FeedEvent {
-    /// A new connection: forget what the old one sent (it is sent again from the tail).
-    Reset,
+    /// A stream (re)connected: forget its old lines (they are sent again from its tail).
+    /// Sent only once connected, so a dead agent's last lines stay on screen.
+    Reset(Tag),
     Line(LogLine),
-    /// The stream stopped; the text says why, and the feed retries.
+    /// The stdout stream stopped; the text says why, and the feed retries.
     Interrupted(String),
 }
 
@@ -61,34 +62,56 @@ pub(crate) struct Feed {
     pub(crate) event: FeedEvent,
 }
 
+/// Follows one stream until `cancel`, reconnecting every second; each stream on its own, so
+/// a log that appears later (stderr of a first start) is picked up too.
 async fn one_stream(
     socket: PathBuf,
     source: Source,
     tag: Tag,
     generation: u64,
     tx: mpsc::Sender<Feed>,
-) -> String {
-    let stderr = tag == Tag::Stderr;
-    let mut stream =
-        match control::stream_logs(&socket, source.process(), stderr, TAIL_LINES, true).await {
-            Ok(stream) => stream,
-            Err(err) => return err.to_string(),
-        };
+) {
+    let send = |event| {
+        let tx = tx.clone();
+        async move { tx.send(Feed { generation, event }).await.is_ok() }
+    };
     loop {
-        match stream.next().await {
-            Ok(Some(raw)) => {
-                let event = FeedEvent::Line(LogLine::parse(&raw, tag));
-                if tx.send(Feed { generation, event }).await.is_err() {
-                    return String::new();
+        let why = match control::stream_logs(
+            &socket,
+            source.process(),
+            tag == Tag::Stderr,
+            TAIL_LINES,
+            true,
+        )
+        .await
+        {
+            Ok(mut stream) => {
+                if !send(FeedEvent::Reset(tag)).await {
+                    return;
+                }
+                loop {
+                    match stream.next().await {
+                        Ok(Some(raw)) => {
+                            if !send(FeedEvent::Line(LogLine::parse(&raw, tag))).await {
+                                return;
+                            }
+                        }
+                        Ok(None) => break "the agent ended the stream".to_owned(),
+                        Err(err) => break err.to_string(),
+                    }
                 }
             }
-            Ok(None) => return "the agent ended the stream".to_owned(),
-            Err(err) => return err.to_string(),
+            Err(err) => err.to_string(),
+        };
+        // stderr is often missing or quiet; only stdout's trouble is worth a banner.
+        if tag == Tag::Stdout && !send(FeedEvent::Interrupted(why)).await {
+            return;
         }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
-/// Follows `source` until `cancel`, reconnecting every second while it cannot.
+/// Follows `source` (stdout and stderr) until `cancel`.
 pub(crate) async fn run(
     socket: PathBuf,
     source: Source,
@@ -96,35 +119,13 @@ pub(crate) async fn run(
     tx: mpsc::Sender<Feed>,
     cancel: CancellationToken,
 ) {
-    loop {
-        if tx
-            .send(Feed {
-                generation,
-                event: FeedEvent::Reset,
-            })
-            .await
-            .is_err()
-        {
-            return;
-        }
-        let why = tokio::select! {
-            why = async {
-                let (out, err) = tokio::join!(
-                    one_stream(socket.clone(), source, Tag::Stdout, generation, tx.clone()),
-                    one_stream(socket.clone(), source, Tag::Stderr, generation, tx.clone()),
-                );
-                // A log that does not exist yet is no reason to stop showing the other.
-                if out.is_empty() { err } else { out }
-            } => why,
-            () = cancel.cancelled() => return,
-        };
-        let event = FeedEvent::Interrupted(why);
-        if tx.send(Feed { generation, event }).await.is_err() {
-            return;
-        }
-        tokio::select! {
-            () = tokio::time::sleep(Duration::from_secs(1)) => {}
-            () = cancel.cancelled() => return,
-        }
+    tokio::select! {
+        _ = async {
+            tokio::join!(
+                one_stream(socket.clone(), source, Tag::Stdout, generation, tx.clone()),
+                one_stream(socket.clone(), source, Tag::Stderr, generation, tx.clone()),
+            )
+        } => {}
+        () = cancel.cancelled() => {}
     }
 }

@@ -6,7 +6,7 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Position, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, BorderType, Paragraph, Wrap};
+use ratatui::widgets::{Block, BorderType, Paragraph};
 
 use crate::tui::app::App;
 use crate::tui::log_buffer::{Level, LogLine, Tag};
@@ -47,6 +47,33 @@ fn highlighted<'a>(text: &'a str, query: Option<&str>, base: Style, mark: Style)
     }
     spans.push(Span::styled(&text[at..], base));
     spans
+}
+
+/// Spans cut into lines of `width` characters each.
+fn rows_of(spans: Vec<Span<'_>>, width: usize) -> Vec<Line<'_>> {
+    let mut rows = Vec::new();
+    let mut row: Vec<Span> = Vec::new();
+    let mut used = 0;
+    for span in spans {
+        let style = span.style;
+        let mut rest: &str = &span.content;
+        while !rest.is_empty() {
+            let room = width - used;
+            let cut = rest.char_indices().nth(room).map_or(rest.len(), |(i, _)| i);
+            let (head, tail) = rest.split_at(cut);
+            row.push(Span::styled(head.to_owned(), style));
+            used += head.chars().count();
+            rest = tail;
+            if used == width {
+                rows.push(Line::from(std::mem::take(&mut row)));
+                used = 0;
+            }
+        }
+    }
+    if !row.is_empty() || rows.is_empty() {
+        rows.push(Line::from(row));
+    }
+    rows
 }
 
 fn line_style(theme: &Theme, line: &LogLine) -> Style {
@@ -130,19 +157,23 @@ pub(crate) fn draw(app: &App, frame: &mut Frame, area: Rect) {
         } else {
             window.len()
         };
-        let lines: Vec<Line> = window
-            .iter()
-            .map(|line| {
-                let mut spans = vec![Span::styled(prefix_of(line, logs.source), t.dim)];
-                spans.extend(highlighted(
-                    &line.text,
-                    query,
-                    line_style(t, line),
-                    t.highlight,
-                ));
-                Line::from(spans)
-            })
-            .collect();
+        let mut lines: Vec<Line> = Vec::new();
+        for line in &window {
+            let mut spans = vec![Span::styled(prefix_of(line, logs.source), t.dim)];
+            spans.extend(highlighted(
+                &line.text,
+                query,
+                line_style(t, line),
+                t.highlight,
+            ));
+            if buffer.wrap {
+                // Cut into rows here, by the same count the window was measured with, so the
+                // newest line is never pushed off the bottom by a wrap that came out longer.
+                lines.extend(rows_of(spans, width.max(1)));
+            } else {
+                lines.push(Line::from(spans));
+            }
+        }
         // The newest line sits on the bottom row, as in a terminal.
         let top_gap = rows.saturating_sub(used) as u16;
         let area = Rect {
@@ -150,11 +181,7 @@ pub(crate) fn draw(app: &App, frame: &mut Frame, area: Rect) {
             height: inner.height - top_gap,
             ..inner
         };
-        let mut paragraph = Paragraph::new(lines);
-        if buffer.wrap {
-            paragraph = paragraph.wrap(Wrap { trim: false });
-        }
-        frame.render_widget(paragraph, area);
+        frame.render_widget(Paragraph::new(lines), area);
     }
     if let Some(field) = &logs.search {
         frame.render_widget(
@@ -175,6 +202,13 @@ pub(crate) fn draw(app: &App, frame: &mut Frame, area: Rect) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wrapped_rows_have_the_width_the_window_counted() {
+        let spans = vec![Span::raw("abcd"), Span::raw("efghij")];
+        let rows: Vec<String> = rows_of(spans, 4).iter().map(|l| l.to_string()).collect();
+        assert_eq!(rows, ["abcd", "efgh", "ij"]);
+    }
 
     #[test]
     fn matches_are_split_out_for_highlighting() {

@@ -46,7 +46,8 @@ pub(crate) fn tab_at(column: u16) -> Option<Tab> {
 
 pub(crate) fn draw(app: &mut App, frame: &mut Frame) {
     let area = frame.area();
-    if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
+    app.too_small = area.width < MIN_WIDTH || area.height < MIN_HEIGHT;
+    if app.too_small {
         let text = format!(
             "Terminal too small: need {MIN_WIDTH}×{MIN_HEIGHT}, have {}×{}.\nEnlarge it, or press q to quit.",
             area.width, area.height

@@ -130,6 +130,12 @@ pub(crate) fn draw(app: &App, frame: &mut Frame, area: Rect) {
             );
         }
         Phase::Review(plan) => review(app, frame, area, plan),
+        Phase::External(maker) => busy(
+            app,
+            frame,
+            area,
+            &format!("{} is running on the terminal…", maker.tool),
+        ),
         Phase::Done(record) => {
             let mut lines = vec![Line::styled("✔ Registration Complete", t.ok)];
             for line in crate::register::display::registration_complete(record)
@@ -346,7 +352,7 @@ fn stopped(app: &App, frame: &mut Frame, area: Rect, stop: &Stop) {
             lines.push(Line::raw("Create one with:"));
             lines.push(Line::styled(format!("  {}", maker.hint()), t.title));
             lines.push(Line::raw(""));
-            if maker.installed() {
+            if app.wizard.facts.installed(maker) {
                 lines.push(key_line(
                     t,
                     &[

@@ -215,14 +215,14 @@ impl Popup {
                     Span::styled("n/Esc", theme.key),
                     Span::raw(" no"),
                 ]));
-                let h = lines.len() as u16 + 4;
+                let h = rows(lines.len()).saturating_add(4);
                 (title.clone(), Text::from(lines), h)
             }
             Self::Message { title, text, .. } => {
                 let mut lines: Vec<Line> = text.lines().map(|l| Line::raw(l.to_owned())).collect();
                 lines.push(Line::raw(""));
                 lines.push(Line::styled("Esc closes", theme.dim));
-                let h = lines.len() as u16 + 6;
+                let h = rows(lines.len()).saturating_add(6);
                 (title.clone(), Text::from(lines), h)
             }
             Self::Details { title, rows, .. } => {
@@ -257,7 +257,9 @@ impl Popup {
                     Some(Err(why)) => text.push(Line::styled(format!("✖ {why}"), theme.bad)),
                 }
                 text.push(Line::styled("Esc closes", theme.dim));
-                let h = (text.len() as u16 + 4).min(area.height.saturating_sub(4));
+                let h = rows(text.len())
+                    .saturating_add(4)
+                    .min(area.height.saturating_sub(4));
                 (title.clone(), Text::from(text), h)
             }
             Self::Bench {
@@ -328,6 +330,10 @@ impl Popup {
             .scroll((u16::try_from(scroll).unwrap_or(u16::MAX), 0));
         frame.render_widget(paragraph, rect);
     }
+}
+
+fn rows(lines: usize) -> u16 {
+    u16::try_from(lines).unwrap_or(u16::MAX)
 }
 
 /// A rectangle of at most `width` × `height` in the middle of `area`.
