@@ -33,9 +33,9 @@ mod bench {
     use std::process::{Child, Command, Stdio};
     use std::time::{Duration, Instant};
 
-    use anyhow::{Context, bail};
+    use anyhow::bail;
 
-    use crate::support::{knob, listening_address};
+    use crate::support::{cpu_ticks, knob, listening_address, rss_mb, tick_seconds};
 
     const CPU_GOAL_PERCENT: f64 = 0.1;
     const RSS_GOAL_MB: f64 = 12.0;
@@ -49,16 +49,6 @@ mod bench {
         }
     }
 
-    /// utime + stime of a process, in clock ticks (fields 14 and 15 of /proc/PID/stat).
-    fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-        let after_name = stat.rsplit_once(')').context("odd stat")?.1;
-        let fields: Vec<&str> = after_name.split_whitespace().collect();
-        let utime: u64 = fields.get(11).context("no utime")?.parse()?;
-        let stime: u64 = fields.get(12).context("no stime")?.parse()?;
-        Ok(utime + stime)
-    }
-
     /// The agent, stopped with SIGTERM so it stops its compute_subnet too (SIGKILL would leave
     /// that behind).
     struct Stopped(Child);
@@ -70,29 +60,6 @@ mod bench {
                 .status();
             let _ = self.0.wait();
         }
-    }
-
-    fn rss_mb(pid: u32) -> anyhow::Result<f64> {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-        let kb: f64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .context("no VmRSS")?
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse()?;
-        Ok(kb / 1024.0)
-    }
-
-    fn ticks_per_second() -> f64 {
-        // getconf is part of libc-bin; 100 is the Linux default.
-        Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-            .unwrap_or(100.0)
     }
 
     fn idle_daemon(idle: Duration) -> anyhow::Result<()> {
@@ -146,7 +113,7 @@ mod bench {
         std::thread::sleep(idle);
         let ticks = cpu_ticks(pid)? - before;
         let seconds = started.elapsed().as_secs_f64();
-        let tick = 1.0 / ticks_per_second();
+        let tick = tick_seconds();
         // The kernel counts CPU time in ticks (10 ms): below one tick, say so.
         let cpu = ticks.max(1) as f64 * tick / seconds * 100.0;
         let bound = if ticks == 0 { "< " } else { "" };

@@ -57,7 +57,7 @@ mod bench {
     use anyhow::{Context, bail};
     use serde_json::Value;
 
-    use crate::support::{knob, listening_address};
+    use crate::support::{self, knob, listening_address};
 
     const CONCURRENCY: usize = 32;
     /// Alternating rounds of heartbeats and /healthz in the throughput phase.
@@ -116,14 +116,7 @@ mod bench {
         }
 
         fn rss_mb(&self) -> anyhow::Result<f64> {
-            let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
-            let kb: f64 = status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse().ok())
-                .context("no VmRSS in /proc/PID/status")?;
-            Ok(kb / 1024.0)
+            support::rss_mb(self.child.id())
         }
     }
 
