@@ -15,7 +15,7 @@ work="$PWD/target/screens"
 rm -rf "$work" && mkdir -p "$work"
 export POLARIS_HOME="$work/miner" POLARIS_LOCATION="Lisbon, PT" POLARIS_NVML_LIBRARY=/nonexistent/libnvidia-ml.so.1
 export POLARIS_HEARTBEAT_INTERVAL=2s NO_COLOR=1
-export POLARIS_COMPUTE_CMD='i=0; while true; do i=$((i+1)); echo "epoch $i: loss 0.$((RANDOM % 90 + 10)), 812 samples/s"; [ $((i % 7)) -eq 0 ] && echo "warning: GPU memory 91% used" >&2; sleep 1; done'
+export POLARIS_COMPUTE_CMD='i=0; while true; do i=$((i+1)); echo "epoch $i: loss 0.$((90 - i % 80)), 812 samples/s"; [ $((i % 7)) -eq 0 ] && echo "warning: GPU memory 91% used" >&2; sleep 1; done'
 export POLARIS_COMPUTE_REPO=https://github.com/BANADDA/cloudserver.git
 sock="$work/tmux.sock"
 

@@ -58,10 +58,10 @@ fn log_path(settings: &Settings, process: Process, stream: Stream) -> PathBuf {
 }
 
 /// mimalloc commits its first arena eagerly: 13 MB resident that an idle agent never uses. It
-/// reads its options before `main`, so the daemon re-executes itself once with lazy commit
-/// (same PID, same arguments), which brings the idle agent to about 11 MB.
+/// reads its options before `main`, so the daemon (and the dashboard) re-execute themselves once
+/// with lazy commit (same PID, same arguments), which brings the idle agent to about 11 MB.
 #[cfg(unix)]
-fn with_lazy_allocator() -> anyhow::Result<()> {
+pub(super) fn with_lazy_allocator() -> anyhow::Result<()> {
     use std::os::unix::process::CommandExt;
     const OPTION: &str = "MIMALLOC_ARENA_EAGER_COMMIT";
     if std::env::var_os(OPTION).is_some() {

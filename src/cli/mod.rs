@@ -111,6 +111,9 @@ fn dashboard(home: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(2));
     }
+    // The idle dashboard, like the agent, need not hold mimalloc's eagerly committed arena.
+    #[cfg(unix)]
+    agent::with_lazy_allocator()?;
     let settings = crate::config::Settings::load(home, &[])?;
     let log_lines = settings.dashboard_log_lines;
     crate::tui::run(settings, log_lines)

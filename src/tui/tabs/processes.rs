@@ -114,10 +114,7 @@ pub(crate) fn draw(app: &App, frame: &mut Frame, area: Rect) {
     let usage_of = |pid: Option<u32>| {
         let found = pid.and_then(|pid| app.usage.processes.iter().find(|u| u.pid == pid));
         match found {
-            Some(u) => (
-                format!("{:.1}", u.cpu_percent),
-                format!("{} ({} proc)", human(u.rss_bytes), u.processes),
-            ),
+            Some(u) => (format!("{:.1}", u.cpu_percent), human(u.rss_bytes)),
             None if pid.is_some() => ("…".to_owned(), "…".to_owned()),
             None => ("—".to_owned(), "—".to_owned()),
         }
