@@ -212,6 +212,15 @@ impl App {
         }
     }
 
+    /// Whether a hinted command would do something now: the hint bar leaves out the rest.
+    pub(crate) fn offers(&self, command: Command) -> bool {
+        match command {
+            Command::StartAgent => !self.agent_running() && self.busy.is_none(),
+            Command::Follow => !self.logs.buffer.is_following(),
+            _ => true,
+        }
+    }
+
     pub(crate) fn agent_running(&self) -> bool {
         matches!(self.agent, AgentLink::Up(_))
     }

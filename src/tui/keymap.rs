@@ -518,11 +518,18 @@ pub(crate) fn lookup(event: &KeyEvent, contexts: &[Context]) -> Option<Meaning> 
     Some(Meaning::Command(found.command))
 }
 
-/// The hint bar's entries for `contexts`: `(keys, help)`.
-pub(crate) fn hints(contexts: &[Context]) -> Vec<(String, &'static str)> {
+/// The hint bar's entries for `contexts`: `(keys, help)`, leaving out commands that `offered`
+/// says would do nothing now (the help page still lists them).
+pub(crate) fn hints(
+    contexts: &[Context],
+    offered: impl Fn(Command) -> bool,
+) -> Vec<(String, &'static str)> {
     let mut out: Vec<(String, &'static str)> = Vec::new();
     for context in contexts.iter().chain(std::iter::once(&Context::Global)) {
-        for binding in BINDINGS.iter().filter(|b| b.context == *context && b.hint) {
+        for binding in BINDINGS
+            .iter()
+            .filter(|b| b.context == *context && b.hint && offered(b.command))
+        {
             // A key (or a help) already shown by an inner context is not shown twice.
             let keys = keys_label(binding);
             if out.iter().any(|(k, help)| {
@@ -654,8 +661,10 @@ mod tests {
                 .any(|(keys, help)| keys == "/" && *help == "search")
         );
         assert_eq!(sections.last().map(|s| s.0), Some("Everywhere"));
-        let hints = hints(&[Context::Logs]);
-        assert!(hints.iter().any(|(keys, _)| keys == "G/End"));
-        assert!(hints.iter().any(|(_, help)| *help == "help"));
+        let hints_now = hints(&[Context::Logs], |_| true);
+        assert!(hints_now.iter().any(|(keys, _)| keys == "G/End"));
+        assert!(hints_now.iter().any(|(_, help)| *help == "help"));
+        let without_follow = hints(&[Context::Logs], |c| c != Command::Follow);
+        assert!(!without_follow.iter().any(|(keys, _)| keys == "G/End"));
     }
 }

@@ -122,7 +122,7 @@ fn draw_mode_line(app: &App, frame: &mut Frame, area: Rect) {
 fn draw_hints(app: &App, frame: &mut Frame, area: Rect) {
     let theme = &app.theme;
     let mut spans = Vec::new();
-    for (keys, help) in keymap::hints(&app.contexts()) {
+    for (keys, help) in keymap::hints(&app.contexts(), |command| app.offers(command)) {
         spans.push(Span::styled(keys, theme.key));
         spans.push(Span::raw(format!(" {help}  ")));
     }

@@ -23,12 +23,18 @@ fn block(title: &str) -> Block<'static> {
 
 pub(crate) fn draw(app: &App, frame: &mut Frame, area: Rect) {
     let gpus = app.usage.gpus.len() as u16;
-    let [top, services, machine] = Layout::vertical([
+    let [top, services, rest] = Layout::vertical([
         Constraint::Length(7),
         Constraint::Length(5),
         Constraint::Min(5 + gpus),
     ])
     .areas(area);
+    // The machine box is as tall as its graphs need, so no empty frame fills the screen.
+    let [machine, _] = Layout::vertical([
+        Constraint::Length(machine_height(app, rest.height)),
+        Constraint::Min(0),
+    ])
+    .areas(rest);
     let [miner, beats] =
         Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(top);
     draw_miner(app, frame, miner);
@@ -245,6 +251,30 @@ pub(crate) fn compute_line(
     }
 }
 
+/// Rows the machine box shows: CPU, memory, the data disk, and each GPU or the line that says
+/// why there is none.
+fn machine_rows(app: &App) -> u16 {
+    3 + app.usage.gpus.len().max(1) as u16
+}
+
+/// Each graph is up to [`GRAPH_ROWS`] tall, as the space allows, plus the box's borders.
+const GRAPH_ROWS: u16 = 3;
+
+fn graph_rows(app: &App, height: u16) -> u16 {
+    let graphs = 3 + app.usage.gpus.len() as u16;
+    let spare = height.saturating_sub(2 + machine_rows(app) - graphs);
+    (spare / graphs).clamp(1, GRAPH_ROWS)
+}
+
+fn machine_height(app: &App, height: u16) -> u16 {
+    if app.usage.samples == 0 {
+        return 3;
+    }
+    let graphs = 3 + app.usage.gpus.len() as u16;
+    let lines = graphs * graph_rows(app, height) + (machine_rows(app) - graphs);
+    (lines + 2).min(height)
+}
+
 fn usage_row(app: &App, frame: &mut Frame, area: Rect, label: &str, text: String, series: &Series) {
     let [left, right] =
         Layout::horizontal([Constraint::Length(44), Constraint::Min(0)]).areas(area);
@@ -319,7 +349,8 @@ fn draw_machine(app: &App, frame: &mut Frame, area: Rect) {
             &gpu.utilisation,
         ));
     }
-    let mut constraints = vec![Constraint::Length(1); rows.len()];
+    let tall = graph_rows(app, area.height);
+    let mut constraints = vec![Constraint::Length(tall); rows.len()];
     constraints.push(Constraint::Min(0));
     let areas = Layout::vertical(constraints).split(inner);
     for (i, (label, text, series)) in rows.into_iter().enumerate() {
