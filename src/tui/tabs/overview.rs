@@ -127,7 +127,7 @@ fn draw_heartbeats(app: &App, frame: &mut Frame, area: Rect) {
                     ));
                     lines.push(field(
                         app,
-                        "sent",
+                        "since start",
                         format!("{} acknowledged", beat.acknowledged),
                     ));
                 }
