@@ -239,6 +239,30 @@ fn overview_with_the_coordinator_down_keeps_working() {
 }
 
 #[test]
+fn standalone_the_coordinator_is_down_with_the_agent_not_beside_it() {
+    let mut app = app();
+    assert!(app.setup.standalone);
+    let mut view = CoordinatorView::new(app.setup.server_url.clone());
+    view.health = Health::Down {
+        error: "connection refused".into(),
+        retry_at: now() + chrono::Duration::seconds(4),
+    };
+    act(&mut app, Action::Coordinator(Box::new(view.clone())));
+    agent_down(&mut app);
+    let text = screen(&mut app, 120, 30);
+    assert!(
+        text.contains("down with the agent, which hosts it"),
+        "{text}"
+    );
+    assert!(!text.contains("connection refused"), "{text}");
+    // Once the agent runs, a silent coordinator is a fault of its own again.
+    agent_up(&mut app, running_compute());
+    act(&mut app, Action::Coordinator(Box::new(view)));
+    let text = screen(&mut app, 120, 30);
+    assert!(text.contains("no answer: connection refused"), "{text}");
+}
+
+#[test]
 fn a_damaged_registration_says_what_to_do() {
     let mut app = app();
     let mut view = CoordinatorView::new(app.setup.server_url.clone());

@@ -80,8 +80,14 @@ fn draw_miner(app: &App, frame: &mut Frame, area: Rect) {
         Registration::Unknown => lines.push(Line::styled("reading registration.json…", t.dim)),
     }
     lines.push(field(app, "Coordinator", c.url.clone()));
+    let hosted_by_a_stopped_agent =
+        app.setup.standalone && matches!(app.agent, AgentLink::Down { .. });
     let health = match &c.health {
         Health::Unknown => Span::styled("asking…", t.dim),
+        // Standalone, the agent hosts the coordinator: its silence is no separate fault.
+        Health::Down { .. } if hosted_by_a_stopped_agent => {
+            Span::styled("– down with the agent, which hosts it", t.dim)
+        }
         Health::Up { rtt_ms } => Span::styled(format!("✔ answers ({rtt_ms:.0} ms)"), t.ok),
         Health::Down { error, retry_at } => Span::styled(
             format!(
