@@ -311,12 +311,19 @@ fn asking(app: &App, frame: &mut Frame, area: Rect, question: &Question) {
             let options = w.options(question);
             let selected = w.selected(question);
             let mut lines = Vec::new();
+            // Details line up in one column after the longest label.
+            let width = options
+                .iter()
+                .map(|c| c.label.chars().count())
+                .max()
+                .unwrap_or(0);
             for (i, choice) in options.iter().enumerate() {
                 let marker = if i == selected { "▶ " } else { "  " };
                 let style = if i == selected { t.selected } else { t.text };
                 let mut spans = vec![Span::styled(format!("{marker}{}", choice.label), style)];
                 if let Some(detail) = &choice.detail {
-                    spans.push(Span::styled(format!("   {detail}"), t.dim));
+                    let pad = width - choice.label.chars().count();
+                    spans.push(Span::styled(format!("{:pad$}   {detail}", ""), t.dim));
                 }
                 lines.push(Line::from(spans));
             }
