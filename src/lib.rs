@@ -26,4 +26,6 @@ pub mod register;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+#[doc(hidden)]
+pub mod testing;
 pub mod tui;

@@ -134,7 +134,7 @@ mod tests {
     #[test]
     fn clones_then_fast_forwards_and_refuses_local_changes() -> anyhow::Result<()> {
         if git(None, &["--version"]).is_err() {
-            eprintln!("SKIPPED: git is not installed");
+            crate::testing::missing_service("git", "it is not installed");
             return Ok(());
         }
         let temp = tempfile::tempdir()?;

@@ -9,16 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Says a service is missing: panics under `POLARIS_REQUIRE_SERVICES=1`, else prints a loud
-/// notice so the caller can return early.
-pub fn missing_service(service: &str, why: &str) {
-    if std::env::var("POLARIS_REQUIRE_SERVICES").as_deref() == Ok("1") {
-        panic!("{service} is required (POLARIS_REQUIRE_SERVICES=1) but {why}");
-    }
-    eprintln!(
-        "\n!!!!!!!! SKIPPED: {service} is not available ({why}); install it to run this test\n"
-    );
-}
+pub use polaris::testing::missing_service;
 
 /// A free TCP port on 127.0.0.1 (bound and released).
 pub fn free_port() -> std::io::Result<u16> {
