@@ -257,27 +257,31 @@ pub(crate) fn compute_line(
     }
 }
 
-/// Rows the machine box shows: CPU, memory, the data disk, and each GPU or the line that says
-/// why there is none.
-fn machine_rows(app: &App) -> u16 {
-    3 + app.usage.gpus.len().max(1) as u16
+/// The machine box's graphs: CPU, memory, the data disk and each GPU.
+fn graphs(app: &App) -> u16 {
+    3 + app.usage.gpus.len() as u16
 }
 
-/// Each graph is up to [`GRAPH_ROWS`] tall, as the space allows, plus the box's borders.
+/// With no GPU, one more line says why there is none.
+fn note_rows(app: &App) -> u16 {
+    u16::from(app.usage.gpus.is_empty())
+}
+
+/// The most rows one graph gets.
 const GRAPH_ROWS: u16 = 3;
 
+/// Rows each graph gets in a box at most `height` tall (borders included): as many as fit, from
+/// 1 to [`GRAPH_ROWS`].
 fn graph_rows(app: &App, height: u16) -> u16 {
-    let graphs = 3 + app.usage.gpus.len() as u16;
-    let spare = height.saturating_sub(2 + machine_rows(app) - graphs);
-    (spare / graphs).clamp(1, GRAPH_ROWS)
+    let spare = height.saturating_sub(2 + note_rows(app));
+    (spare / graphs(app)).clamp(1, GRAPH_ROWS)
 }
 
 fn machine_height(app: &App, height: u16) -> u16 {
     if app.usage.samples == 0 {
         return 3;
     }
-    let graphs = 3 + app.usage.gpus.len() as u16;
-    let lines = graphs * graph_rows(app, height) + (machine_rows(app) - graphs);
+    let lines = graphs(app) * graph_rows(app, height) + note_rows(app);
     (lines + 2).min(height)
 }
 
