@@ -491,9 +491,7 @@ impl App {
 
     fn overview_command(&mut self, command: Command) -> Vec<Effect> {
         match command {
-            Command::StartAgent if !self.agent_running() && self.busy.is_none() => {
-                self.run(Job::StartAgent)
-            }
+            Command::StartAgent if self.offers(Command::StartAgent) => self.run(Job::StartAgent),
             Command::StartAgent => {
                 self.dirty = false;
                 Vec::new()
