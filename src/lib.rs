@@ -1,8 +1,8 @@
 //! Polaris: one binary for compute providers ("miners") and the coordinator they talk to.
 //!
 //! # Layout
-//! - [`agent`]: the agent daemon: heartbeats, the compute_subnet supervisor, the control
-//!   socket, PID files, rotating logs.
+//! - [`agent`]: the agent daemon: heartbeats, the compute_subnet supervisor, the SSH tunnel
+//!   keeper, the control socket, PID files, rotating logs.
 //! - [`cli`]: the command tree (clap) and one module per command; `main.rs` only calls [`cli::run`].
 //! - [`config`]: settings layered as flag > environment > `.env` > `polaris.toml` > default.
 //! - [`telemetry`]: tracing into rotating files under `POLARIS_HOME/logs`.
@@ -13,6 +13,8 @@
 //!   keys, submission and `registration.json`.
 //! - [`server`]: `polaris server`, the coordinator: HTTP routes, auth, the in-memory heartbeat
 //!   registry with its deadline index, the health check and alerts.
+//! - `splice`: an SSH channel joined to a TCP socket, for the tunnel keeper and the built-in
+//!   relay alike.
 //! - [`store`]: persistence behind a trait; the embedded SQLite store and its batching writer.
 //! - [`tui`]: the dashboard (`polaris` on a terminal), a client of the agent and the coordinator.
 
@@ -24,6 +26,7 @@ pub mod files;
 pub mod inventory;
 pub mod register;
 pub mod server;
+mod splice;
 pub mod store;
 pub mod telemetry;
 #[doc(hidden)]

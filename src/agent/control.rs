@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, BufReader};
 
 use super::log_files::Process;
-use super::{heartbeat, supervisor};
+use super::{heartbeat, supervisor, tunnel};
 
 /// The version of this conversation; `Watch` carries the client's, `Hello` the agent's. Bump it
 /// when a change would make an older peer misread the lines.
@@ -64,6 +64,9 @@ pub struct Snapshot {
     pub heartbeat: heartbeat::State,
     /// The coordinator this agent hosts (standalone set-up), if it does.
     pub coordinator: Option<String>,
+    /// The SSH tunnel, when POLARIS_RELAY is set (absent from an agent older than the field).
+    #[serde(default)]
+    pub tunnel: Option<tunnel::State>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -674,6 +677,7 @@ mod tests {
             compute: None,
             heartbeat: heartbeat::State::default(),
             coordinator: None,
+            tunnel: None,
         }
     }
 

@@ -1,7 +1,8 @@
 //! `polaris --daemon`: the agent in the foreground. It runs the heartbeat sender, the
-//! supervisor of compute_subnet (when POLARIS_COMPUTE_CMD is set), the control socket, and, with
-//! no SERVER_URL set, the coordinator itself on 127.0.0.1:8420 (the standalone set-up).
-//! SIGTERM or SIGINT stop it cleanly: compute_subnet first, then the rest.
+//! supervisor of compute_subnet (when POLARIS_COMPUTE_CMD is set), the SSH tunnel keeper (when
+//! POLARIS_RELAY is set), the control socket, and, with no SERVER_URL set, the coordinator
+//! itself on 127.0.0.1:8420 (the standalone set-up). SIGTERM or SIGINT stop it cleanly:
+//! compute_subnet first, then the rest.
 
 use anyhow::Context;
 use chrono::Utc;
@@ -9,7 +10,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::control::{self, Request, Response, Snapshot};
-use super::{heartbeat, pidfile, supervisor};
+use super::{heartbeat, pidfile, supervisor, tunnel};
 use crate::config::Settings;
 
 pub const AGENT: &str = "polaris";
@@ -100,6 +101,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         }
     });
 
+    let tunnel_cancel = CancellationToken::new();
+    let tunnel = tunnel::Config::from_settings(&settings).map(|config| {
+        let (state, rx) = watch::channel(tunnel::State::new(&config));
+        let task = tokio::spawn(tunnel::run(config, state, tunnel_cancel.clone()));
+        (task, rx)
+    });
+    let tunnel_rx = tunnel.as_ref().map(|(_, rx)| rx.clone());
+
     let base = Snapshot {
         agent_pid: me,
         version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -108,12 +117,16 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         compute: compute_configured.then(|| compute_rx.borrow().clone()),
         heartbeat: heartbeat_rx.borrow().clone(),
         coordinator,
+        tunnel: tunnel_rx.as_ref().map(|t| t.borrow().clone()),
     };
     let (snapshot_tx, snapshot_rx) = watch::channel(base.clone());
     tokio::spawn(publish_snapshots(
         base,
-        compute_configured.then(|| compute_rx.clone()),
-        heartbeat_rx,
+        Sources {
+            compute: compute_configured.then(|| compute_rx.clone()),
+            heartbeat: Some(heartbeat_rx),
+            tunnel: tunnel_rx,
+        },
         snapshot_tx,
     ));
 
@@ -182,6 +195,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     pidfile::remove(&home, COMPUTE);
     heartbeat_cancel.cancel();
     let _ = heartbeats.await;
+    // The session is closed, not left to time out: the relay frees our port at once.
+    tunnel_cancel.cancel();
+    if let Some((task, _)) = tunnel {
+        let _ = task.await;
+    }
     let _ = control.await;
     pidfile::remove(&home, AGENT);
     tracing::info!("agent stopped");
@@ -205,39 +223,59 @@ fn ask_supervisor(
     }
 }
 
-/// Keeps `snapshots` equal to the agent's state: recomputed whenever the supervisor's or the
-/// heartbeat sender's state changes, published only when it differs (so watchers wake for
-/// real changes). Ends when both services are gone.
+/// The services whose states make up the snapshot; `None` for one that is not configured, or
+/// gone (its last state stays in the snapshot).
+struct Sources {
+    compute: Option<watch::Receiver<supervisor::State>>,
+    heartbeat: Option<watch::Receiver<heartbeat::State>>,
+    tunnel: Option<watch::Receiver<tunnel::State>>,
+}
+
+/// Waits for a change of a service; forever when it is absent. A service that is gone is
+/// dropped from `receiver`, so it is not waited on again.
+async fn changed<T>(receiver: &mut Option<watch::Receiver<T>>) {
+    match receiver.as_mut() {
+        Some(r) => {
+            if r.changed().await.is_err() {
+                *receiver = None;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Keeps `snapshots` equal to the agent's state: recomputed whenever a service's state changes,
+/// published only when it differs (so watchers wake for real changes). Ends when every service
+/// is gone.
 async fn publish_snapshots(
-    base: Snapshot,
-    mut compute: Option<watch::Receiver<supervisor::State>>,
-    mut heartbeat: watch::Receiver<heartbeat::State>,
+    mut current: Snapshot,
+    mut sources: Sources,
     snapshots: watch::Sender<Snapshot>,
 ) {
-    // A closed channel still holds its last value: the supervisor's final state stays shown.
-    let (mut compute_open, mut heartbeat_open) = (compute.is_some(), true);
-    while compute_open || heartbeat_open {
-        let current = Snapshot {
-            compute: compute.as_mut().map(|c| c.borrow_and_update().clone()),
-            heartbeat: heartbeat.borrow_and_update().clone(),
-            ..base.clone()
-        };
+    loop {
+        if let Some(c) = sources.compute.as_mut() {
+            current.compute = Some(c.borrow_and_update().clone());
+        }
+        if let Some(h) = sources.heartbeat.as_mut() {
+            current.heartbeat = h.borrow_and_update().clone();
+        }
+        if let Some(t) = sources.tunnel.as_mut() {
+            current.tunnel = Some(t.borrow_and_update().clone());
+        }
         snapshots.send_if_modified(|s| {
             let changed = *s != current;
             if changed {
-                *s = current;
+                *s = current.clone();
             }
             changed
         });
-        let compute_changed = async {
-            match compute.as_mut() {
-                Some(c) => c.changed().await,
-                None => std::future::pending().await,
-            }
-        };
+        if sources.compute.is_none() && sources.heartbeat.is_none() && sources.tunnel.is_none() {
+            return;
+        }
         tokio::select! {
-            changed = compute_changed, if compute_open => compute_open = changed.is_ok(),
-            changed = heartbeat.changed(), if heartbeat_open => heartbeat_open = changed.is_ok(),
+            () = changed(&mut sources.compute) => {}
+            () = changed(&mut sources.heartbeat) => {}
+            () = changed(&mut sources.tunnel) => {}
         }
     }
 }

@@ -376,6 +376,7 @@ mod tests {
             compute,
             heartbeat: Default::default(),
             coordinator: None,
+            tunnel: None,
         }
     }
 

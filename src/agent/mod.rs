@@ -1,7 +1,8 @@
 //! The agent (`polaris --daemon`, started in the background by `polaris start`): the daemon
-//! that runs the heartbeat sender, the supervisor of compute_subnet, the control socket and,
-//! standalone, the coordinator; PID files that know their process; the rotating log files and
-//! how they are read; the rules `polaris start` and `stop` follow (`lifecycle`).
+//! that runs the heartbeat sender, the supervisor of compute_subnet, the SSH tunnel keeper, the
+//! control socket and, standalone, the coordinator; PID files that know their process; the
+//! rotating log files and how they are read; the rules `polaris start` and `stop` follow
+//! (`lifecycle`).
 
 pub mod control;
 pub mod daemon;
@@ -14,4 +15,5 @@ pub mod rotating_log;
 pub mod subnet_update;
 pub mod supervisor;
 pub mod tail;
+pub mod tunnel;
 pub mod usage;

@@ -1,5 +1,6 @@
 //! The coordinator's HTTP API as the miner side calls it: registration, the network-specific
-//! registrations and the pod view. Errors carry the coordinator's own message.
+//! registrations, the pod view, and what the tunnel keeper tells it (the advertised SSH address,
+//! the key it logs in to the built-in relay with). Errors carry the coordinator's own message.
 
 use std::time::Duration;
 
@@ -7,8 +8,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{
-    BittensorRegistration, CommuneRegistration, ErrorBody, Pod, RegistrationRequest,
-    RegistrationResponse, SimpleResponse,
+    BittensorRegistration, CommuneRegistration, ErrorBody, NetworkUpdate, Pod, RegistrationRequest,
+    RegistrationResponse, RelayKey, SimpleResponse,
 };
 
 /// The original's registration timeout.
@@ -75,16 +76,45 @@ impl CoordinatorClient {
     }
 
     pub async fn miner(&self, token: &str, miner_id: &str) -> Result<Pod, ClientError> {
+        let url = self.miner_url(miner_id, None)?;
+        self.send(self.http.get(url).bearer_auth(token)).await
+    }
+
+    /// `POST /network_update`: how validators reach the miner now.
+    pub async fn network_update(
+        &self,
+        token: &str,
+        body: &NetworkUpdate,
+    ) -> Result<SimpleResponse, ClientError> {
+        self.post_as(token, "/network_update", body).await
+    }
+
+    /// `POST /miners/{id}/relay_key`: the key the miner's tunnel logs in to the built-in relay
+    /// with (replacing an older one).
+    pub async fn set_relay_key(
+        &self,
+        token: &str,
+        miner_id: &str,
+        body: &RelayKey,
+    ) -> Result<SimpleResponse, ClientError> {
+        let url = self.miner_url(miner_id, Some("relay_key"))?;
+        self.send(self.http.post(url).bearer_auth(token).json(body))
+            .await
+    }
+
+    /// `/miners/{id}[/{rest}]`, the id escaped as one path segment so it can never reach
+    /// another route.
+    fn miner_url(&self, miner_id: &str, rest: Option<&str>) -> Result<reqwest::Url, ClientError> {
         let mut url =
             reqwest::Url::parse(&self.url("/miners")).map_err(|e| ClientError::Unexpected {
                 url: self.base.clone(),
                 detail: e.to_string(),
             })?;
-        // One path segment, escaped: an id can never reach another route.
         if let Ok(mut segments) = url.path_segments_mut() {
             segments.push(miner_id);
+            segments.extend(rest);
         }
-        self.send(self.http.get(url).bearer_auth(token)).await
+        Ok(url)
     }
 
     fn url(&self, path: &str) -> String {

@@ -5,6 +5,7 @@ pub mod client;
 mod heartbeat;
 mod miner;
 mod network;
+mod relay;
 mod validate;
 
 pub use heartbeat::{
@@ -18,6 +19,7 @@ pub use miner::{
 pub use network::{
     BittensorRegistration, CommuneRegistration, NetworkInfo, NetworkUpdate, SimpleResponse,
 };
+pub use relay::{RelayKey, RelaySession};
 pub(crate) use validate::identifier;
 pub use validate::{FieldError, Validate};
 

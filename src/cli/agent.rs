@@ -190,7 +190,12 @@ pub(super) fn status(args: StatusArgs, home: Option<PathBuf>) -> anyhow::Result<
         .as_ref()
         .and_then(|s| s.compute.as_ref())
         .and_then(|c| c.pid);
-    let healthy = snapshot.is_some() && (!compute_configured || compute_pid.is_some());
+    // A tunnel the agent keeps must be up too (an agent without POLARIS_RELAY keeps none).
+    let tunnel_ok = snapshot
+        .as_ref()
+        .and_then(|s| s.tunnel.as_ref())
+        .is_none_or(|t| t.is_up());
+    let healthy = snapshot.is_some() && (!compute_configured || compute_pid.is_some()) && tunnel_ok;
     let usage = compute_pid.and_then(crate::agent::usage::of_tree);
     if args.json {
         let body = serde_json::json!({
@@ -218,6 +223,9 @@ pub(super) fn status(args: StatusArgs, home: Option<PathBuf>) -> anyhow::Result<
                 }
                 if let Some(url) = &s.coordinator {
                     println!("  hosting the coordinator at {url}");
+                }
+                if let Some(tunnel) = &s.tunnel {
+                    print_tunnel(tunnel);
                 }
             }
             None => println!("polaris is not running."),
@@ -270,6 +278,19 @@ pub(super) fn status(args: StatusArgs, home: Option<PathBuf>) -> anyhow::Result<
     } else {
         ExitCode::from(NOT_RUNNING)
     })
+}
+
+fn print_tunnel(tunnel: &crate::agent::tunnel::State) {
+    println!("{}", tunnel.headline(chrono::Utc::now()));
+    let mut facts = vec![format!("to {}", tunnel.target)];
+    if let Some(key) = &tunnel.host_key {
+        facts.push(format!("relay host key {key}"));
+    }
+    facts.push(format!("{} sessions so far", tunnel.sessions));
+    if let Some(at) = tunnel.last_probe {
+        facts.push(format!("last probe {} ago", ago(at)));
+    }
+    println!("  {}", facts.join(", "));
 }
 
 pub(super) fn check_main(args: CheckMainArgs, home: Option<PathBuf>) -> anyhow::Result<ExitCode> {

@@ -189,7 +189,11 @@ impl Settings {
                 url: p.parse(&keys::RELAY, "ssh://user@host:port", parse_relay_url)?,
                 remote_port: p.port(&keys::RELAY_REMOTE_PORT)?.unwrap_or(0),
                 tunnel_target: p.string(&keys::TUNNEL_TARGET),
-                host_key: p.string(&keys::RELAY_HOST_KEY),
+                host_key: p.parse(
+                    &keys::RELAY_HOST_KEY,
+                    "a host key fingerprint like SHA256:… (as `ssh-keygen -lf` prints it)",
+                    parse_fingerprint,
+                )?,
             },
             server: ServerSettings {
                 listen,
@@ -316,6 +320,13 @@ fn parse_relay_url(text: &str) -> Option<String> {
     let url = reqwest::Url::parse(text).ok()?;
     (url.scheme() == "ssh" && url.host().is_some() && !url.username().is_empty())
         .then(|| text.to_owned())
+}
+
+/// `SHA256:` and 43 base64 characters (a SHA-256 digest without padding), as OpenSSH prints.
+fn parse_fingerprint(text: &str) -> Option<String> {
+    let digest = text.strip_prefix("SHA256:")?;
+    let base64 = |c: char| c.is_ascii_alphanumeric() || c == '+' || c == '/';
+    (digest.len() == 43 && digest.chars().all(base64)).then(|| text.to_owned())
 }
 
 fn default_server_url() -> reqwest::Url {
@@ -449,6 +460,7 @@ mod tests {
             "POLARIS_ADMIN_TOKEN",
             "POLARIS_RELAY",
             "POLARIS_RELAY_PORTS",
+            "POLARIS_RELAY_HOST_KEY",
             "POLARIS_HEARTBEAT_INTERVAL",
         ] {
             let err = settings(&[(name, "not valid")]).expect_err(name);

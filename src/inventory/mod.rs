@@ -174,7 +174,7 @@ pub async fn collect(settings: &Settings) -> anyhow::Result<Inventory> {
 
 /// The login name: the environment's, else (services often run without $USER) the password
 /// database's entry for our uid.
-fn current_user() -> Option<String> {
+pub(crate) fn current_user() -> Option<String> {
     let from_env = ["USER", "LOGNAME", "USERNAME"]
         .iter()
         .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()));

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod relay_sshd;
 pub mod services;
 
 pub type TestResult = Result<(), Box<dyn std::error::Error>>;
