@@ -459,3 +459,94 @@ async fn a_saturating_two_way_transfer_does_not_wedge_the_session() -> TestResul
     keeper.stop().await?;
     Ok(())
 }
+
+/// `polaris start` with POLARIS_RELAY set: `polaris status` shows the tunnel up with its port,
+/// the coordinator's record of the miner carries the advertised address, and `polaris stop`
+/// closes the tunnel (the relay's port no longer accepts).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polaris_start_keeps_the_tunnel_advertises_it_and_stop_closes_it() -> TestResult {
+    let server_home = tempfile::tempdir()?;
+    let server = common::Server::start(server_home.path(), &[])?;
+    let http = reqwest::Client::new();
+    let (miner_id, token) = common::register(&http, &server).await?;
+    let home = tempfile::tempdir()?;
+    polaris::register::record::save(
+        home.path(),
+        &polaris::register::record::RegistrationRecord {
+            miner_id: miner_id.clone(),
+            token: Secret::new(token.clone()),
+            username: "tunnel-test".into(),
+            network: polaris::register::record::Network::Standard,
+            server_url: server.api.clone(),
+            resource_ids: vec![],
+            registered_at: chrono::Utc::now(),
+            bittensor: None,
+            commune: None,
+        },
+    )?;
+    let key = agent_key(home.path())?;
+    let Some(relay) = RelaySshd::start(&key, false)? else {
+        return Ok(());
+    };
+    let target = target().await?;
+    let polaris = |args: &[&str]| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_polaris"));
+        command
+            .args(args)
+            .env("POLARIS_HOME", home.path())
+            .env("SERVER_URL", &server.api)
+            .env(
+                "POLARIS_RELAY",
+                format!("ssh://{}@127.0.0.1:{}", whoami(), relay.port),
+            )
+            .env("POLARIS_TUNNEL_TARGET", target.to_string())
+            .env("SSH_USER", "renter")
+            .env_remove("POLARIS_COMPUTE_CMD")
+            .env_remove("POLARIS_RELAY_HOST_KEY")
+            .env_remove("POLARIS_RELAY_REMOTE_PORT")
+            .current_dir(home.path())
+            .stdin(std::process::Stdio::null());
+        command
+    };
+    let started = polaris(&["start"]).output()?;
+    assert!(started.status.success(), "{started:?}");
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (status, port) = loop {
+        let output = polaris(&["status", "--json"]).output()?;
+        let status: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+        let tunnel = &status["polaris"]["tunnel"];
+        if tunnel["state"] == "up" {
+            let port = tunnel["port"].as_u64().ok_or("no port")? as u16;
+            break (output, port);
+        }
+        if Instant::now() > deadline {
+            return Err(format!("the tunnel did not come up: {status:#}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(status.status.code(), Some(0), "up: healthy");
+    let text = String::from_utf8(polaris(&["status"]).output()?.stdout)?;
+    let address = format!("ssh://renter@127.0.0.1:{port}");
+    assert!(text.contains(&format!("tunnel up at {address}")), "{text}");
+    round_trip(port, "hello through polaris start").await?;
+
+    let pod_url = format!("{}/miners/{miner_id}", server.api);
+    let advertised = common::wait_for(Duration::from_secs(15), || async {
+        let (_, pod) = common::get(&http, &pod_url, &token).await.ok()?;
+        (pod["network"]["ssh"] == address.as_str()).then_some(pod)
+    })
+    .await;
+    assert!(
+        advertised.is_some(),
+        "the coordinator's record shows {address}"
+    );
+
+    let stopped = polaris(&["stop"]).output()?;
+    assert!(stopped.status.success(), "{stopped:?}");
+    assert!(
+        port_closes(port).await,
+        "polaris stop closes the relay's port"
+    );
+    Ok(())
+}

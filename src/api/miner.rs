@@ -246,6 +246,9 @@ pub struct Pod {
     pub heartbeat_status: Option<String>,
     pub last_seen: Option<DateTime<Utc>>,
     pub compute_resources: Vec<ComputeResource>,
+    /// How renters reach the miner over SSH (`POST /network_update`: the tunnel's address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkInfo>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Object)]
     pub bittensor_details: Option<serde_json::Value>,

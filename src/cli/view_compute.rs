@@ -95,6 +95,10 @@ pub(crate) fn render(pod: &Pod) -> String {
         vec!["Description".to_owned(), or_na(pod.description.as_ref())],
         vec!["Status".to_owned(), pod.status.as_str().to_owned()],
         vec!["Heartbeat".to_owned(), or_na(pod.heartbeat_status.as_ref())],
+        vec![
+            "SSH".to_owned(),
+            or_na(pod.network.as_ref().and_then(|n| n.ssh.as_ref())),
+        ],
         vec!["Created At".to_owned(), pod.created_at.to_rfc3339()],
         vec!["Updated At".to_owned(), pod.updated_at.to_rfc3339()],
     ]);

@@ -220,6 +220,7 @@ fn pod(state: &AppState, record: MinerRecord) -> Pod {
         updated_at: record.updated_at,
         status: record.verification,
         compute_resources: record.compute_resources,
+        network: record.network,
         bittensor_details: record.bittensor_details,
         commune_details: record.commune_details,
     }
