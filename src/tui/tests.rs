@@ -192,6 +192,54 @@ fn overview_registered_with_the_agent_up() {
     insta::assert_snapshot!(screen(&mut app, 120, 30));
 }
 
+/// The tunnel's line as the agent publishes it: up with its address, then down with the reason
+/// and the next try.
+#[test]
+fn overview_shows_the_tunnel_up_then_down() {
+    let mut app = app();
+    app.setup.relay = Some("ssh://tunnel@relay.example.net:2222".into());
+    registered(&mut app);
+    let mut with_tunnel = snapshot(running_compute());
+    let tunnel = json!({
+        "relay": "relay.example.net:2222",
+        "target": "127.0.0.1:22",
+        "state": "up",
+        "port": 20417,
+        "address": "ssh://miner@relay.example.net:20417",
+        "since": "2026-12-01T11:58:00Z",
+        "host_key": "SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s",
+        "sessions": 1,
+        "last_probe": "2026-12-01T11:59:40Z"
+    });
+    with_tunnel.tunnel = match serde_json::from_value(tunnel) {
+        Ok(t) => Some(t),
+        Err(err) => panic!("tunnel fixture: {err}"),
+    };
+    act(
+        &mut app,
+        Action::Agent(AgentLink::Up(Box::new(with_tunnel.clone()))),
+    );
+    act(&mut app, Action::Usage(Box::new(usage())));
+    insta::assert_snapshot!(screen(&mut app, 120, 30));
+    if let Some(t) = with_tunnel.tunnel.as_mut() {
+        t.phase = crate::agent::tunnel::Phase::Down {
+            reason: "the session ended: early eof".into(),
+            retry_at: now() + chrono::Duration::seconds(2),
+        };
+    }
+    act(
+        &mut app,
+        Action::Agent(AgentLink::Up(Box::new(with_tunnel))),
+    );
+    let down = screen(&mut app, 120, 30);
+    assert!(
+        down.contains(
+            "✖ down: the session ended: early eof; retrying relay.example.net:2222 in 2s"
+        ),
+        "{down}"
+    );
+}
+
 #[test]
 fn overview_not_registered_and_the_agent_down_offers_to_start_it() {
     let mut app = app();

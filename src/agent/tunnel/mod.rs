@@ -206,25 +206,27 @@ impl State {
         matches!(self.phase, Phase::Up { .. })
     }
 
-    /// One line for people: where the tunnel stands, as of `now`. `polaris status` and the
-    /// dashboard both print it.
+    /// One line for people: where the tunnel stands, as of `now`, as `polaris status` prints it.
     pub fn headline(&self, now: DateTime<Utc>) -> String {
+        format!("tunnel {}", self.summary(now))
+    }
+
+    /// [`headline`](Self::headline) without the word "tunnel", for a field already named so
+    /// (the dashboard's).
+    pub fn summary(&self, now: DateTime<Utc>) -> String {
         let relay = &self.relay;
         match &self.phase {
             Phase::Connecting { since } => {
-                format!("tunnel connecting to {relay} (for {})", span(*since, now))
+                format!("connecting to {relay} (for {})", span(*since, now))
             }
             Phase::Up { address, since, .. } => {
-                format!(
-                    "tunnel up at {address} via {relay}, for {}",
-                    span(*since, now)
-                )
+                format!("up at {address} via {relay}, for {}", span(*since, now))
             }
             Phase::Down { reason, retry_at } => format!(
-                "tunnel down: {reason}; retrying {relay} in {}",
+                "down: {reason}; retrying {relay} in {}",
                 span(now, *retry_at)
             ),
-            Phase::Stopped { reason } => format!("tunnel STOPPED: {reason}"),
+            Phase::Stopped { reason } => format!("STOPPED: {reason}"),
         }
     }
 }

@@ -193,10 +193,12 @@ fn draw_services(app: &App, frame: &mut Frame, area: Rect) {
         }
         Some(s) => compute_line(app, s.compute.as_ref()),
     };
-    let tunnel = match &app.setup.relay {
-        None => Span::styled("– not configured", t.dim),
-        Some(_) => Span::styled(
-            "– POLARIS_RELAY is set, but tunnels are not built into this version yet",
+    let tunnel = match (app.agent.snapshot(), &app.setup.relay) {
+        (Some(s), _) if s.tunnel.is_some() => tunnel_line(app, s.tunnel.as_ref()),
+        (_, None) => Span::styled("– not configured (POLARIS_RELAY)", t.dim),
+        (None, Some(_)) => Span::styled("– down with the agent, which keeps it", t.dim),
+        (Some(_), Some(_)) => Span::styled(
+            "– POLARIS_RELAY is set, but the agent started without it: restart the agent",
             t.warn,
         ),
     };
@@ -206,6 +208,22 @@ fn draw_services(app: &App, frame: &mut Frame, area: Rect) {
         field(app, "tunnel", tunnel),
     ];
     frame.render_widget(Paragraph::new(lines).block(block("Services")), area);
+}
+
+/// The tunnel's state in a few words, in the colour of its health.
+fn tunnel_line(app: &App, state: Option<&crate::agent::tunnel::State>) -> Span<'static> {
+    let t = &app.theme;
+    let Some(tunnel) = state else {
+        return Span::styled("– not configured (POLARIS_RELAY)", t.dim);
+    };
+    let summary = tunnel.summary(app.now);
+    match tunnel.phase {
+        crate::agent::tunnel::Phase::Up { .. } => Span::styled(format!("✔ {summary}"), t.ok),
+        crate::agent::tunnel::Phase::Connecting { .. } => {
+            Span::styled(format!("… {summary}"), t.dim)
+        }
+        _ => Span::styled(format!("✖ {summary}"), t.bad),
+    }
 }
 
 /// compute_subnet's state in a few words (also used by the Processes tab).
