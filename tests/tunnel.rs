@@ -61,6 +61,7 @@ fn config(home: &Path, relay: &RelaySshd, user: &str, target: SocketAddr) -> Con
         server_url: reqwest::Url::parse("http://127.0.0.1:9/api/v1").expect("a valid URL"),
         keepalive_interval: Duration::from_secs(5),
         keepalive_max: 3,
+        probe_interval: Duration::from_secs(30),
     }
 }
 
@@ -205,9 +206,15 @@ async fn bytes_flow_and_the_tunnel_comes_back_after_a_killed_session_a_restart_a
         return Ok(());
     };
     let target = target().await?;
-    let mut keeper = Keeper::start(config(home.path(), &relay, &whoami(), target));
+    let mut probing = config(home.path(), &relay, &whoami(), target);
+    probing.probe_interval = Duration::from_millis(300);
+    let mut keeper = Keeper::start(probing);
     let port = keeper.up(1, Duration::from_secs(20)).await?;
     round_trip(port, "hello through the relay").await?;
+    keeper
+        .until(Duration::from_secs(10), |s| s.last_probe.is_some())
+        .await
+        .map_err(|e| format!("a probe goes through the tunnel and back: {e}"))?;
     let state = keeper.state.borrow().clone();
     assert_eq!(state.host_key, Some(relay.fingerprint()?), "{state:?}");
     let known_hosts = std::fs::read_to_string(home.path().join("keys/known_hosts"))?;
@@ -384,6 +391,31 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
         }
     }
     files
+}
+
+/// A relay that allows remote forwards only refuses the probe through the tunnel: that refusal
+/// is an answer, so the tunnel stays up on the same session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_refuses_probes_keeps_the_tunnel_up() -> TestResult {
+    let home = tempfile::tempdir()?;
+    let key = agent_key(home.path())?;
+    let Some(mut relay) = RelaySshd::start(&key, false)? else {
+        return Ok(());
+    };
+    relay.remote_forwarding_only()?;
+    relay.restart()?;
+    let target = target().await?;
+    let mut config = config(home.path(), &relay, &whoami(), target);
+    config.probe_interval = Duration::from_millis(300);
+    let mut keeper = Keeper::start(config);
+    let port = keeper.up(1, Duration::from_secs(20)).await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    round_trip(port, "hello without probes").await?;
+    let state = keeper.state.borrow().clone();
+    assert!(state.is_up() && state.sessions == 1, "{state:?}");
+    assert_eq!(state.last_probe, None, "no probe went through");
+    keeper.stop().await?;
+    Ok(())
 }
 
 /// Both directions saturated at once for 30 s (the load that wedged russh sessions in 3 of 6

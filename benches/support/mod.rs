@@ -18,6 +18,7 @@ pub(crate) fn knob(name: &str, default: usize) -> anyhow::Result<usize> {
 
 /// Reads the child's stdout up to `polaris server listening on http://ADDR`, returns
 /// `http://ADDR`, and keeps draining stdout so the server never blocks on a full pipe.
+#[allow(dead_code, reason = "not every benchmark starts a server")]
 pub(crate) fn listening_address(child: &mut Child) -> anyhow::Result<String> {
     let stdout = child.stdout.take().context("no stdout")?;
     let mut lines = BufReader::new(stdout).lines();

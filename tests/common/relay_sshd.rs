@@ -2,20 +2,28 @@
 //! a free loopback port, with forwarding allowed the way the README tells relay operators
 //! (`AllowTcpForwarding yes`, `GatewayPorts clientspecified`, `ClientAliveInterval`). The test
 //! can kill the per-connection processes (a dropped session) or the whole daemon (a restart on
-//! the same port, same host key), and read the log to see who logged in.
+//! the same port, same host key), and read the log to see who logged in. It stands alone (the
+//! tunnel benchmark includes this file too).
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::services::{free_port, missing_service};
+use polaris::testing::missing_service;
 
 const SSHD: &str = "/usr/sbin/sshd";
 /// The account the password test logs in as; `.ci/run` makes it
 /// (`tests/fixtures/make-relay-user.sh`).
 pub const PASSWORD_USER: &str = "polaris-relay";
 pub const PASSWORD: &str = "polaris-relay-test-only";
+
+/// A free TCP port on 127.0.0.1 (bound and released).
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
 
 pub struct RelaySshd {
     child: Option<Child>,
@@ -172,6 +180,17 @@ impl RelaySshd {
                 .args([signal, &pid.to_string()])
                 .status()?;
         }
+        Ok(())
+    }
+
+    /// Allows remote forwards only (`AllowTcpForwarding remote`, which refuses the keeper's
+    /// probe), from the next [`restart`](Self::restart).
+    pub fn remote_forwarding_only(&self) -> Result<(), Box<dyn std::error::Error>> {
+        let config = std::fs::read_to_string(&self.config)?;
+        std::fs::write(
+            &self.config,
+            config.replace("AllowTcpForwarding yes", "AllowTcpForwarding remote"),
+        )?;
         Ok(())
     }
 

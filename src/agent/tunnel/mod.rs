@@ -27,8 +27,6 @@ use backoff::Backoff;
 
 /// How often the session loop must answer a ping, and how long it may take.
 const PING_EVERY: Duration = Duration::from_secs(10);
-/// How often a connection goes through our own forward and back.
-const PROBE_EVERY: Duration = Duration::from_secs(30);
 
 /// Where the relay is and who we log in as, from `ssh://user@host:port`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,6 +92,8 @@ pub struct Config {
     pub server_url: reqwest::Url,
     pub keepalive_interval: Duration,
     pub keepalive_max: usize,
+    /// How often a connection goes through our own forward and back.
+    pub probe_interval: Duration,
 }
 
 impl Config {
@@ -122,6 +122,7 @@ impl Config {
             // 5 s × 3 unanswered: a dead or hung relay is noticed in about 20 s.
             keepalive_interval: Duration::from_secs(5),
             keepalive_max: 3,
+            probe_interval: Duration::from_secs(30),
             relay,
         })
     }
@@ -309,8 +310,9 @@ async fn keep(
     });
     let advertising = tokio::spawn(advertise::address(config.clone(), session.port, address));
     let mut ping = tokio::time::interval(PING_EVERY);
-    let mut probe = tokio::time::interval(PROBE_EVERY);
+    let mut probe = tokio::time::interval(config.probe_interval);
     ping.reset();
+    let mut probe_refused = false;
     let reason = loop {
         enum Due {
             Ping,
@@ -339,7 +341,17 @@ async fn keep(
                 }
             }
             Due::Probe => match session::probe(&session).await {
-                Ok(()) => state.send_modify(|s| s.last_probe = Some(Utc::now())),
+                Ok(session::Probe::Through) => {
+                    state.send_modify(|s| s.last_probe = Some(Utc::now()));
+                }
+                Ok(session::Probe::Refused) => {
+                    if !probe_refused {
+                        tracing::info!(
+                            "the relay refuses probes through the tunnel; watching it with pings only"
+                        );
+                        probe_refused = true;
+                    }
+                }
                 Err(reason) => break reason,
             },
         }

@@ -253,12 +253,22 @@ async fn timed<T>(
         .map_err(|_| SessionError::Timeout { what })
 }
 
+/// What a probe found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Probe {
+    /// The connection went to our own port on the relay and came back through the forward.
+    Through,
+    /// The relay refused the probe's channel (`AllowTcpForwarding remote` forbids it): the
+    /// session loop answered, which is all this relay lets us check.
+    Refused,
+}
+
 /// Opens a connection to our own port on the relay through the session, which the relay must
 /// send back to us as a forwarded connection: proof that the listener exists and that the
 /// session carries channels both ways (keepalives alone miss a session loop that is wedged
 /// while its socket is fine).
-pub(super) async fn probe(session: &Session) -> Result<(), String> {
-    let channel = tokio::time::timeout(
+pub(super) async fn probe(session: &Session) -> Result<Probe, String> {
+    let opened = tokio::time::timeout(
         STEP_TIMEOUT,
         session.handle.channel_open_direct_tcpip(
             "127.0.0.1",
@@ -268,8 +278,13 @@ pub(super) async fn probe(session: &Session) -> Result<(), String> {
         ),
     )
     .await
-    .map_err(|_| "the probe through the tunnel got no answer within 10 s".to_owned())?
-    .map_err(|e| format!("the probe through the tunnel failed: {e}"))?;
-    let _ = channel.close().await;
-    Ok(())
+    .map_err(|_| "the probe through the tunnel got no answer within 10 s".to_owned())?;
+    match opened {
+        Ok(channel) => {
+            let _ = channel.close().await;
+            Ok(Probe::Through)
+        }
+        Err(russh::Error::ChannelOpenFailure(_)) => Ok(Probe::Refused),
+        Err(err) => Err(format!("the probe through the tunnel failed: {err}")),
+    }
 }
