@@ -286,7 +286,7 @@ fn print_tunnel(tunnel: &crate::agent::tunnel::State) {
     if let Some(key) = &tunnel.host_key {
         facts.push(format!("relay host key {key}"));
     }
-    facts.push(format!("{} sessions so far", tunnel.sessions));
+    facts.push(format!("sessions opened: {}", tunnel.sessions));
     if let Some(at) = tunnel.last_probe {
         facts.push(format!("last probe {} ago", ago(at)));
     }

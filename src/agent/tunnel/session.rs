@@ -168,13 +168,22 @@ pub(super) async fn open(config: &Config) -> Result<Session, SessionError> {
         "the SSH handshake",
         client::connect_stream(ssh_config(config), socket, handler),
     )
-    .await??;
+    .await?
+    .map_err(|e| match e {
+        SessionError::Ssh(e) => SessionError::Refused(format!("the SSH handshake failed: {e}")),
+        other => other,
+    })?;
     let (fingerprint, trust) = seen
         .lock()
         .ok()
         .and_then(|s| s.clone())
         .ok_or_else(|| SessionError::Refused("the relay showed no host key".to_owned()))?;
-    timed("logging in", login(&mut handle, config)).await??;
+    timed("logging in", login(&mut handle, config))
+        .await?
+        .map_err(|e| match e {
+            SessionError::Ssh(e) => SessionError::Refused(format!("logging in failed: {e}")),
+            other => other,
+        })?;
     let port = timed(
         "asking for the reverse forward",
         handle.tcpip_forward(config.bind_address(), u32::from(config.remote_port)),
