@@ -22,7 +22,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use polaris::agent::tunnel::{self, Config, Phase, RelayAddress, State};
+use polaris::agent::tunnel::{self, Phase, State};
 use relay_sshd::RelaySshd;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -54,16 +54,12 @@ async fn run(bytes: u64, tries: usize) -> anyhow::Result<()> {
     println!("polaris tunnel benchmark (release build, private OpenSSH relay on loopback)");
     println!("throughput: {} MB each way, best of 3", bytes / 1_000_000);
 
-    let user = whoami();
-    let (state_tx, mut state) = watch::channel(State::new(&keeper_config(
-        home.path(),
-        &relay,
-        &user,
-        target,
-    )));
+    let user = relay_sshd::whoami();
+    let (state_tx, mut state) =
+        watch::channel(State::new(&relay.keeper_config(home.path(), &user, target)));
     let cancel = CancellationToken::new();
     let keeper = tokio::spawn(tunnel::run(
-        keeper_config(home.path(), &relay, &user, target),
+        relay.keeper_config(home.path(), &user, target),
         state_tx,
         cancel.clone(),
     ));
@@ -121,40 +117,6 @@ async fn run(bytes: u64, tries: usize) -> anyhow::Result<()> {
     cancel.cancel();
     let _ = keeper.await;
     Ok(())
-}
-
-fn whoami() -> String {
-    Command::new("id")
-        .arg("-un")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_else(|_| "root".to_owned())
-}
-
-fn keeper_config(
-    home: &std::path::Path,
-    relay: &RelaySshd,
-    user: &str,
-    target: SocketAddr,
-) -> Config {
-    Config {
-        home: home.to_owned(),
-        relay: RelayAddress {
-            user: user.to_owned(),
-            host: "127.0.0.1".to_owned(),
-            port: relay.port,
-        },
-        remote_port: 0,
-        target: target.to_string(),
-        pinned_host_key: None,
-        key_path: polaris::register::ssh_key::path(home),
-        password: None,
-        advertised_user: user.to_owned(),
-        server_url: reqwest::Url::parse("http://127.0.0.1:9/api/v1").expect("a valid URL"),
-        keepalive_interval: Duration::from_secs(5),
-        keepalive_max: 3,
-        probe_interval: Duration::from_secs(30),
-    }
 }
 
 /// Waits for session `n` to be up; its relay port.

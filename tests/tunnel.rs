@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use common::TestResult;
 use common::relay_sshd::{self, RelaySshd};
 use common::services::missing_service;
-use polaris::agent::tunnel::{self, Config, Phase, RelayAddress, State};
+use polaris::agent::tunnel::{self, Config, Phase, State};
 use polaris::config::Secret;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -27,42 +27,12 @@ use tokio_util::sync::CancellationToken;
 
 type Error = Box<dyn std::error::Error>;
 
-fn whoami() -> String {
-    std::process::Command::new("id")
-        .arg("-un")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_else(|_| "root".to_owned())
-}
-
 /// The agent's key in `home`, made as registration makes it; returns its public line.
 fn agent_key(home: &Path) -> Result<String, Error> {
     let (path, _) = polaris::register::ssh_key::ensure(home)?;
     Ok(std::fs::read_to_string(path.with_extension("pub"))?
         .trim()
         .to_owned())
-}
-
-fn config(home: &Path, relay: &RelaySshd, user: &str, target: SocketAddr) -> Config {
-    Config {
-        home: home.to_owned(),
-        relay: RelayAddress {
-            user: user.to_owned(),
-            host: "127.0.0.1".to_owned(),
-            port: relay.port,
-        },
-        remote_port: 0,
-        target: target.to_string(),
-        pinned_host_key: None,
-        key_path: polaris::register::ssh_key::path(home),
-        password: None,
-        advertised_user: "renter".to_owned(),
-        // Nobody listens there: the keeper is not registered, so it advertises nothing.
-        server_url: reqwest::Url::parse("http://127.0.0.1:9/api/v1").expect("a valid URL"),
-        keepalive_interval: Duration::from_secs(5),
-        keepalive_max: 3,
-        probe_interval: Duration::from_secs(30),
-    }
 }
 
 /// A keeper running in this process; stopped when dropped.
@@ -206,7 +176,7 @@ async fn bytes_flow_and_the_tunnel_comes_back_after_a_killed_session_a_restart_a
         return Ok(());
     };
     let target = target().await?;
-    let mut probing = config(home.path(), &relay, &whoami(), target);
+    let mut probing = relay.keeper_config(home.path(), &relay_sshd::whoami(), target);
     probing.probe_interval = Duration::from_millis(300);
     let mut keeper = Keeper::start(probing);
     let port = keeper.up(1, Duration::from_secs(20)).await?;
@@ -274,7 +244,7 @@ async fn a_relay_whose_host_key_is_not_the_trusted_one_is_never_logged_in_to() -
     let logins = |relay: &RelaySshd| relay.log().matches("Accepted publickey").count();
 
     // Pinned to the right key: up, and nothing learned (the pin decides).
-    let mut pinned = config(home.path(), &relay, &whoami(), target);
+    let mut pinned = relay.keeper_config(home.path(), &relay_sshd::whoami(), target);
     pinned.pinned_host_key = Some(relay.fingerprint()?);
     let mut keeper = Keeper::start(pinned.clone());
     keeper.up(1, Duration::from_secs(20)).await?;
@@ -299,14 +269,14 @@ async fn a_relay_whose_host_key_is_not_the_trusted_one_is_never_logged_in_to() -
     keeper.stop().await?;
 
     // Trust on first use, then the relay's key changes: stopped for good, never logged in.
-    let mut keeper = Keeper::start(config(home.path(), &relay, &whoami(), target));
+    let mut keeper = Keeper::start(relay.keeper_config(home.path(), &relay_sshd::whoami(), target));
     keeper.up(1, Duration::from_secs(20)).await?;
     keeper.stop().await?;
     let learned = logins(&relay);
     assert_eq!(learned, before + 1, "one login while trusting on first use");
     relay.new_host_key()?;
     relay.restart()?;
-    let mut keeper = Keeper::start(config(home.path(), &relay, &whoami(), target));
+    let mut keeper = Keeper::start(relay.keeper_config(home.path(), &relay_sshd::whoami(), target));
     let state = keeper
         .until(Duration::from_secs(20), |s| {
             matches!(s.phase, Phase::Stopped { .. })
@@ -339,7 +309,7 @@ async fn a_relay_that_only_takes_a_password_gets_ssh_password_which_is_written_n
     let Some(relay) = RelaySshd::start(&agent_key(stranger.path())?, true)? else {
         return Ok(());
     };
-    if whoami() != "root" || !relay_sshd::password_user_exists() {
+    if relay_sshd::whoami() != "root" || !relay_sshd::password_user_exists() {
         missing_service(
             "relay test account",
             "password logins need sshd running as root and the account made by \
@@ -348,7 +318,7 @@ async fn a_relay_that_only_takes_a_password_gets_ssh_password_which_is_written_n
         return Ok(());
     }
     let target = target().await?;
-    let mut with_password = config(home.path(), &relay, relay_sshd::PASSWORD_USER, target);
+    let mut with_password = relay.keeper_config(home.path(), relay_sshd::PASSWORD_USER, target);
     with_password.password = Some(Secret::new(relay_sshd::PASSWORD));
     let mut keeper = Keeper::start(with_password.clone());
     let port = keeper.up(1, Duration::from_secs(20)).await?;
@@ -405,7 +375,7 @@ async fn a_relay_that_refuses_probes_keeps_the_tunnel_up() -> TestResult {
     relay.remote_forwarding_only()?;
     relay.restart()?;
     let target = target().await?;
-    let mut config = config(home.path(), &relay, &whoami(), target);
+    let mut config = relay.keeper_config(home.path(), &relay_sshd::whoami(), target);
     config.probe_interval = Duration::from_millis(300);
     let mut keeper = Keeper::start(config);
     let port = keeper.up(1, Duration::from_secs(20)).await?;
@@ -429,7 +399,7 @@ async fn a_saturating_two_way_transfer_does_not_wedge_the_session() -> TestResul
         return Ok(());
     };
     let target = target().await?;
-    let mut keeper = Keeper::start(config(home.path(), &relay, &whoami(), target));
+    let mut keeper = Keeper::start(relay.keeper_config(home.path(), &relay_sshd::whoami(), target));
     let port = keeper.up(1, Duration::from_secs(20)).await?;
     let (sent, received) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let mut streams = vec![];
@@ -529,7 +499,7 @@ async fn polaris_start_keeps_the_tunnel_advertises_it_and_stop_closes_it() -> Te
             .env("SERVER_URL", &server.api)
             .env(
                 "POLARIS_RELAY",
-                format!("ssh://{}@127.0.0.1:{}", whoami(), relay.port),
+                format!("ssh://{}@127.0.0.1:{}", relay_sshd::whoami(), relay.port),
             )
             .env("POLARIS_TUNNEL_TARGET", target.to_string())
             .env("SSH_USER", "renter")

@@ -194,6 +194,36 @@ impl RelaySshd {
         Ok(())
     }
 
+    /// A tunnel keeper's settings for this relay: logging in as `user` with the key in `home`,
+    /// forwarding to `target`, advertising `renter@`; not registered, so it tells no coordinator.
+    pub fn keeper_config(
+        &self,
+        home: &Path,
+        user: &str,
+        target: std::net::SocketAddr,
+    ) -> polaris::agent::tunnel::Config {
+        polaris::agent::tunnel::Config {
+            home: home.to_owned(),
+            relay: polaris::agent::tunnel::RelayAddress {
+                user: user.to_owned(),
+                host: "127.0.0.1".to_owned(),
+                port: self.port,
+            },
+            remote_port: 0,
+            target: target.to_string(),
+            pinned_host_key: None,
+            key_path: polaris::register::ssh_key::path(home),
+            password: None,
+            advertised_user: "renter".to_owned(),
+            // Port 9 (discard) on loopback: nothing answers, and nothing is sent anyway.
+            server_url: reqwest::Url::parse("http://127.0.0.1:9/api/v1")
+                .unwrap_or_else(|e| panic!("a constant URL: {e}")),
+            keepalive_interval: Duration::from_secs(5),
+            keepalive_max: 3,
+            probe_interval: Duration::from_secs(30),
+        }
+    }
+
     /// Kills the daemon and its sessions and starts it again on the same port.
     pub fn restart(&mut self) -> Result<(), Box<dyn std::error::Error>> {
         self.stop();
@@ -213,6 +243,15 @@ impl Drop for RelaySshd {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The account this process runs as: the relay lets it log in with its key.
+pub fn whoami() -> String {
+    Command::new("id")
+        .arg("-un")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|_| "root".to_owned())
 }
 
 /// Whether the password test's account exists (`getent passwd polaris-relay`).

@@ -29,7 +29,13 @@ impl Backoff {
     pub(super) fn next_delay(&mut self, dice: f64) -> Duration {
         let window = FIRST.saturating_mul(1u32 << self.failures.min(16)).min(CAP);
         self.failures = self.failures.saturating_add(1);
-        window.mul_f64(dice.clamp(0.0, 1.0)).max(FLOOR)
+        // `clamp` passes NaN through, and mul_f64 panics on it.
+        let dice = if dice.is_nan() {
+            0.0
+        } else {
+            dice.clamp(0.0, 1.0)
+        };
+        window.mul_f64(dice).max(FLOOR)
     }
 
     /// After a session that stayed up [`STABLE`] or longer.
