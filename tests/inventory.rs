@@ -305,6 +305,7 @@ async fn json_registers_with_a_real_coordinator() -> TestResult {
         description: None,
         compute_resources: system_info.compute_resources.clone(),
         registration_type: None,
+        relay_key: None,
     };
     let http = reqwest::Client::new();
     let answer = http

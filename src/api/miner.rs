@@ -25,6 +25,10 @@ pub struct RegistrationRequest {
     /// `independent`, `bittensor` or `commune`; free text in the original.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registration_type: Option<String>,
+    /// The OpenSSH public key the miner's tunnel logs in to the built-in relay with (ours;
+    /// the original sends none). Rotated later with `POST /miners/{id}/relay_key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay_key: Option<String>,
 }
 
 /// What `polaris inventory --json` prints and registration sends: the original's
@@ -273,6 +277,18 @@ impl Validate for RegistrationRequest {
         }
         if let Some(description) = &self.description {
             validate::text("description", description, 1000)?;
+        }
+        if let Some(key) = &self.relay_key {
+            super::RelayKey {
+                public_key: key.clone(),
+            }
+            .parsed()
+            .map_err(|_| {
+                fail(
+                    "relay_key",
+                    "expected one OpenSSH public key line, like `ssh-ed25519 AAAA… comment`",
+                )
+            })?;
         }
         if self.compute_resources.is_empty() {
             return Err(fail("compute_resources", "must list at least one resource"));

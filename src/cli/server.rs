@@ -24,6 +24,15 @@ pub struct ServerArgs {
     /// URL that receives a JSON POST per alert [env: POLARIS_ALERT_WEBHOOK]
     #[arg(long, value_name = "URL")]
     pub alert_webhook: Option<String>,
+    /// Also run the built-in SSH relay on this address, e.g. 0.0.0.0:2222: registered miners'
+    /// tunnels log in with their keys and get a port renters reach them at
+    /// [env: POLARIS_RELAY_LISTEN]
+    #[arg(long, value_name = "ADDR")]
+    pub relay_listen: Option<String>,
+    /// Ports the relay gives miners, e.g. 20000-20999 [env: POLARIS_RELAY_PORTS]
+    /// [default: 20000-20999]
+    #[arg(long, value_name = "FIRST-LAST")]
+    pub relay_ports: Option<String>,
 }
 
 pub(super) fn run(args: ServerArgs, home: Option<PathBuf>) -> anyhow::Result<ExitCode> {
@@ -43,6 +52,12 @@ pub(super) fn run(args: ServerArgs, home: Option<PathBuf>) -> anyhow::Result<Exi
     }
     if let Some(url) = args.alert_webhook {
         flags.push((keys::ALERT_WEBHOOK.env, url));
+    }
+    if let Some(listen) = args.relay_listen {
+        flags.push((keys::RELAY_LISTEN.env, listen));
+    }
+    if let Some(ports) = args.relay_ports {
+        flags.push((keys::RELAY_PORTS.env, ports));
     }
     let settings = Settings::load(home, &flags)?;
     let _log_guard = crate::telemetry::init_file_logging(&settings.logs_dir(), "server")?;
@@ -64,6 +79,16 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         settings.database_path().display(),
         humantime::format_duration(settings.server.offline_after)
     );
+    if let Some(relay) = coordinator.relay() {
+        // One stable line: miners copy the fingerprint into POLARIS_RELAY_HOST_KEY.
+        println!(
+            "relay listening on {} (host key {}), ports {}-{}",
+            relay.addr,
+            relay.fingerprint,
+            settings.server.relay_ports.start(),
+            settings.server.relay_ports.end()
+        );
+    }
     if let Some(path) = &coordinator.created_admin_token {
         println!(
             "Admin token written to {} (send it as `Authorization: Bearer <token>` on admin routes)",

@@ -188,6 +188,7 @@ pub fn check_system_info(info: &SystemInventory) -> Result<(), String> {
         description: None,
         compute_resources: info.compute_resources.clone(),
         registration_type: None,
+        relay_key: None,
     };
     probe
         .validate()
@@ -339,6 +340,7 @@ impl Engine {
             )),
             compute_resources: info.compute_resources.clone(),
             registration_type: Some(network.registration_type().to_owned()),
+            relay_key: None,
         };
         Next::Ready(Box::new(Plan {
             network,

@@ -14,11 +14,23 @@ pub fn path(home: &Path) -> PathBuf {
 /// Creates the key if it is missing (and its `.pub` twin if only that is); returns its path and
 /// whether the key was made now.
 pub fn ensure(home: &Path) -> anyhow::Result<(PathBuf, bool)> {
+    let comment = format!(
+        "polaris@{}",
+        sysinfo::System::host_name().unwrap_or_else(|_| "miner".to_owned())
+    );
     let path = path(home);
+    let created = ensure_at(&path, &comment)?;
+    Ok((path, created))
+}
+
+/// Creates an ed25519 key at `path` (private, its directory private too) if it is missing, and
+/// its `.pub` twin if only that is; true when the key was made now. The built-in relay's host
+/// key is made the same way.
+pub fn ensure_at(path: &Path, comment: &str) -> anyhow::Result<bool> {
     if path.exists() {
         let public_path = path.with_extension("pub");
         if !public_path.exists() {
-            let key = russh::keys::load_secret_key(&path, None)
+            let key = russh::keys::load_secret_key(path, None)
                 .with_context(|| format!("cannot read {}", path.display()))?;
             let public = key
                 .public_key()
@@ -27,22 +39,19 @@ pub fn ensure(home: &Path) -> anyhow::Result<(PathBuf, bool)> {
             crate::files::write_atomically(&public_path, format!("{public}\n").as_bytes())
                 .with_context(|| format!("cannot write {}", public_path.display()))?;
         }
-        return Ok((path, false));
+        return Ok(false);
     }
-    let dir = home.join("keys");
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
             .with_context(|| format!("cannot make {} private", dir.display()))?;
     }
     let seed: [u8; 32] = rand::random();
     let mut key = PrivateKey::from(Ed25519Keypair::from_seed(&seed));
-    key.set_comment(format!(
-        "polaris@{}",
-        sysinfo::System::host_name().unwrap_or_else(|_| "miner".to_owned())
-    ));
+    key.set_comment(comment);
     let private = key
         .to_openssh(LineEnding::LF)
         .context("cannot encode the SSH key")?;
@@ -50,14 +59,14 @@ pub fn ensure(home: &Path) -> anyhow::Result<(PathBuf, bool)> {
         .public_key()
         .to_openssh()
         .context("cannot encode the SSH public key")?;
-    crate::files::write_private_atomically(&path, private.as_bytes())
+    crate::files::write_private_atomically(path, private.as_bytes())
         .with_context(|| format!("cannot write {}", path.display()))?;
     crate::files::write_atomically(
         &path.with_extension("pub"),
         format!("{public}\n").as_bytes(),
     )
     .with_context(|| format!("cannot write {}.pub", path.display()))?;
-    Ok((path, true))
+    Ok(true)
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use chrono::Utc;
 use super::engine::Plan;
 use super::record::{self, BittensorFacts, CommuneFacts, RegistrationRecord};
 use crate::api::client::CoordinatorClient;
-use crate::api::{BittensorRegistration, CommuneRegistration, Validate};
+use crate::api::{BittensorRegistration, CommuneRegistration, RegistrationRequest, Validate};
 use crate::config::Secret;
 
 /// What the user chose that the coordinator does not know (a uid nobody told us).
@@ -73,8 +73,17 @@ pub async fn submit(
     home: &Path,
 ) -> anyhow::Result<RegistrationRecord> {
     check(plan)?;
+    // The tunnel's key goes with the registration, so a built-in relay knows it from the start.
+    let (key_path, _) = super::ssh_key::ensure(home)?;
+    let public_path = key_path.with_extension("pub");
+    let public_key = std::fs::read_to_string(&public_path)
+        .with_context(|| format!("cannot read {}", public_path.display()))?;
+    let request = RegistrationRequest {
+        relay_key: Some(public_key.trim().to_owned()),
+        ..plan.request.clone()
+    };
     let answer = client
-        .register(&plan.request)
+        .register(&request)
         .await
         .context("registration failed")?;
     let token = answer.token.clone();
@@ -108,9 +117,6 @@ pub async fn submit(
         bittensor: plan.bittensor.clone(),
         commune: plan.commune.clone(),
     };
-    // The record first: once the coordinator holds the miner, losing its token (a key that
-    // cannot be written, say) would leave a miner nobody can heartbeat for.
     record::save(home, &record)?;
-    super::ssh_key::ensure(home)?;
     Ok(record)
 }

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::api::HeartbeatStatus;
+use crate::api::{HeartbeatStatus, RelaySession};
 use crate::store::writer::WriterStats;
 
 use super::registry::Registry;
@@ -137,4 +137,31 @@ impl Metrics {
         }
         out
     }
+}
+
+/// The built-in relay's gauges: how many sessions hold a port, and which miner holds which.
+pub(super) fn render_relay(sessions: &[RelaySession]) -> String {
+    let mut out = format!(
+        "# HELP polaris_relay_sessions Relay sessions holding a port.\n\
+         # TYPE polaris_relay_sessions gauge\npolaris_relay_sessions {}\n\
+         # HELP polaris_relay_port The relay port each miner holds (always 1).\n\
+         # TYPE polaris_relay_port gauge\n",
+        sessions.len()
+    );
+    for session in sessions {
+        let _ = writeln!(
+            out,
+            "polaris_relay_port{{miner_id=\"{}\",port=\"{}\"}} 1",
+            label(&session.miner_id),
+            session.port
+        );
+    }
+    out
+}
+
+/// A Prometheus label value, escaped.
+fn label(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }

@@ -12,6 +12,7 @@ mod health;
 mod limit;
 mod metrics;
 pub mod registry;
+pub mod relay;
 mod routes;
 mod state;
 
@@ -38,10 +39,19 @@ use state::AppState;
 /// How long open connections may take to finish once a stop is asked for.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// Where the built-in relay listens and who it is.
+#[derive(Debug, Clone)]
+pub struct RelayInfo {
+    pub addr: SocketAddr,
+    /// `SHA256:…` of its host key.
+    pub fingerprint: String,
+}
+
 /// A coordinator ready to serve.
 #[derive(Debug)]
 pub struct Coordinator {
     listener: TcpListener,
+    relay: Option<relay::Relay>,
     state: AppState,
     writer_task: JoinHandle<()>,
     /// Set when this start created the admin token file: its path, to tell the operator once.
@@ -59,6 +69,7 @@ impl Coordinator {
         std::fs::create_dir_all(&settings.home).with_context(|| {
             format!("cannot create POLARIS_HOME at {}", settings.home.display())
         })?;
+        let relay_keys = Arc::new(relay::RelayKeys::default());
         let store: Arc<dyn Store> = match server.store {
             StoreKind::Sqlite => {
                 let path = settings.database_path();
@@ -76,6 +87,24 @@ impl Coordinator {
             .await
             .context("cannot load miners from the store")?;
         let registry = Registry::new(server.offline_after, summaries, tokio::time::Instant::now());
+        relay_keys.load(
+            store
+                .relay_keys()
+                .await
+                .context("cannot load the relay keys from the store")?,
+        );
+        let relay = match server.relay_listen {
+            Some(listen) => Some(
+                relay::Relay::bind(
+                    listen,
+                    server.relay_ports.clone(),
+                    &settings.home,
+                    Arc::clone(&relay_keys),
+                )
+                .await?,
+            ),
+            None => None,
+        };
         let (admin_token, created_admin_token) = auth::load_or_create_admin_token(
             server.admin_token.as_ref().map(|s| s.expose()),
             &settings.home,
@@ -90,9 +119,14 @@ impl Coordinator {
             alerter,
             metrics,
             auth::hash_token(&admin_token),
+            state::RelayParts {
+                keys: relay_keys,
+                view: relay.as_ref().map(relay::Relay::view),
+            },
         );
         Ok(Self {
             listener,
+            relay,
             state,
             writer_task,
             created_admin_token,
@@ -101,6 +135,15 @@ impl Coordinator {
 
     pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
         Ok(self.listener.local_addr()?)
+    }
+
+    /// The built-in relay, when `relay_listen` is set.
+    pub fn relay(&self) -> Option<RelayInfo> {
+        let relay = self.relay.as_ref()?;
+        Some(RelayInfo {
+            addr: relay.local_addr().ok()?,
+            fingerprint: relay.fingerprint().to_owned(),
+        })
     }
 
     /// Number of miners loaded.
@@ -112,6 +155,9 @@ impl Coordinator {
     pub async fn run(self, cancel: CancellationToken) -> anyhow::Result<()> {
         let health = tokio::spawn(health::run(self.state.clone(), cancel.child_token()));
         let prune = tokio::spawn(health::prune(self.state.clone(), cancel.child_token()));
+        let relay = self
+            .relay
+            .map(|relay| tokio::spawn(relay.run(cancel.child_token())));
         let app = router(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>();
         let server = axum::serve(self.listener, app)
             .with_graceful_shutdown(cancel.clone().cancelled_owned())
@@ -133,6 +179,9 @@ impl Coordinator {
         };
         cancel.cancel();
         let _ = tokio::join!(health, prune);
+        if let Some(relay) = relay {
+            let _ = relay.await;
+        }
         self.state.writer.close().await;
         let _ = self.writer_task.await;
         self.state.alerter.close().await;

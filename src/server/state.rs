@@ -10,6 +10,7 @@ use super::error::ApiError;
 use super::limit::RegistrationLimiter;
 use super::metrics::Metrics;
 use super::registry::{Registry, TokenOwner};
+use super::relay::{RelayKeys, RelayView};
 use crate::api::HeartbeatStatus;
 use crate::store::writer::StoreWriter;
 use crate::store::{StatusChange, Store, Write};
@@ -26,7 +27,17 @@ pub struct Shared {
     pub alerter: Alerter,
     pub metrics: Arc<Metrics>,
     pub limiter: RegistrationLimiter,
+    pub relay: RelayParts,
     admin_hash: [u8; 32],
+}
+
+/// What the routes know of the built-in relay.
+#[derive(Debug)]
+pub struct RelayParts {
+    /// Miners' relay keys, kept whether or not this coordinator runs the relay.
+    pub keys: Arc<RelayKeys>,
+    /// The relay's sessions, when it runs.
+    pub view: Option<RelayView>,
 }
 
 impl std::fmt::Debug for dyn Store {
@@ -58,6 +69,7 @@ impl AppState {
         alerter: Alerter,
         metrics: Arc<Metrics>,
         admin_hash: [u8; 32],
+        relay: RelayParts,
     ) -> Self {
         Self(Arc::new(Shared {
             registry,
@@ -66,6 +78,7 @@ impl AppState {
             alerter,
             metrics,
             limiter: RegistrationLimiter::default(),
+            relay,
             admin_hash,
         }))
     }

@@ -54,4 +54,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// A miner's status transitions, oldest first.
     async fn status_history(&self, miner_id: &str) -> Result<Vec<StatusChange>, StoreError>;
+
+    /// Every miner's relay key as `(miner id, OpenSSH public key line)`, read once at start-up.
+    async fn relay_keys(&self) -> Result<Vec<(String, String)>, StoreError>;
 }

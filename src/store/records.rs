@@ -89,6 +89,13 @@ pub enum Write {
         details: serde_json::Value,
         at: DateTime<Utc>,
     },
+    /// The key a miner's tunnel logs in to the built-in relay with (replaces the old one).
+    RelayKey {
+        miner_id: String,
+        /// One OpenSSH public key line.
+        public_key: String,
+        at: DateTime<Utc>,
+    },
     /// Upsert of miner_states.
     State {
         miner_id: String,

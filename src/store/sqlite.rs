@@ -61,6 +61,19 @@ CREATE INDEX metrics_history_by_miner ON metrics_history(miner_id, timestamp);
 PRAGMA user_version = 1;
 ";
 
+/// Version 2: the keys miners log in to the built-in relay with.
+const SCHEMA_V2: &str = "
+CREATE TABLE relay_keys (
+    miner_id TEXT PRIMARY KEY REFERENCES miners(id),
+    public_key TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+PRAGMA user_version = 2;
+";
+
+/// The schema version this build writes.
+const VERSION: i64 = 2;
+
 /// The SQLite implementation of [`Store`].
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -78,12 +91,15 @@ impl SqliteStore {
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;",
         )?;
         let version: i64 = writer.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        // Each step runs in its own transaction, so a crash mid-upgrade leaves a database at
+        // one version or the next, never between.
         match version {
-            0 => writer.execute_batch(&format!("BEGIN; {SCHEMA_V1} COMMIT;"))?,
-            1 => {}
+            0 => writer.execute_batch(&format!("BEGIN; {SCHEMA_V1} {SCHEMA_V2} COMMIT;"))?,
+            1 => writer.execute_batch(&format!("BEGIN; {SCHEMA_V2} COMMIT;"))?,
+            VERSION => {}
             newer => {
                 return Err(StoreError::Corrupt(format!(
-                    "{} has schema version {newer}, newer than this polaris knows (1): upgrade polaris",
+                    "{} has schema version {newer}, newer than this polaris knows ({VERSION}): upgrade polaris",
                     path.display()
                 )));
             }
@@ -220,6 +236,16 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn relay_keys(&self) -> Result<Vec<(String, String)>, StoreError> {
+        Self::with(&self.reader, |conn| {
+            let mut stmt =
+                conn.prepare("SELECT miner_id, public_key FROM relay_keys ORDER BY miner_id")?;
+            let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
 }
 
 const MINER_SELECT: &str = "SELECT m.id, m.name, m.location, m.description, m.registration_type,
@@ -315,6 +341,16 @@ fn apply_one(tx: &Transaction<'_>, write: &Write) -> Result<(), StoreError> {
             "UPDATE miners SET commune_details = ?2, updated_at = ?3 WHERE id = ?1",
             params![miner_id, json(details), format_time(*at)],
         )?,
+        Write::RelayKey {
+            miner_id,
+            public_key,
+            at,
+        } => tx.execute(
+            "INSERT INTO relay_keys (miner_id, public_key, updated_at)
+             SELECT id, ?2, ?3 FROM miners WHERE id = ?1
+             ON CONFLICT(miner_id) DO UPDATE SET public_key = ?2, updated_at = ?3",
+            params![miner_id, public_key, format_time(*at)],
+        )?,
         Write::State {
             miner_id,
             last_heartbeat,
@@ -389,6 +425,7 @@ fn miner_of(write: &Write) -> &str {
         | Write::Network { miner_id, .. }
         | Write::Bittensor { miner_id, .. }
         | Write::Commune { miner_id, .. }
+        | Write::RelayKey { miner_id, .. }
         | Write::State { miner_id, .. }
         | Write::Metrics { miner_id, .. } => miner_id,
         Write::Transition(change) => &change.miner_id,
@@ -521,6 +558,53 @@ mod tests {
         })
         .await?;
         assert_eq!(count, 1);
+        Ok(())
+    }
+
+    fn key_write(miner_id: &str, key: &str) -> Write {
+        Write::RelayKey {
+            miner_id: miner_id.into(),
+            public_key: key.into(),
+            at: Utc::now(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_version_1_database_is_upgraded_and_keys_replace_each_other()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("p.db");
+        {
+            let conn = Connection::open(&path)?;
+            conn.execute_batch(&format!("BEGIN; {SCHEMA_V1} COMMIT;"))?;
+            conn.execute(
+                "INSERT INTO miners (id, name, compute_resources, verification_status,
+                    token_hash, created_at, updated_at)
+                 VALUES ('a', 'alice', '[]', 'pending_verification', ?1, 'x', 'x')",
+                [vec![7u8; 32]],
+            )?;
+        }
+        let store = SqliteStore::open(&path)?;
+        assert_eq!(store.load_summaries().await?.len(), 1, "v1 rows kept");
+        store
+            .apply(vec![key_write("a", "ssh-ed25519 AAAA1")].into())
+            .await?;
+        store
+            .apply(vec![key_write("a", "ssh-ed25519 AAAA2")].into())
+            .await?;
+        assert!(
+            store
+                .apply(vec![key_write("nobody", "ssh-ed25519 AAAA3")].into())
+                .await
+                .is_err(),
+            "no key for a miner that does not exist"
+        );
+        drop(store);
+        let store = SqliteStore::open(&path)?;
+        assert_eq!(
+            store.relay_keys().await?,
+            [("a".to_owned(), "ssh-ed25519 AAAA2".to_owned())]
+        );
         Ok(())
     }
 }

@@ -24,6 +24,8 @@ pub struct Server {
     pub api: String,
     pub admin_token: String,
     pub home: PathBuf,
+    /// What it printed after the listening line.
+    lines: std::sync::mpsc::Receiver<String>,
 }
 
 impl Server {
@@ -77,7 +79,23 @@ impl Server {
             base,
             admin_token,
             home: home.to_owned(),
+            lines: rx,
         })
+    }
+
+    /// The next printed line that starts with `prefix` (without it), within 10 s.
+    pub fn line_after(&self, prefix: &str) -> Result<String, Box<dyn std::error::Error>> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .map_err(|_| format!("the server printed no line starting {prefix:?}"))?;
+            if let Some(rest) = line.strip_prefix(prefix) {
+                return Ok(rest.to_owned());
+            }
+        }
     }
 
     /// Sends SIGTERM and waits for a clean exit; returns the exit status' success.

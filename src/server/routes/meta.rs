@@ -22,11 +22,14 @@ pub(super) async fn healthz() -> Json<serde_json::Value> {
 /// Prometheus metrics.
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub(super) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let text = state.metrics.render(
+    let mut text = state.metrics.render(
         &state.registry,
         state.writer.stats(),
         tokio::time::Instant::now(),
     );
+    if let Some(relay) = &state.relay.view {
+        text.push_str(&crate::server::metrics::render_relay(&relay.sessions()));
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 

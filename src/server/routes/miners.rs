@@ -13,7 +13,7 @@ use serde::Deserialize;
 use tokio::time::Instant;
 
 use crate::api::{
-    ErrorBody, MinerList, Pod, RegistrationRequest, RegistrationResponse, SimpleResponse,
+    ErrorBody, MinerList, Pod, RegistrationRequest, RegistrationResponse, RelayKey, SimpleResponse,
     VerificationUpdate,
 };
 use crate::server::auth::{Bearer, generate_token, hash_token};
@@ -44,6 +44,14 @@ pub(super) async fn register(
             "too many registrations from this address: try again in a minute",
         ));
     }
+    let relay_key = body
+        .relay_key
+        .as_deref()
+        .map(|line| RelayKey {
+            public_key: line.to_owned(),
+        })
+        .map(|key| key.parsed())
+        .transpose()?;
     let miner_id = new_miner_id();
     let token = generate_token();
     let token_hash = hash_token(&token);
@@ -69,6 +77,14 @@ pub(super) async fn register(
         .await
         .map_err(ApiError::internal)?;
     state.registry.add(&miner_id, token_hash);
+    if let Some(key) = &relay_key {
+        // The miner exists now and keeps existing: a key that another miner already holds (a
+        // machine registered twice) or that cannot be stored only leaves this miner without
+        // relay access until it sends a key of its own.
+        if let Err(err) = super::relay::store_key(&state, &miner_id, key).await {
+            tracing::warn!(%miner_id, error = %err, "the relay key sent at registration was not stored");
+        }
+    }
     state.metrics.registration();
     tracing::info!(%miner_id, "miner registered");
     Ok((

@@ -3,6 +3,7 @@
 mod heartbeat;
 mod meta;
 mod miners;
+mod relay;
 mod updates;
 
 use axum::Router;
@@ -26,6 +27,8 @@ pub fn router(state: AppState) -> Router {
         .route("/miners/{id}", get(miners::show))
         .route("/miners/{id}/status", patch(miners::set_verification))
         .route("/miners/{id}/status_history", get(miners::history))
+        .route("/miners/{id}/relay_key", post(relay::set_key))
+        .route("/relay/sessions", get(relay::sessions))
         .route("/heart_beat", post(heartbeat::receive))
         .route("/network_update", post(updates::network))
         .route("/bittensor/register", post(updates::bittensor))
@@ -53,6 +56,7 @@ pub fn router(state: AppState) -> Router {
         miners::register, miners::list, miners::show, miners::set_verification, miners::history,
         heartbeat::receive, heartbeat::status,
         updates::network, updates::bittensor, updates::commune,
+        relay::set_key, relay::sessions,
         meta::healthz, meta::metrics, meta::whoami,
     ),
     modifiers(&BearerAuth),
