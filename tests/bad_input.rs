@@ -86,6 +86,10 @@ async fn snapshot(
     Ok(json!({"list": list, "liveness": liveness, "histories": histories, "counters": counters}))
 }
 
+/// A well-formed public key (made with `ssh-keygen -t ed25519`; nobody holds its private half).
+const KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHBRkCg5h1pmIV2YsByxS68p+gmVgdGY3pd6b7JSItRm test";
+
 fn cases(a: &str, b: &str) -> Vec<Case> {
     let big = vec![b' '; 1024 * 1024];
     let mut big_json = b"{\"name\": \"".to_vec();
@@ -567,6 +571,85 @@ fn cases(a: &str, b: &str) -> Vec<Case> {
             Body::None,
             400,
             "invalid_query",
+        ),
+        // POST /miners/ with a relay key that is not one
+        case(
+            "register: bad relay key",
+            Method::POST,
+            "/miners/",
+            None,
+            J({
+                let mut body = reg.clone();
+                body["relay_key"] = json!("ssh-ed25519 not-base64");
+                body
+            }),
+            422,
+            "invalid_field",
+        ),
+        // POST /miners/{id}/relay_key
+        case(
+            "relay key: no token",
+            Method::POST,
+            &format!("/miners/{a}/relay_key"),
+            None,
+            J(json!({"public_key": KEY})),
+            401,
+            "unauthorized",
+        ),
+        case(
+            "relay key: other miner's token",
+            Method::POST,
+            &format!("/miners/{a}/relay_key"),
+            Other,
+            J(json!({"public_key": KEY})),
+            403,
+            "forbidden",
+        ),
+        case(
+            "relay key: admin token",
+            Method::POST,
+            &format!("/miners/{a}/relay_key"),
+            Admin,
+            J(json!({"public_key": KEY})),
+            403,
+            "forbidden",
+        ),
+        case(
+            "relay key: not a key",
+            Method::POST,
+            &format!("/miners/{a}/relay_key"),
+            Own,
+            J(json!({"public_key": "hello world"})),
+            422,
+            "invalid_field",
+        ),
+        case(
+            "relay key: wrong type",
+            Method::POST,
+            &format!("/miners/{a}/relay_key"),
+            Own,
+            J(json!({"public_key": 7})),
+            422,
+            "invalid_body",
+        ),
+        // GET /relay/sessions
+        case(
+            "relay sessions: miner token",
+            Method::GET,
+            "/relay/sessions",
+            Own,
+            Body::None,
+            403,
+            "forbidden",
+        ),
+        case(
+            "relay sessions: no relay here",
+            Method::GET,
+            "/relay/sessions",
+            Admin,
+            Body::None,
+            404,
+            "not_found",
         ),
         // GET /miners/{id}/status_history
         case(
