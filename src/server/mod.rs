@@ -69,7 +69,20 @@ impl Coordinator {
         std::fs::create_dir_all(&settings.home).with_context(|| {
             format!("cannot create POLARIS_HOME at {}", settings.home.display())
         })?;
+        // The relay binds its port before it makes its host key; its keys are loaded below.
         let relay_keys = Arc::new(relay::RelayKeys::default());
+        let relay = match server.relay_listen {
+            Some(listen) => Some(
+                relay::Relay::bind(
+                    listen,
+                    server.relay_ports.clone(),
+                    &settings.home,
+                    Arc::clone(&relay_keys),
+                )
+                .await?,
+            ),
+            None => None,
+        };
         let store: Arc<dyn Store> = match server.store {
             StoreKind::Sqlite => {
                 let path = settings.database_path();
@@ -93,18 +106,6 @@ impl Coordinator {
                 .await
                 .context("cannot load the relay keys from the store")?,
         );
-        let relay = match server.relay_listen {
-            Some(listen) => Some(
-                relay::Relay::bind(
-                    listen,
-                    server.relay_ports.clone(),
-                    &settings.home,
-                    Arc::clone(&relay_keys),
-                )
-                .await?,
-            ),
-            None => None,
-        };
         let (admin_token, created_admin_token) = auth::load_or_create_admin_token(
             server.admin_token.as_ref().map(|s| s.expose()),
             &settings.home,
