@@ -30,8 +30,13 @@ fn port_range() -> Result<(u16, u16), Error> {
     Ok((first, first + 39))
 }
 
-/// A coordinator with its relay on loopback; returns it and the relay's port.
-fn start_relay(home: &Path, ports: (u16, u16), relay_port: u16) -> Result<(Server, u16), Error> {
+/// A coordinator with its relay on loopback; returns it, the relay's port and the host key
+/// fingerprint it printed.
+fn start_relay(
+    home: &Path,
+    ports: (u16, u16),
+    relay_port: u16,
+) -> Result<(Server, u16, String), Error> {
     let server = Server::start(
         home,
         &[
@@ -48,7 +53,14 @@ fn start_relay(home: &Path, ports: (u16, u16), relay_port: u16) -> Result<(Serve
         .next()
         .ok_or("no port")?
         .parse::<u16>()?;
-    Ok((server, port))
+    // `… (host key SHA256:…), ports …`
+    let fingerprint = line
+        .split("(host key ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .ok_or("no host key in the relay line")?
+        .to_owned();
+    Ok((server, port, fingerprint))
 }
 
 /// An echo server on loopback: the miner's "SSH server" behind the tunnel.
@@ -276,25 +288,29 @@ async fn sessions(http: &reqwest::Client, server: &Server) -> Result<Vec<Value>,
     Ok(body.as_array().cloned().unwrap_or_default())
 }
 
-fn have_ssh() -> bool {
-    Command::new("ssh")
+/// True (after saying so) when the OpenSSH client is not installed.
+fn ssh_missing() -> bool {
+    let present = Command::new("ssh")
         .arg("-V")
         .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn registered_miners_get_their_own_sticky_port_and_nothing_else() -> TestResult {
-    if !have_ssh() {
+        .is_ok_and(|o| o.status.success());
+    if !present {
         missing_service(
             "ssh",
             "the OpenSSH client is not installed (apt-get install openssh-client)",
         );
+    }
+    !present
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registered_miners_get_their_own_sticky_port_and_nothing_else() -> TestResult {
+    if ssh_missing() {
         return Ok(());
     }
     let home = tempfile::tempdir()?;
     let ports = port_range()?;
-    let (server, relay_port) = start_relay(home.path(), ports, 0)?;
+    let (server, relay_port, announced) = start_relay(home.path(), ports, 0)?;
     let http = reqwest::Client::new();
     let hosts = known_hosts(&server, relay_port, home.path())?;
 
@@ -313,6 +329,10 @@ async fn registered_miners_get_their_own_sticky_port_and_nothing_else() -> TestR
         .output()?;
     let printed = String::from_utf8_lossy(&printed.stdout).into_owned();
     let fingerprint = printed.split_whitespace().nth(1).ok_or("no fingerprint")?;
+    assert_eq!(
+        announced, fingerprint,
+        "the printed fingerprint is ssh-keygen's"
+    );
 
     let target = echo().await?;
     let mut alice = Miner::new()?;
@@ -438,7 +458,6 @@ async fn registered_miners_get_their_own_sticky_port_and_nothing_else() -> TestR
     );
     drop(with_new);
     assert!(printed.contains("ED25519"), "{printed}");
-    assert!(fingerprint.starts_with("SHA256:"), "{fingerprint}");
     assert!(server.stop()?, "clean stop");
     Ok(())
 }
@@ -446,16 +465,12 @@ async fn registered_miners_get_their_own_sticky_port_and_nothing_else() -> TestR
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_login_takes_over_at_once_and_a_frozen_miner_loses_its_port_within_45_s() -> TestResult
 {
-    if !have_ssh() {
-        missing_service(
-            "ssh",
-            "the OpenSSH client is not installed (apt-get install openssh-client)",
-        );
+    if ssh_missing() {
         return Ok(());
     }
     let home = tempfile::tempdir()?;
     let ports = port_range()?;
-    let (server, relay_port) = start_relay(home.path(), ports, 0)?;
+    let (server, relay_port, _) = start_relay(home.path(), ports, 0)?;
     let http = reqwest::Client::new();
     let hosts = known_hosts(&server, relay_port, home.path())?;
     let target = echo().await?;
@@ -500,17 +515,11 @@ async fn our_keeper_pins_the_relay_and_comes_back_to_the_same_port_after_a_resta
     let home = tempfile::tempdir()?;
     let ports = port_range()?;
     let relay_port = free_port()?;
-    let (server, _) = start_relay(home.path(), ports, relay_port)?;
+    let (server, _, announced) = start_relay(home.path(), ports, relay_port)?;
     let http = reqwest::Client::new();
     let target = echo().await?;
     let mut miner = Miner::new()?;
     miner.register(&http, &server, true).await?;
-    let fingerprint = {
-        let line = std::fs::read_to_string(server.home.join("keys/relay_host_ed25519.pub"))?;
-        russh::keys::PublicKey::from_openssh(line.trim())?
-            .fingerprint(russh::keys::HashAlg::Sha256)
-            .to_string()
-    };
     let config = tunnel::Config {
         home: miner.home.path().to_owned(),
         relay: tunnel::RelayAddress {
@@ -520,7 +529,8 @@ async fn our_keeper_pins_the_relay_and_comes_back_to_the_same_port_after_a_resta
         },
         remote_port: 0,
         target: format!("127.0.0.1:{target}"),
-        pinned_host_key: Some(fingerprint),
+        // What the server printed, as a miner copies it into POLARIS_RELAY_HOST_KEY.
+        pinned_host_key: Some(announced),
         key_path: miner.key.clone(),
         password: None,
         advertised_user: "renter".to_owned(),
