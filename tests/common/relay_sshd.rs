@@ -167,6 +167,7 @@ impl RelaySshd {
         for pid in &pids {
             Command::new("kill")
                 .args(["-KILL", &pid.to_string()])
+                .stderr(Stdio::null())
                 .status()?;
         }
         Ok(pids.len())

@@ -1,11 +1,13 @@
 //! How long the tunnel keeper waits before the next connection attempt: full jitter over a window
-//! that doubles from 1 s up to a cap of a few seconds, reset once a session has stayed up a
-//! minute. A step function with the randomness passed in, so tests need no clock and no luck.
+//! that doubles from 1 s up to a cap of a few seconds, reset once a session has stayed up 10 s. A step function with the randomness passed in, so tests need no clock and no luck.
 //!
 //! Why these numbers: the first retry lands within 1 s, so a relay that dropped one session (or
 //! restarted) costs about a second of downtime; the cap is kept at 5 s because a longer one (8 s
 //! was tried) added its own length to every outage; and full jitter spreads a relay's miners
-//! over the window instead of bringing them back in one burst.
+//! over the window instead of bringing them back in one burst. The reset comes after 10 s up (a
+//! minute was tried): a session that carried its forward that long proved the relay takes us,
+//! so a second, unrelated drop later is again back within a second, and a relay that drops
+//! every session at once is still paced by the doubling.
 
 use std::time::Duration;
 
@@ -17,7 +19,7 @@ const CAP: Duration = Duration::from_secs(5);
 const FLOOR: Duration = Duration::from_millis(50);
 /// A session that stayed up this long was a success: the next failure starts again from
 /// [`FIRST`].
-pub(super) const STABLE: Duration = Duration::from_secs(60);
+pub(super) const STABLE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Default, Clone)]
 pub(super) struct Backoff {

@@ -25,6 +25,10 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Secret, Settings};
 use backoff::Backoff;
 
+/// A session that stayed up this long resets the reconnect backoff: the next drop is retried
+/// within a second again.
+pub const BACKOFF_RESETS_AFTER: Duration = backoff::STABLE;
+
 /// How often the session loop must answer a ping, and how long it may take.
 const PING_EVERY: Duration = Duration::from_secs(10);
 
