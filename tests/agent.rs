@@ -309,6 +309,14 @@ async fn heartbeats_resume_when_the_coordinator_comes_back() -> TestResult {
         assert!(std::time::Instant::now() < deadline, "failures not seen");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Failing heartbeats are not healthy: scripts see exit 3 and the reason.
+    let (code, text) = agent.run(&["status"])?;
+    assert_eq!(code, Some(3), "{text}");
+    assert!(text.contains("heartbeats failing"), "{text}");
+    let failing = agent.status()?;
+    assert_eq!(failing["healthy"], false, "{failing}");
+    let problems = failing["problems"].to_string();
+    assert!(problems.contains("heartbeats failing"), "{problems}");
     let before = acknowledged(&agent.status()?).unwrap_or(0);
     // The same coordinator (same store, same port) comes back.
     let server = Server::start(server_home.path(), &["--listen", &address])?;
@@ -327,6 +335,9 @@ async fn heartbeats_resume_when_the_coordinator_comes_back() -> TestResult {
     eprintln!("heartbeats resumed {resumed:?} after the coordinator came back");
     assert!(resumed < Duration::from_secs(2), "{resumed:?}");
     assert_eq!(miner_status(&server, &miner_id).await?, "online");
+    let (code, text) = agent.run(&["status"])?;
+    assert_eq!(code, Some(0), "healthy again: {text}");
+    assert_eq!(agent.status()?["problems"], serde_json::json!([]));
     Ok(())
 }
 

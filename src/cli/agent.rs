@@ -16,7 +16,8 @@ use crate::agent::pidfile;
 use crate::agent::supervisor::Phase;
 use crate::config::Settings;
 
-/// `status` exits 3 when something configured is not running (documented in the README).
+/// `status` exits 3 when something configured is not running or heartbeats are failing
+/// (documented in the README).
 const NOT_RUNNING: u8 = 3;
 
 #[derive(Debug, Args)]
@@ -190,12 +191,8 @@ pub(super) fn status(args: StatusArgs, home: Option<PathBuf>) -> anyhow::Result<
         .as_ref()
         .and_then(|s| s.compute.as_ref())
         .and_then(|c| c.pid);
-    // A tunnel the agent keeps must be up too (an agent without POLARIS_RELAY keeps none).
-    let tunnel_ok = snapshot
-        .as_ref()
-        .and_then(|s| s.tunnel.as_ref())
-        .is_none_or(|t| t.is_up());
-    let healthy = snapshot.is_some() && (!compute_configured || compute_pid.is_some()) && tunnel_ok;
+    let problems = problems(snapshot.as_ref(), compute_configured, compute_pid);
+    let healthy = problems.is_empty();
     let usage = compute_pid.and_then(crate::agent::usage::of_tree);
     if args.json {
         let body = serde_json::json!({
@@ -203,6 +200,7 @@ pub(super) fn status(args: StatusArgs, home: Option<PathBuf>) -> anyhow::Result<
             "compute_subnet_configured": compute_configured,
             "compute_subnet_usage": usage,
             "healthy": healthy,
+            "problems": problems,
         });
         println!("{body:#}");
     } else {
@@ -278,6 +276,32 @@ pub(super) fn status(args: StatusArgs, home: Option<PathBuf>) -> anyhow::Result<
     } else {
         ExitCode::from(NOT_RUNNING)
     })
+}
+
+/// Why `status` is not healthy (and exits 3), one short sentence each; empty when all is well.
+fn problems(
+    snapshot: Option<&Snapshot>,
+    compute_configured: bool,
+    compute_pid: Option<u32>,
+) -> Vec<String> {
+    let Some(s) = snapshot else {
+        return vec!["polaris is not running".to_owned()];
+    };
+    let mut problems = vec![];
+    if s.heartbeat.failures > 0 {
+        problems.push(format!(
+            "heartbeats failing ({} in a row)",
+            s.heartbeat.failures
+        ));
+    }
+    if compute_configured && compute_pid.is_none() {
+        problems.push("compute_subnet is not running".to_owned());
+    }
+    // A tunnel the agent keeps must be up too (an agent without POLARIS_RELAY keeps none).
+    if s.tunnel.as_ref().is_some_and(|t| !t.is_up()) {
+        problems.push("the tunnel is not up".to_owned());
+    }
+    problems
 }
 
 fn print_tunnel(tunnel: &crate::agent::tunnel::State) {
