@@ -12,6 +12,24 @@ const fn key(env: &'static str, toml: &'static str) -> Key {
     Key { env, toml }
 }
 
+/// Settings whose values are never shown, not even a malformed one in an error.
+pub const SECRETS: &[Key] = &[SSH_PASSWORD, ADMIN_TOKEN];
+
+impl Key {
+    pub fn is_secret(&self) -> bool {
+        SECRETS.contains(self)
+    }
+
+    /// The value as an error may show it: a secret's only by its length.
+    pub fn shown(&self, value: &str) -> String {
+        if self.is_secret() {
+            format!("<hidden, {} characters>", value.chars().count())
+        } else {
+            format!("{value:?}")
+        }
+    }
+}
+
 pub const SERVER_URL: Key = key("SERVER_URL", "agent.server_url");
 pub const HEARTBEAT_INTERVAL: Key = key("POLARIS_HEARTBEAT_INTERVAL", "agent.heartbeat_interval");
 pub const LOCATION: Key = key("POLARIS_LOCATION", "agent.location");

@@ -24,27 +24,22 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8420";
 /// Why settings could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("invalid {name}={value:?} (from {origin}): expected {expected}")]
+    #[error("invalid {name}={value} (from {origin}): expected {expected}")]
     Invalid {
         name: String,
+        /// As shown: quoted, or hidden for a secret ([`keys::Key::shown`]).
         value: String,
         origin: Origin,
         expected: String,
     },
     #[error("unknown setting `{key}` in {}: see .env.example for the names", path.display())]
     UnknownKey { key: String, path: PathBuf },
-    #[error("cannot parse {}", path.display())]
-    Toml {
-        path: PathBuf,
-        #[source]
-        source: Box<toml::de::Error>,
-    },
-    #[error("cannot parse {}", path.display())]
-    DotEnv {
-        path: PathBuf,
-        #[source]
-        source: dotenvy::Error,
-    },
+    /// `detail` names the line but never quotes it: it may hold a secret.
+    #[error("cannot parse {}: {detail}", path.display())]
+    Toml { path: PathBuf, detail: String },
+    /// `detail` names the line but never quotes it: it may hold a secret.
+    #[error("cannot parse {}: {detail}", path.display())]
+    DotEnv { path: PathBuf, detail: String },
     #[error("cannot read {}", path.display())]
     Read {
         path: PathBuf,
@@ -275,7 +270,7 @@ impl Parser<'_> {
             Some(value) => Ok(Some(value)),
             None => Err(ConfigError::Invalid {
                 name: key.env.to_owned(),
-                value: raw.value,
+                value: key.shown(&raw.value),
                 origin: raw.origin,
                 expected: expected.to_owned(),
             }),
@@ -392,6 +387,59 @@ mod tests {
         Settings::from_layers(PathBuf::from("/tmp/polaris-test"), &layers)
     }
 
+    /// A malformed secret is refused by name, never shown: not from the environment, not from
+    /// a `.env` line that does not parse, not from a `polaris.toml` that does not parse.
+    #[test]
+    fn errors_never_show_a_secret() -> Result<(), Box<dyn std::error::Error>> {
+        const SECRET: &str = "hunter2-very-secret";
+        let err = settings(&[("POLARIS_ADMIN_TOKEN", &format!("{SECRET} x"))])
+            .err()
+            .ok_or("a token with a space was accepted")?
+            .to_string();
+        assert!(
+            err.contains("POLARIS_ADMIN_TOKEN") && !err.contains(SECRET),
+            "{err}"
+        );
+        let err = settings(&[("SSH_PORT", "twenty-two")])
+            .err()
+            .ok_or("a bad port was accepted")?
+            .to_string();
+        assert!(
+            err.contains("\"twenty-two\""),
+            "other values are still quoted: {err}"
+        );
+
+        let dir = tempfile::tempdir()?;
+        let dotenv = dir.path().join(".env");
+        std::fs::write(
+            &dotenv,
+            format!("SSH_USER=miner\nSSH_PASSWORD=\"{SECRET}\n"),
+        )?;
+        let err = Layers::default()
+            .add_dotenv(&dotenv)
+            .err()
+            .ok_or("a broken .env was accepted")?
+            .to_string();
+        assert!(err.contains("line 2") && !err.contains(SECRET), "{err}");
+
+        let toml = dir.path().join("polaris.toml");
+        std::fs::write(&toml, format!("[server]\nadmin_token = \"{SECRET}\n"))?;
+        let err = Layers::default()
+            .set_toml(&toml)
+            .err()
+            .ok_or("a broken polaris.toml was accepted")?
+            .to_string();
+        assert!(err.contains("line 2") && !err.contains(SECRET), "{err}");
+        std::fs::write(&toml, "[server]\nadmin_token = [\"hunter2\"]\n")?;
+        let err = Layers::default()
+            .set_toml(&toml)
+            .err()
+            .ok_or("a list as a token was accepted")?
+            .to_string();
+        assert!(!err.contains("hunter2"), "{err}");
+        Ok(())
+    }
+
     #[test]
     fn defaults_are_valid() -> Result<(), ConfigError> {
         let s = settings(&[])?;
@@ -495,7 +543,7 @@ mod tests {
         Settings::from_layers(dir.path().to_owned(), &layers)?;
         for key in keys::KEYS {
             // Secrets belong in .env (or the environment), not in a file of settings.
-            let secret = [keys::SSH_PASSWORD, keys::ADMIN_TOKEN].contains(key);
+            let secret = key.is_secret();
             let (table, name) = key.toml.split_once('.').ok_or("toml key without a table")?;
             let present = toml_example.contains(&format!("[{table}]"))
                 && toml_example.contains(&format!("# {name} = "));

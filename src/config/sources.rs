@@ -62,16 +62,14 @@ impl Layers {
         if !path.is_file() {
             return Ok(());
         }
-        let iter = dotenvy::from_path_iter(path).map_err(|source| ConfigError::DotEnv {
+        let dotenv_error = |source: dotenvy::Error| ConfigError::DotEnv {
             path: path.to_owned(),
-            source,
-        })?;
+            detail: dotenv_detail(path, &source),
+        };
+        let iter = dotenvy::from_path_iter(path).map_err(dotenv_error)?;
         let mut values = HashMap::new();
         for item in iter {
-            let (key, value) = item.map_err(|source| ConfigError::DotEnv {
-                path: path.to_owned(),
-                source,
-            })?;
+            let (key, value) = item.map_err(dotenv_error)?;
             values.insert(key, value);
         }
         self.dotenv.push((path.to_owned(), values));
@@ -90,10 +88,19 @@ impl Layers {
                 });
             }
         };
-        let table: toml::Table = text.parse().map_err(|source| ConfigError::Toml {
-            path: path.to_owned(),
-            source: Box::new(source),
-        })?;
+        let table: toml::Table =
+            text.parse()
+                .map_err(|source: toml::de::Error| ConfigError::Toml {
+                    path: path.to_owned(),
+                    detail: match source.span() {
+                        Some(span) => format!(
+                            "{} (line {})",
+                            source.message().trim_end(),
+                            line_of(&text, span.start)
+                        ),
+                        None => source.message().trim_end().to_owned(),
+                    },
+                })?;
         let mut values = HashMap::new();
         flatten(&table, "", &mut values, path)?;
         self.toml = Some((path.to_owned(), values));
@@ -155,9 +162,13 @@ fn flatten(
             toml::Value::Float(f) => f.to_string(),
             toml::Value::Boolean(b) => b.to_string(),
             other => {
+                let value = match KEYS.iter().find(|key| key.toml == full) {
+                    Some(key) => key.shown(&other.to_string()),
+                    None => format!("{:?}", other.to_string()),
+                };
                 return Err(ConfigError::Invalid {
                     name: full,
-                    value: other.to_string(),
+                    value,
                     origin: Origin::Toml(path.to_owned()),
                     expected: "a string, number or boolean".into(),
                 });
@@ -172,6 +183,37 @@ fn flatten(
         out.insert(full, text);
     }
     Ok(())
+}
+
+/// The 1-based line number of byte `at` in `text`.
+fn line_of(text: &str, at: usize) -> usize {
+    text.as_bytes()
+        .iter()
+        .take(at)
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// What went wrong in a `.env`, by line number: dotenvy's own message quotes the whole line,
+/// which may be `SSH_PASSWORD=…`.
+fn dotenv_detail(path: &Path, error: &dotenvy::Error) -> String {
+    match error {
+        dotenvy::Error::LineParse(line, index) => {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            let number = text
+                .find(line.as_str())
+                .map(|at| format!("line {}", line_of(&text, at)))
+                .unwrap_or_else(|| "a line".to_owned());
+            format!(
+                "{number} is malformed at character {} (the line is not shown: it may hold a secret)",
+                index + 1
+            )
+        }
+        dotenvy::Error::Io(err) => err.to_string(),
+        dotenvy::Error::EnvVar(err) => err.to_string(),
+        _ => "not a valid .env file".to_owned(),
+    }
 }
 
 #[cfg(test)]
