@@ -143,7 +143,11 @@ impl Settings {
     /// Parses every setting from already-read layers.
     pub fn from_layers(home: PathBuf, layers: &Layers) -> Result<Self, ConfigError> {
         let p = Parser { layers };
-        let server_url = p.parse(&keys::SERVER_URL, "an http:// or https:// URL", parse_url)?;
+        let server_url = p.parse(
+            &keys::SERVER_URL,
+            "an http:// or https:// URL",
+            parse_server_url,
+        )?;
         let listen = p
             .parse(&keys::LISTEN, "an address like 127.0.0.1:8420", |v| {
                 SocketAddr::from_str(v).ok()
@@ -311,6 +315,17 @@ fn parse_url(text: &str) -> Option<reqwest::Url> {
     (matches!(url.scheme(), "http" | "https") && url.host().is_some()).then_some(url)
 }
 
+/// The coordinator's API URL. The bare address the server prints first
+/// (`http://host:8420`) means its API, `http://host:8420/api/v1`: nothing else lives at `/`, and
+/// taking it as the API would only give 404s that never say why.
+fn parse_server_url(text: &str) -> Option<reqwest::Url> {
+    let mut url = parse_url(text)?;
+    if url.path() == "/" {
+        url.set_path("/api/v1");
+    }
+    Some(url)
+}
+
 fn parse_relay_url(text: &str) -> Option<String> {
     let url = reqwest::Url::parse(text).ok()?;
     (url.scheme() == "ssh" && url.host().is_some() && !url.username().is_empty())
@@ -437,6 +452,22 @@ mod tests {
             .ok_or("a list as a token was accepted")?
             .to_string();
         assert!(!err.contains("hunter2"), "{err}");
+        Ok(())
+    }
+
+    #[test]
+    fn a_bare_server_url_means_its_api() -> Result<(), ConfigError> {
+        for bare in ["http://10.0.0.5:8420", "http://10.0.0.5:8420/"] {
+            let s = settings(&[("SERVER_URL", bare)])?;
+            assert_eq!(
+                s.server_url.as_str(),
+                "http://10.0.0.5:8420/api/v1",
+                "{bare}"
+            );
+        }
+        // A path of its own (a coordinator behind a reverse proxy) is kept as written.
+        let s = settings(&[("SERVER_URL", "https://example.net/polaris/api/v1")])?;
+        assert_eq!(s.server_url.as_str(), "https://example.net/polaris/api/v1");
         Ok(())
     }
 
