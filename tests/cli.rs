@@ -192,6 +192,23 @@ fn update_subnet_without_a_repository_is_a_usage_error() {
 }
 
 #[test]
+fn inventory_output_into_a_missing_directory_is_refused_and_creates_nothing() {
+    let home = tempfile::tempdir().expect("temp dir");
+    let missing = home.path().join("no-such-dir");
+    let target = missing.join("inventory.json");
+    let out = polaris(
+        home.path(),
+        &["inventory", "--output", &target.to_string_lossy()],
+        &[],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("no directory"), "{stderr}");
+    assert!(stderr.contains(&*missing.to_string_lossy()), "{stderr}");
+    assert!(!missing.exists(), "the missing directory was created");
+}
+
+#[test]
 fn firestore_is_refused_until_it_exists() {
     let home = tempfile::tempdir().expect("temp dir");
     let out = polaris(home.path(), &["server", "--store", "firestore"], &[]);

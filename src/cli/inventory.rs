@@ -32,9 +32,26 @@ pub struct InventoryArgs {
     /// and exit 1 if any fails
     #[arg(long)]
     pub check: bool,
-    /// Also write the system_info JSON to this file (replaced atomically)
-    #[arg(long, value_name = "FILE")]
+    /// Also write the system_info JSON to this file (replaced atomically; its directory must
+    /// exist)
+    #[arg(long, value_name = "FILE", value_parser = output_file)]
     pub output: Option<PathBuf>,
+}
+
+/// `--output`: a file in a directory that exists. A typo in the directory is refused before
+/// anything is measured, rather than creating the misspelt directories.
+fn output_file(text: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(text);
+    if text.is_empty() || text.ends_with('/') || path.is_dir() {
+        return Err("expected a file name, not a directory".to_owned());
+    }
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => Err(format!(
+            "no directory {}: create it first, or write the file elsewhere",
+            dir.display()
+        )),
+        _ => Ok(path),
+    }
 }
 
 pub(super) fn run(args: InventoryArgs, home: Option<PathBuf>) -> anyhow::Result<ExitCode> {
