@@ -453,6 +453,7 @@ fn bench_result_is_kept_and_sent() -> TestResult {
 #[test]
 fn output_file_is_written_and_a_bad_path_is_a_clear_error() -> TestResult {
     let home = tempfile::tempdir()?;
+    std::fs::create_dir(home.path().join("out"))?;
     let target = home.path().join("out/system_info.json");
     let output = inventory(home.path(), None, &["--output", &target.to_string_lossy()]).output()?;
     assert!(output.status.success());
@@ -463,9 +464,10 @@ fn output_file_is_written_and_a_bad_path_is_a_clear_error() -> TestResult {
     std::fs::write(&blocker, "x")?;
     let bad = blocker.join("system_info.json");
     let output = inventory(home.path(), None, &["--output", &bad.to_string_lossy()]).output()?;
-    assert_eq!(output.status.code(), Some(1));
+    // A file where the directory should be is refused as a usage error, before measuring.
+    assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8(output.stderr)?;
-    assert!(stderr.contains("cannot write"), "{stderr}");
+    assert!(stderr.contains("no directory"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     Ok(())
 }
