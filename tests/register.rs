@@ -639,7 +639,11 @@ async fn the_prompt_keeps_an_existing_registration_by_default() -> TestResult {
     };
     let wait = Duration::from_secs(20);
     let screen = tmux.wait_for("Do you want to proceed with a new registration?", wait)?;
-    assert!(screen.contains("Existing Registration"), "{screen}");
+    assert_eq!(
+        screen.matches("Existing Registration").count(),
+        1,
+        "shown once: {screen}"
+    );
     assert!(
         screen.contains(before["miner_id"].as_str().unwrap_or("?")),
         "{screen}"

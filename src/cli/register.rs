@@ -259,13 +259,11 @@ fn ask(engine: &Engine, question: &Question) -> anyhow::Result<Option<Answer>> {
     let prompt = question.prompt();
     let context = engine.context();
     let answer = match question {
-        Question::ReplaceExisting { miner_id, username } => {
-            println!("Existing Registration\nMiner ID: {miner_id}\nUsername: {username}");
-            Confirm::new(&prompt)
-                .with_default(false)
-                .prompt()
-                .map(Answer::Yes)
-        }
+        // The registration itself was printed with the question (terminal or not).
+        Question::ReplaceExisting { .. } => Confirm::new(&prompt)
+            .with_default(false)
+            .prompt()
+            .map(Answer::Yes),
         Question::ConfirmSystemInfo => Confirm::new(&prompt)
             .with_default(true)
             .prompt()
