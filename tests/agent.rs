@@ -225,6 +225,15 @@ async fn start_status_crash_restart_stop_and_nothing_left() -> TestResult {
         .ok_or("no pid")? as u32;
     assert_ne!(new_pid, compute_pid);
     assert_eq!(restarted["polaris"]["compute"]["last_exit"]["signal"], 9);
+    // The agent's log says it as a person reads it, not as Rust's debug output.
+    let (_, text) = agent.run(&["status"])?;
+    assert!(text.contains("last exit: signal 9"), "{text}");
+    let log = std::fs::read_to_string(agent.home.path().join("logs/polaris_stdout.log"))?
+        + &std::fs::read_to_string(agent.home.path().join("logs/polaris_stderr.log"))
+            .unwrap_or_default();
+    assert!(log.contains("compute_subnet exited: signal 9"), "{log}");
+    assert!(log.contains(&format!("pid={new_pid}")), "{log}");
+    assert!(!log.contains("Some("), "{log}");
 
     let (code, out) = agent.run(&["stop"])?;
     assert_eq!(code, Some(0), "{out}");

@@ -73,6 +73,17 @@ pub struct Exit {
     pub at: DateTime<Utc>,
 }
 
+/// As a person reads it: `exit code 1`, `signal 9`.
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.code, self.signal) {
+            (Some(code), _) => write!(f, "exit code {code}"),
+            (_, Some(signal)) => write!(f, "signal {signal}"),
+            _ => f.write_str("an unknown status"),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
     pub phase: Phase,
@@ -328,7 +339,10 @@ pub async fn run(
                     pump(err, logs(Stream::Stderr), Stream::Stderr);
                 }
                 let pid = child.id();
-                tracing::info!(?pid, "compute_subnet started");
+                match pid {
+                    Some(pid) => tracing::info!(pid, "compute_subnet started"),
+                    None => tracing::info!("compute_subnet started and exited at once"),
+                }
                 state.send_modify(|s| {
                     s.phase = Phase::Running;
                     s.pid = pid;
@@ -379,7 +393,10 @@ pub async fn run(
                     }
                 };
                 let exit = status.ok().map(exit_of);
-                tracing::warn!(?exit, "compute_subnet exited");
+                match &exit {
+                    Some(exit) => tracing::warn!("compute_subnet exited: {exit}"),
+                    None => tracing::warn!("compute_subnet exited (status unknown)"),
+                }
                 state.send_modify(|s| s.last_exit = exit);
             }
         }

@@ -250,12 +250,7 @@ pub(super) fn status(args: StatusArgs, home: Option<PathBuf>) -> anyhow::Result<
                         .unwrap_or_default()
                 );
                 if let Some(exit) = &c.last_exit {
-                    let how = match (exit.code, exit.signal) {
-                        (Some(code), _) => format!("exit code {code}"),
-                        (_, Some(signal)) => format!("signal {signal}"),
-                        _ => "unknown".to_owned(),
-                    };
-                    println!("  last exit: {how}, {} ago", ago(exit.at));
+                    println!("  last exit: {exit}, {} ago", ago(exit.at));
                 }
             }
             Some(c) => {

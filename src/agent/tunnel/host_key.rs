@@ -19,6 +19,17 @@ pub(crate) enum Trust {
     Learned,
 }
 
+/// As the log says it: `pinned`, `known`, `learned on first use`.
+impl std::fmt::Display for Trust {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Trust::Pinned => "pinned",
+            Trust::Known => "known",
+            Trust::Learned => "learned on first use",
+        })
+    }
+}
+
 /// Why a relay's key was refused. Each says what to do.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum HostKeyError {

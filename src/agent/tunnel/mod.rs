@@ -283,7 +283,7 @@ pub async fn run(config: Config, state: watch::Sender<State>, cancel: Cancellati
             }
         };
         let delay = backoff.next_delay(rand::random());
-        tracing::warn!(relay = %config.relay.host_port(), retry_in = ?delay, "tunnel down: {reason}");
+        tracing::warn!(relay = %config.relay.host_port(), "tunnel down: {reason}; retrying in {:.1} s", delay.as_secs_f64());
         let retry_at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
         state.send_modify(|s| s.phase = Phase::Down { reason, retry_at });
         tokio::select! {
@@ -302,7 +302,7 @@ async fn keep(
     cancel: &CancellationToken,
 ) -> String {
     let address = config.advertised(session.port);
-    tracing::info!(%address, host_key = %session.fingerprint, trust = ?session.trust, "tunnel up");
+    tracing::info!(%address, host_key = %session.fingerprint, trust = %session.trust, "tunnel up");
     state.send_modify(|s| {
         s.phase = Phase::Up {
             port: session.port,

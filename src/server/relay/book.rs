@@ -54,6 +54,16 @@ pub(super) enum PortRefusal {
     AlreadyForwarding,
 }
 
+impl std::fmt::Display for PortRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PortRefusal::OutOfRange => "outside the relay's port range",
+            PortRefusal::TakenByAnother => "held by another miner",
+            PortRefusal::AlreadyForwarding => "the session already forwards a port",
+        })
+    }
+}
+
 /// A session asking for a port.
 #[derive(Debug)]
 pub(super) struct Claim {

@@ -148,7 +148,7 @@ impl russh::server::Handler for Connection {
                 Ok(reserved) => reserved,
                 Err(PortRefusal::TakenByAnother) if requested == 0 => continue,
                 Err(refusal) => {
-                    tracing::info!(miner_id = %login.miner, port = candidate, ?refusal, "relay forward refused");
+                    tracing::info!(miner_id = %login.miner, port = candidate, "relay forward refused: {refusal}");
                     return Ok(false);
                 }
             };
