@@ -211,7 +211,14 @@ fn inventory_output_into_a_missing_directory_is_refused_and_creates_nothing() {
 #[test]
 fn firestore_is_refused_until_it_exists() {
     let home = tempfile::tempdir().expect("temp dir");
-    let out = polaris(home.path(), &["server", "--store", "firestore"], &[]);
+    // Even on a busy port: the store is the problem to report, and no fixed port is assumed.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let address = busy.local_addr().expect("its address").to_string();
+    let out = polaris(
+        home.path(),
+        &["server", "--store", "firestore", "--listen", &address],
+        &[],
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("--store sqlite"));
 }

@@ -62,7 +62,14 @@ impl Coordinator {
     /// Opens the store, loads the registry and binds `settings.server.listen`.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
         let server = &settings.server;
-        // Bind first: a busy port must fail before anything is created on disk.
+        // Settings are checked before anything is bound: a store that cannot be used is the
+        // problem to report, not a port that happens to be busy.
+        let StoreKind::Sqlite = server.store else {
+            anyhow::bail!(
+                "the firestore store is not available in this version: use --store sqlite"
+            );
+        };
+        // Bind next: a busy port must fail before anything is created on disk.
         let listener = TcpListener::bind(server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", server.listen))?;
@@ -83,18 +90,11 @@ impl Coordinator {
             ),
             None => None,
         };
-        let store: Arc<dyn Store> = match server.store {
-            StoreKind::Sqlite => {
-                let path = settings.database_path();
-                Arc::new(
-                    SqliteStore::open(&path)
-                        .with_context(|| format!("cannot open the database {}", path.display()))?,
-                )
-            }
-            StoreKind::Firestore => anyhow::bail!(
-                "the firestore store is not available in this version: use --store sqlite"
-            ),
-        };
+        let path = settings.database_path();
+        let store: Arc<dyn Store> = Arc::new(
+            SqliteStore::open(&path)
+                .with_context(|| format!("cannot open the database {}", path.display()))?,
+        );
         let summaries = store
             .load_summaries()
             .await
