@@ -466,6 +466,35 @@ fn update_subnet_clones_fast_forwards_refuses_local_changes_and_restarts() -> Te
 }
 
 #[test]
+fn a_garbage_config_never_keeps_status_or_stop_from_the_running_agent() -> TestResult {
+    let server_home = tempfile::tempdir()?;
+    let server = Server::start(server_home.path(), &[])?;
+    let agent = Agent {
+        home: tempfile::tempdir()?,
+        api: server.api.clone(),
+    };
+    let (code, out) = agent.run(&["start"])?;
+    assert_eq!(code, Some(0), "{out}");
+    let pid = pid_in(&out, "polaris started successfully with PID ").ok_or(out.clone())?;
+    std::fs::write(
+        agent.home.path().join("polaris.toml"),
+        "this is [not toml\n",
+    )?;
+    let (code, text) = agent.run(&["status"])?;
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains(&format!("polaris is running with PID {pid}.")),
+        "{text}"
+    );
+    assert!(text.contains("warning: cannot parse"), "{text}");
+    let (code, text) = agent.run(&["stop"])?;
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("polaris stopped successfully."), "{text}");
+    assert!(!alive(pid), "the agent still runs");
+    Ok(())
+}
+
+#[test]
 fn sighup_reopens_the_logs_and_the_agent_goes_on() -> TestResult {
     let server_home = tempfile::tempdir()?;
     let server = Server::start(server_home.path(), &[])?;

@@ -160,8 +160,21 @@ pub(super) fn start(home: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Settings for `stop` and `status`: a broken configuration is warned about, never a reason to
+/// leave a running agent unreachable.
+fn lenient_settings(home: Option<PathBuf>) -> anyhow::Result<Settings> {
+    let (settings, problem) = Settings::load_or_defaults(home)?;
+    if let Some(problem) = problem {
+        eprintln!(
+            "polaris: warning: {problem}; going on with the defaults in {}",
+            settings.home.display()
+        );
+    }
+    Ok(settings)
+}
+
 pub(super) fn stop(home: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    let settings = Settings::load(home, &[])?;
+    let settings = lenient_settings(home)?;
     println!("Stopping Polaris...");
     let report = runtime()?.block_on(lifecycle::stop(&settings))?;
     match report.agent {
@@ -181,7 +194,7 @@ fn ago(at: chrono::DateTime<chrono::Utc>) -> String {
 }
 
 pub(super) fn status(args: StatusArgs, home: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    let settings = Settings::load(home, &[])?;
+    let settings = lenient_settings(home)?;
     let snapshot = snapshot(&settings.home)?;
     // The running agent knows whether it was given a compute_subnet; this shell may not.
     let compute_configured = snapshot

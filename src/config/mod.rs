@@ -140,6 +140,28 @@ impl Settings {
         Self::from_layers(home, &layers)
     }
 
+    /// For the commands that must reach a running agent whatever the configuration says
+    /// (`stop`, `status`): the settings, or, when they do not load, the defaults in the same
+    /// POLARIS_HOME together with the reason, for the caller to warn about.
+    pub fn load_or_defaults(
+        home: Option<PathBuf>,
+    ) -> Result<(Self, Option<ConfigError>), ConfigError> {
+        match Self::load(home.clone(), &[]) {
+            Ok(settings) => Ok((settings, None)),
+            Err(err) => {
+                let home = match home {
+                    Some(home) => home,
+                    None => resolve_home(&Layers::from_env(
+                        std::env::var("POLARIS_HOME")
+                            .ok()
+                            .map(|v| ("POLARIS_HOME".to_owned(), v)),
+                    ))?,
+                };
+                Ok((Self::from_layers(home, &Layers::default())?, Some(err)))
+            }
+        }
+    }
+
     /// Parses every setting from already-read layers.
     pub fn from_layers(home: PathBuf, layers: &Layers) -> Result<Self, ConfigError> {
         let p = Parser { layers };
