@@ -495,6 +495,33 @@ fn a_garbage_config_never_keeps_status_or_stop_from_the_running_agent() -> TestR
 }
 
 #[test]
+fn a_missing_compute_dir_is_named_by_start_and_status() -> TestResult {
+    let server_home = tempfile::tempdir()?;
+    let server = Server::start(server_home.path(), &[])?;
+    let agent = Agent {
+        home: tempfile::tempdir()?,
+        api: server.api.clone(),
+    };
+    let missing = agent.home.path().join("no-such-subnet");
+    let output = agent
+        .polaris(&["start"])
+        .env("POLARIS_COMPUTE_DIR", &missing)
+        .output()?;
+    let out = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert_eq!(output.status.code(), Some(0), "{out}");
+    let named = format!(
+        "POLARIS_COMPUTE_DIR {} is not a directory",
+        missing.display()
+    );
+    assert!(out.contains(&named), "{out}");
+    let (code, text) = agent.run(&["status"])?;
+    assert_eq!(code, Some(3), "{text}");
+    assert!(text.contains(&format!("cannot start: {named}")), "{text}");
+    agent.run(&["stop"])?;
+    Ok(())
+}
+
+#[test]
 fn sighup_reopens_the_logs_and_the_agent_goes_on() -> TestResult {
     let server_home = tempfile::tempdir()?;
     let server = Server::start(server_home.path(), &[])?;

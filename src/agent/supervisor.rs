@@ -134,7 +134,21 @@ pub fn backoff(config: &Config, attempt: u32) -> Duration {
         .min(config.backoff_max)
 }
 
-fn spawn(config: &Config) -> std::io::Result<Child> {
+/// Starts the process; the error says what to fix, naming the directory when that is what is
+/// missing (the OS error alone, "No such file or directory", names nothing).
+fn spawn(config: &Config) -> Result<Child, String> {
+    if let Some(dir) = &config.dir
+        && !dir.is_dir()
+    {
+        return Err(format!(
+            "POLARIS_COMPUTE_DIR {} is not a directory",
+            dir.display()
+        ));
+    }
+    spawn_command(config).map_err(|err| format!("cannot run POLARIS_COMPUTE_CMD: {err}"))
+}
+
+fn spawn_command(config: &Config) -> std::io::Result<Child> {
     #[cfg(unix)]
     let mut command = {
         let mut c = Command::new("sh");
@@ -328,8 +342,8 @@ pub async fn run(
         let started = Instant::now();
         match spawn(&config) {
             Err(err) => {
-                tracing::warn!(error = %err, "cannot start compute_subnet");
-                state.send_modify(|s| s.spawn_error = Some(err.to_string()));
+                tracing::warn!("cannot start compute_subnet: {err}");
+                state.send_modify(|s| s.spawn_error = Some(err));
             }
             Ok(mut child) => {
                 if let Some(out) = child.stdout.take() {

@@ -102,7 +102,7 @@ fn print_compute_start(outcome: ComputeStart, settings: &Settings) {
             println!("compute_subnet started successfully with PID {pid}.");
         }
         ComputeStart::Failed { reason } => println!(
-            "compute_subnet did not start ({reason}); Polaris keeps retrying: see `polaris logs --process compute-subnet --stderr`."
+            "compute_subnet did not start: {reason}. Polaris keeps retrying; `polaris status` shows how it goes."
         ),
         ComputeStart::NotConfigured => println!(
             "compute_subnet is not configured: set POLARIS_COMPUTE_CMD (and POLARIS_COMPUTE_DIR) for Polaris to run it."
@@ -268,6 +268,9 @@ pub(super) fn status(args: StatusArgs, home: Option<PathBuf>) -> anyhow::Result<
             }
             Some(c) => {
                 println!("compute_subnet is not running.");
+                if let Some(why) = &c.spawn_error {
+                    println!("  cannot start: {why}");
+                }
                 if c.crash_looping {
                     println!(
                         "  crash-looping: restarts {}; see `polaris logs --process compute-subnet --stderr`",
