@@ -33,6 +33,40 @@ fn no_log_yet_says_where_it_will_be() -> TestResult {
     Ok(())
 }
 
+/// `logs -f` before the first `start` waits for the log (saying so once), then follows it.
+#[test]
+fn follow_waits_for_a_log_that_is_not_there_yet() -> TestResult {
+    let home = tempfile::tempdir()?;
+    let mut child = polaris(home.path(), &["-f"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(
+        child.try_wait()?.is_none(),
+        "logs -f gave up on a missing log"
+    );
+    let path = log_files::path(&home.path().join("logs"), Process::Polaris, Stream::Stdout);
+    let mut log = RotatingLog::open(&path, rotating_log::MAX_BYTES, rotating_log::KEEP)?;
+    log.write_line("stdout", "the agent is up")?;
+    log.flush()?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let line = rx.recv_timeout(Duration::from_secs(10));
+    child.kill()?;
+    let output = child.wait_with_output()?;
+    let line = line.map_err(|_| "logs -f printed nothing after the log appeared")?;
+    assert!(line.ends_with("the agent is up"), "{line}");
+    let stderr = String::from_utf8(output.stderr)?;
+    assert_eq!(stderr.matches("waiting for it").count(), 1, "{stderr}");
+    Ok(())
+}
+
 #[test]
 fn the_last_lines_of_the_chosen_stream() -> TestResult {
     let home = tempfile::tempdir()?;

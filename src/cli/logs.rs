@@ -39,6 +39,15 @@ pub(super) fn run(args: LogsArgs, home: Option<PathBuf>) -> anyhow::Result<ExitC
     let path = log_files::path(&settings.logs_dir(), args.process, stream);
     let mut file = match std::fs::File::open(&path) {
         Ok(file) => file,
+        // Following a log that is not there yet waits for it, as `tail -F` does: the usual
+        // order is `polaris logs -f` in one terminal, `polaris start` in another.
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound && args.follow => {
+            eprintln!(
+                "polaris: no log yet at {}: waiting for it (`polaris start` writes it)",
+                path.display()
+            );
+            wait_for(&path).with_context(|| format!("cannot read {}", path.display()))?
+        }
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
             eprintln!(
                 "polaris: no log yet at {}: it is written once the agent runs (`polaris start`)",
@@ -74,4 +83,16 @@ pub(super) fn run(args: LogsArgs, home: Option<PathBuf>) -> anyhow::Result<ExitC
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Opens `path` once it exists (Ctrl-C to give up).
+fn wait_for(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    loop {
+        match std::fs::File::open(path) {
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            opened => return opened,
+        }
+    }
 }
