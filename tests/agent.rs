@@ -521,6 +521,56 @@ fn a_missing_compute_dir_is_named_by_start_and_status() -> TestResult {
     Ok(())
 }
 
+/// `--daemon` says on its terminal (or journal) that it runs, where its logs go, and that it
+/// stopped; everything else goes to the log.
+#[test]
+fn the_daemon_says_one_line_at_start_and_one_at_stop() -> TestResult {
+    use std::io::Read;
+    let server_home = tempfile::tempdir()?;
+    let server = Server::start(server_home.path(), &[])?;
+    let agent = Agent {
+        home: tempfile::tempdir()?,
+        api: server.api.clone(),
+    };
+    let mut child = agent
+        .polaris(&["--daemon"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let mut stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut first = Vec::new();
+    let mut byte = [0u8; 1];
+    while stdout.read(&mut byte)? == 1 && byte[0] != b'\n' {
+        first.push(byte[0]);
+    }
+    let first = String::from_utf8(first)?;
+    assert!(
+        first.starts_with(&format!("polaris agent running with PID {}", child.id())),
+        "{first}"
+    );
+    assert!(
+        first.contains(&agent.home.path().join("logs").display().to_string()),
+        "{first}"
+    );
+    // Stopped once it answers, as systemd would stop a running service.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while agent.status()?["polaris"].is_null() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemon never answered"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()?;
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest)?;
+    assert!(child.wait()?.success());
+    assert_eq!(rest, "polaris agent stopped\n");
+    Ok(())
+}
+
 #[test]
 fn sighup_reopens_the_logs_and_the_agent_goes_on() -> TestResult {
     let server_home = tempfile::tempdir()?;

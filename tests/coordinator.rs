@@ -128,8 +128,21 @@ async fn silence_goes_offline_once_recovers_once_and_survives_a_restart() -> Tes
     assert_eq!(hook.of_kind("miner_offline").len(), 1);
 
     // Restart while the miner is silent for longer than offline_after: it keeps its record and
-    // history, and gets a fresh grace period instead of an instant offline.
-    assert!(server.stop()?, "the server did not exit cleanly on SIGTERM");
+    // history, and gets a fresh grace period instead of an instant offline. The terminal saw
+    // one line per alert and one at the stop.
+    let (clean, printed) = server.stop_with_output()?;
+    assert!(clean, "the server did not exit cleanly on SIGTERM");
+    let alerts: Vec<&String> = printed
+        .iter()
+        .filter(|l| l.starts_with("alert: "))
+        .collect();
+    assert_eq!(alerts.len(), 2, "{printed:?}");
+    assert!(alerts.iter().all(|l| l.contains(&id)), "{printed:?}");
+    assert_eq!(
+        printed.last().map(String::as_str),
+        Some("polaris server stopped"),
+        "{printed:?}"
+    );
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let server = Server::start(home.path(), &args)?;
     tokio::time::sleep(Duration::from_millis(1200)).await;

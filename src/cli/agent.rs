@@ -90,8 +90,17 @@ pub(super) fn daemon(home: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    // systemd and pm2 users see these two lines in the journal; the rest goes to the log.
+    super::say(&format!(
+        "polaris agent running with PID {}; logs in {}; stop with `polaris stop`, Ctrl-C or SIGTERM",
+        std::process::id(),
+        settings.logs_dir().display()
+    ));
     let outcome = runtime.block_on(crate::agent::daemon::run(settings));
     runtime.shutdown_timeout(Duration::from_secs(2));
+    if outcome.is_ok() {
+        super::say("polaris agent stopped");
+    }
     outcome.map(|()| ExitCode::SUCCESS)
 }
 

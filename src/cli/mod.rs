@@ -119,6 +119,14 @@ fn dashboard(home: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     crate::tui::run(settings, log_lines)
 }
 
+/// One line on stdout for a long-running command (`--daemon`, `server`), where a closed stdout
+/// (`| head`, a stopped journal) must not end the process the way `println!` would.
+pub(crate) fn say(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

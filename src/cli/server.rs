@@ -96,9 +96,30 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         );
     }
     tracing::info!(%addr, home = %settings.home.display(), "coordinator listening");
+    println!(
+        "logs: {}; stop with Ctrl-C or SIGTERM",
+        settings.logs_dir().display()
+    );
+    // One line per alert on the terminal (or the journal), as the webhook gets them.
+    let mut alerts = coordinator.alerts();
+    tokio::spawn(async move {
+        loop {
+            match alerts.recv().await {
+                Ok(text) => super::say(&format!("alert: {text}")),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                    super::say(&format!("({missed} alerts not shown: see the log)"));
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
     let cancel = CancellationToken::new();
     tokio::spawn(stop_on_signal(cancel.clone()));
-    coordinator.run(cancel).await
+    let outcome = coordinator.run(cancel).await;
+    if outcome.is_ok() {
+        super::say("polaris server stopped");
+    }
+    outcome
 }
 
 /// Cancels on SIGINT or SIGTERM (Ctrl-C or Ctrl-Break on Windows).

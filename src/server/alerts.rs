@@ -99,6 +99,7 @@ enum Message {
 pub struct Alerter {
     tx: mpsc::Sender<Message>,
     metrics: Arc<Metrics>,
+    feed: tokio::sync::broadcast::Sender<String>,
 }
 
 impl std::fmt::Debug for Message {
@@ -117,12 +118,20 @@ impl Alerter {
         let (tx, rx) = mpsc::channel(QUEUE);
         let delivery = Delivery {
             webhook,
+            feed: tokio::sync::broadcast::channel(64).0,
             client,
             slots: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             metrics: Arc::clone(&metrics),
         };
+        let feed = delivery.feed.clone();
         tokio::spawn(dispatch(rx, delivery));
-        Ok(Self { tx, metrics })
+        Ok(Self { tx, metrics, feed })
+    }
+
+    /// Every alert's text from now on, as it is raised. A reader that falls behind misses some
+    /// (the webhook and the log still get them).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.feed.subscribe()
     }
 
     /// Raises an alert that needs no commit (mass silence).
@@ -191,6 +200,7 @@ async fn dispatch(mut rx: mpsc::Receiver<Message>, delivery: Delivery) {
                     }
                 }
                 tracing::warn!(alert = %alert.text(), "alert");
+                let _ = delivery.feed.send(alert.text());
                 delivery.metrics.alert_sent();
                 if delivery.webhook.is_some() {
                     let delivery = delivery.clone();
@@ -215,6 +225,8 @@ async fn dispatch(mut rx: mpsc::Receiver<Message>, delivery: Delivery) {
 #[derive(Debug, Clone)]
 struct Delivery {
     webhook: Option<reqwest::Url>,
+    /// Each alert's text as it is raised, for whoever shows them (`polaris server` prints them).
+    feed: tokio::sync::broadcast::Sender<String>,
     client: reqwest::Client,
     slots: Arc<Semaphore>,
     metrics: Arc<Metrics>,

@@ -138,6 +138,11 @@ impl Coordinator {
         Ok(self.listener.local_addr()?)
     }
 
+    /// Every alert's text from now on, as it is raised.
+    pub fn alerts(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.state.alerter.subscribe()
+    }
+
     /// The built-in relay, when `relay_listen` is set.
     pub fn relay(&self) -> Option<RelayInfo> {
         let relay = self.relay.as_ref()?;

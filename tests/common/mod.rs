@@ -100,6 +100,21 @@ impl Server {
 
     /// Sends SIGTERM and waits for a clean exit; returns the exit status' success.
     pub fn stop(mut self) -> Result<bool, Box<dyn std::error::Error>> {
+        self.terminate()
+    }
+
+    /// As [`Server::stop`], with every line it printed since the last one read.
+    pub fn stop_with_output(mut self) -> Result<(bool, Vec<String>), Box<dyn std::error::Error>> {
+        let success = self.terminate()?;
+        // The reader thread ends at the pipe's end, once the child is gone.
+        let mut lines = vec![];
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            lines.push(line);
+        }
+        Ok((success, lines))
+    }
+
+    fn terminate(&mut self) -> Result<bool, Box<dyn std::error::Error>> {
         let mut child = self.child.take().ok_or("already stopped")?;
         terminate(&child)?;
         let deadline = Instant::now() + Duration::from_secs(15);
