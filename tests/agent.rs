@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 /// Writes the registration.json `polaris register` would have written for this miner.
 fn save_registration(
     home: &std::path::Path,
-    server: &Server,
+    api: &str,
     miner_id: &str,
     token: String,
 ) -> anyhow::Result<()> {
@@ -29,7 +29,7 @@ fn save_registration(
             token: Secret::new(token),
             username: "agent-test".into(),
             network: Network::Standard,
-            server_url: server.api.clone(),
+            server_url: api.to_owned(),
             resource_ids: vec![],
             registered_at: chrono::Utc::now(),
             bittensor: None,
@@ -68,7 +68,7 @@ async fn heartbeats_start_once_registered_and_stop_being_acknowledged_without_a_
 
     let http = reqwest::Client::new();
     let (miner_id, token) = common::register(&http, &server).await?;
-    save_registration(home.path(), &server, &miner_id, token)?;
+    save_registration(home.path(), &server.api, &miner_id, token)?;
     let acknowledged = until(&mut state, |s| s.acknowledged >= 2).await?;
     assert_eq!(acknowledged.miner_id.as_deref(), Some(miner_id.as_str()));
     assert!(acknowledged.last_rtt_ms.is_some_and(|ms| ms > 0.0));
@@ -174,7 +174,7 @@ async fn start_status_crash_restart_stop_and_nothing_left() -> TestResult {
     };
     let http = reqwest::Client::new();
     let (miner_id, token) = common::register(&http, &server).await?;
-    save_registration(agent.home.path(), &server, &miner_id, token)?;
+    save_registration(agent.home.path(), &server.api, &miner_id, token)?;
 
     let (code, out) = agent.run(&["start"])?;
     assert_eq!(code, Some(0), "{out}");
@@ -299,7 +299,7 @@ async fn heartbeats_resume_when_the_coordinator_comes_back() -> TestResult {
     };
     let http = reqwest::Client::new();
     let (miner_id, token) = common::register(&http, &server).await?;
-    save_registration(agent.home.path(), &server, &miner_id, token)?;
+    save_registration(agent.home.path(), &server.api, &miner_id, token)?;
     let (code, out) = agent.run(&["start"])?;
     assert_eq!(code, Some(0), "{out}");
     let acknowledged = |status: &Value| status["polaris"]["heartbeat"]["acknowledged"].as_u64();
@@ -568,6 +568,60 @@ fn the_daemon_says_one_line_at_start_and_one_at_stop() -> TestResult {
     stdout.read_to_string(&mut rest)?;
     assert!(child.wait()?.success());
     assert_eq!(rest, "polaris agent stopped\n");
+    Ok(())
+}
+
+/// A standalone agent (no SERVER_URL) hosts its coordinator and stops it last: the sign-off
+/// heartbeat reaches it instead of "connection refused".
+#[tokio::test]
+async fn a_standalone_agent_signs_off_before_its_coordinator_stops() -> TestResult {
+    let home = tempfile::tempdir()?;
+    let listen = format!("127.0.0.1:{}", common::services::free_port()?);
+    let api = format!("http://{listen}/api/v1");
+    let polaris = |args: &[&str]| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_polaris"));
+        command
+            .args(args)
+            .env("POLARIS_HOME", home.path())
+            .env("POLARIS_LISTEN", &listen)
+            .env("POLARIS_HEARTBEAT_INTERVAL", "300ms")
+            .env_remove("SERVER_URL")
+            .env_remove("POLARIS_COMPUTE_CMD")
+            .current_dir(home.path())
+            .stdin(std::process::Stdio::null());
+        command
+    };
+    let started = polaris(&["start"]).output()?;
+    assert!(started.status.success(), "{started:?}");
+    let answer: Value = reqwest::Client::new()
+        .post(format!("{api}/miners/"))
+        .json(&common::fixture("registration.json", ""))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let id = answer["miner_id"].as_str().ok_or("no miner_id")?;
+    let token = answer["token"].as_str().ok_or("no token")?.to_owned();
+    save_registration(home.path(), &api, id, token)?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let status = polaris(&["status", "--json"]).output()?;
+        let status: Value = serde_json::from_slice(&status.stdout)?;
+        if status["polaris"]["heartbeat"]["acknowledged"].as_u64() >= Some(1) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no heartbeat: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let stopped = polaris(&["stop"]).output()?;
+    assert!(stopped.status.success(), "{stopped:?}");
+    let log = std::fs::read_to_string(home.path().join("logs/polaris_stdout.log"))?;
+    assert!(!log.contains("could not sign off"), "{log}");
+    assert!(log.contains("signed off"), "{log}");
     Ok(())
 }
 

@@ -48,6 +48,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
     tokio::spawn(stop_on_signal(cancel.clone()));
 
+    // The hosted coordinator has its own token: it stops last, after the heartbeats have
+    // signed off to it (with the agent's token it would be gone before the sign-off).
+    let coordinator_cancel = CancellationToken::new();
+    let mut coordinator_task = None;
     let coordinator = if settings.server_url_set {
         None
     } else {
@@ -56,12 +60,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             .context("cannot start the standalone coordinator")?;
         let url = format!("http://{}/api/v1", coordinator.local_addr()?);
         tracing::info!(%url, "hosting the coordinator (no SERVER_URL set)");
-        let token = cancel.child_token();
-        tokio::spawn(async move {
+        let token = coordinator_cancel.clone();
+        coordinator_task = Some(tokio::spawn(async move {
             if let Err(err) = coordinator.run(token).await {
                 tracing::error!(error = %err, "the coordinator stopped");
             }
-        });
+        }));
         Some(url)
     };
 
@@ -198,6 +202,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     // The session is closed, not left to time out: the relay frees our port at once.
     tunnel_cancel.cancel();
     if let Some((task, _)) = tunnel {
+        let _ = task.await;
+    }
+    coordinator_cancel.cancel();
+    if let Some(task) = coordinator_task {
         let _ = task.await;
     }
     let _ = control.await;

@@ -233,8 +233,9 @@ pub async fn run(
             HeartbeatStatus::Offline,
             0.0,
         );
-        if let Err(why) = send(&client, &record, &body).await {
-            tracing::warn!(error = %why, "could not sign off");
+        match send(&client, &record, &body).await {
+            Ok(_) => tracing::info!("signed off: the coordinator marks this miner offline now"),
+            Err(why) => tracing::warn!(error = %why, "could not sign off"),
         }
     }
 }
