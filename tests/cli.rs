@@ -209,6 +209,22 @@ fn inventory_output_into_a_missing_directory_is_refused_and_creates_nothing() {
 }
 
 #[test]
+fn an_inert_firestore_project_is_refused_not_ignored() {
+    let home = tempfile::tempdir().expect("temp dir");
+    let out = polaris(
+        home.path(),
+        &["server", "--listen", "127.0.0.1:0"],
+        &[("POLARIS_FIRESTORE_PROJECT", "my-project")],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("POLARIS_FIRESTORE_PROJECT"));
+    assert!(
+        !home.path().join("polaris.db").exists(),
+        "nothing is created"
+    );
+}
+
+#[test]
 fn firestore_is_refused_until_it_exists() {
     let home = tempfile::tempdir().expect("temp dir");
     // Even on a busy port: the store is the problem to report, and no fixed port is assumed.

@@ -15,7 +15,8 @@ pub struct ServerArgs {
     /// Address to listen on [env: POLARIS_LISTEN] [default: 127.0.0.1:8420]
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
-    /// Where state is kept [env: POLARIS_STORE] [default: sqlite]
+    /// Where state is kept (firestore is coming: refused by this version) [env: POLARIS_STORE]
+    /// [default: sqlite]
     #[arg(long, value_enum)]
     pub store: Option<StoreKind>,
     /// Silence after which a miner is offline, e.g. 45s [env: POLARIS_OFFLINE_AFTER] [default: 45s]

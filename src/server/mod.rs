@@ -69,6 +69,12 @@ impl Coordinator {
                 "the firestore store is not available in this version: use --store sqlite"
             );
         };
+        // A setting that would do nothing is refused rather than silently ignored.
+        if server.firestore_project.is_some() {
+            anyhow::bail!(
+                "POLARIS_FIRESTORE_PROJECT is for the firestore store, which this version does not have: unset it"
+            );
+        }
         // Bind next: a busy port must fail before anything is created on disk.
         let listener = TcpListener::bind(server.listen)
             .await
