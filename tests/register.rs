@@ -280,6 +280,10 @@ async fn every_bad_answer_is_a_clear_usage_error_that_changes_nothing() -> TestR
             &["--network", "standard", "--username", "bad name!", "--yes"],
             "letters, digits",
         ),
+        (
+            &[],
+            "pass --network, --username and --yes: there is no terminal",
+        ),
         (&["--network", "standard", "--yes"], "pass --username"),
         (&["--username", "alice", "--yes"], "pass --network"),
         (
@@ -361,6 +365,16 @@ async fn every_bad_answer_is_a_clear_usage_error_that_changes_nothing() -> TestR
         assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
+        let always_needed = ["--network", "--username", "--yes"];
+        if !always_needed.iter().all(|flag| args.contains(flag)) {
+            // Those missing are said at once, before the hardware table (the wallet flags
+            // depend on the wallets found, so they come after it).
+            assert!(
+                output.stdout.is_empty(),
+                "{args:?}: {}",
+                text(&output.stdout)
+            );
+        }
         assert!(
             !miner.home.path().join("registration.json").exists(),
             "{args:?}"

@@ -143,6 +143,15 @@ pub(super) fn run(args: RegisterArgs, home: Option<PathBuf>) -> anyhow::Result<E
     }
     // inquire draws its prompts on stderr and reads the keyboard from stdin.
     let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    // Without a terminal, every flag that is always needed is named at once, before the
+    // hardware is read and its table printed (the wallet flags depend on what is found).
+    let missing = missing_flags(&args);
+    if !interactive && !missing.is_empty() {
+        return usage_error(&format!(
+            "pass {}: there is no terminal to ask on",
+            join_and(&missing)
+        ));
+    }
     let runtime = Runtime::new()?;
     let reading = spinner("Reading this machine's hardware…");
     let prepared = runtime.block_on(session::prepare(&settings))?;
@@ -232,6 +241,30 @@ pub(super) fn run(args: RegisterArgs, home: Option<PathBuf>) -> anyhow::Result<E
         record::path(&settings.home).display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The flags a scripted registration always needs and was not given.
+fn missing_flags(args: &RegisterArgs) -> Vec<&'static str> {
+    let mut missing = vec![];
+    if args.network.is_none() {
+        missing.push("--network");
+    }
+    if args.username.is_none() {
+        missing.push("--username");
+    }
+    if !args.yes {
+        missing.push("--yes");
+    }
+    missing
+}
+
+/// `a`, `a and b`, `a, b and c`.
+fn join_and(items: &[&str]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => (*one).to_owned(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
 }
 
 /// The flag's answer to `question`, if the user gave one.
