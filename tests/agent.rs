@@ -625,6 +625,79 @@ async fn a_standalone_agent_signs_off_before_its_coordinator_stops() -> TestResu
     Ok(())
 }
 
+/// registration.json damaged under a running agent: heartbeats stop loudly (status, exit 3, the
+/// log) instead of the last acknowledgement ageing quietly, and resume once it is fixed.
+#[tokio::test]
+async fn a_damaged_registration_stops_heartbeats_loudly_and_a_fixed_one_resumes_them() -> TestResult
+{
+    let server_home = tempfile::tempdir()?;
+    let server = Server::start(server_home.path(), &[])?;
+    let agent = Agent {
+        home: tempfile::tempdir()?,
+        api: server.api.clone(),
+    };
+    let http = reqwest::Client::new();
+    let (miner_id, token) = common::register(&http, &server).await?;
+    save_registration(agent.home.path(), &server.api, &miner_id, token)?;
+    let (code, out) = agent.run(&["start"])?;
+    assert_eq!(code, Some(0), "{out}");
+    let acknowledged = |status: &Value| status["polaris"]["heartbeat"]["acknowledged"].as_u64();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while acknowledged(&agent.status()?).unwrap_or(0) < 1 {
+        assert!(std::time::Instant::now() < deadline, "no heartbeat");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let path = agent.home.path().join("registration.json");
+    let good = std::fs::read(&path)?;
+    std::fs::write(&path, b"{\"miner_id\": \"trunc")?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let damaged = loop {
+        let status = agent.status()?;
+        if status["polaris"]["heartbeat"]["registration_problem"].is_string() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not noticed: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(damaged["healthy"], false, "{damaged}");
+    let (code, text) = agent.run(&["status"])?;
+    assert_eq!(code, Some(3), "{text}");
+    assert!(
+        text.contains("heartbeats stopped") && text.contains("damaged"),
+        "{text}"
+    );
+    let log = std::fs::read_to_string(agent.home.path().join("logs/polaris_stdout.log"))?;
+    assert_eq!(
+        log.matches("heartbeats stopped").count(),
+        1,
+        "said once: {log}"
+    );
+
+    std::fs::write(&path, good)?;
+    let before = acknowledged(&agent.status()?).unwrap_or(0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let status = agent.status()?;
+        if acknowledged(&status).unwrap_or(0) > before
+            && status["polaris"]["heartbeat"]["registration_problem"].is_null()
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not resumed: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (code, text) = agent.run(&["status"])?;
+    assert_eq!(code, Some(0), "{text}");
+    agent.run(&["stop"])?;
+    Ok(())
+}
+
 #[test]
 fn sighup_reopens_the_logs_and_the_agent_goes_on() -> TestResult {
     let server_home = tempfile::tempdir()?;

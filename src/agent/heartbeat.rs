@@ -54,6 +54,10 @@ pub struct State {
     /// Failed sends since the last acknowledged one.
     pub failures: u32,
     pub last_error: Option<String>,
+    /// Why heartbeats are not being sent although a registration exists: `registration.json`
+    /// cannot be read (damaged). Cleared once it reads again.
+    #[serde(default)]
+    pub registration_problem: Option<String>,
 }
 
 /// What the coordinator asked the agent to do.
@@ -223,11 +227,7 @@ pub async fn run(
     let home = config.home.clone();
     let nvml = config.nvml_library.clone();
     beat(config, state, instructions, cancel).await;
-    let record = match tokio::fs::read(record::path(&home)).await {
-        Ok(bytes) => serde_json::from_slice::<RegistrationRecord>(&bytes).ok(),
-        Err(_) => None,
-    };
-    if let Some(record) = record {
+    if let Ok(Some(record)) = read_record(&home).await {
         let body = Sampler::new(home, nvml.as_deref()).request(
             &record.miner_id,
             HeartbeatStatus::Offline,
@@ -263,12 +263,25 @@ async fn beat(
     let mut latency_ms = 0.0;
     let mut was_failing = false;
     loop {
-        let record = match tokio::fs::read(record::path(&config.home)).await {
-            Ok(bytes) => serde_json::from_slice::<RegistrationRecord>(&bytes).ok(),
-            Err(_) => None,
+        let record = match read_record(&config.home).await {
+            Ok(record) => {
+                if state.borrow().registration_problem.is_some() {
+                    tracing::info!("registration.json reads again: heartbeats resume");
+                    state.send_modify(|s| s.registration_problem = None);
+                }
+                record
+            }
+            Err(why) => {
+                // Said once per problem, not once per poll.
+                if state.borrow().registration_problem.as_deref() != Some(why.as_str()) {
+                    tracing::error!("heartbeats stopped: {why}");
+                    state.send_modify(|s| s.registration_problem = Some(why));
+                }
+                None
+            }
         };
         let Some(record) = record else {
-            // Not registered yet: look again soon.
+            // Not registered yet (or the file is damaged): look again soon.
             tokio::select! {
                 () = tokio::time::sleep(config.registration_poll) => continue,
                 () = cancel.cancelled() => return,
@@ -332,6 +345,16 @@ async fn beat(
             () = tokio::time::sleep(next) => {}
             () = cancel.cancelled() => return,
         }
+    }
+}
+
+/// The saved registration, read off the async threads: None when there is none, an error
+/// that says what to do when it is damaged (never taken for "not registered").
+async fn read_record(home: &std::path::Path) -> Result<Option<RegistrationRecord>, String> {
+    let home = home.to_owned();
+    match tokio::task::spawn_blocking(move || record::load(&home)).await {
+        Ok(loaded) => loaded.map_err(|err| format!("{err:#}")),
+        Err(err) => Err(format!("cannot read registration.json: {err}")),
     }
 }
 

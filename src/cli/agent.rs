@@ -231,15 +231,18 @@ pub(super) fn status(args: StatusArgs, home: Option<PathBuf>) -> anyhow::Result<
                 println!("polaris is running with PID {}.", s.agent_pid);
                 println!("  up {}", ago(s.started_at));
                 let beat = &s.heartbeat;
-                match (&beat.last_ack, &beat.last_error) {
-                    (_, Some(error)) if beat.failures > 0 => {
+                match (&beat.last_ack, &beat.last_error, &beat.registration_problem) {
+                    (_, _, Some(why)) => println!("  heartbeats stopped: {why}"),
+                    (_, Some(error), _) if beat.failures > 0 => {
                         println!("  heartbeats failing ({} in a row): {error}", beat.failures);
                     }
-                    (Some(at), _) => println!("  last heartbeat acknowledged {} ago", ago(*at)),
-                    (None, _) if beat.miner_id.is_none() => {
+                    (Some(at), _, _) => {
+                        println!("  last heartbeat acknowledged {} ago", ago(*at));
+                    }
+                    (None, _, _) if beat.miner_id.is_none() => {
                         println!("  not registered: heartbeats start after `polaris register`");
                     }
-                    (None, _) => println!("  no heartbeat acknowledged yet"),
+                    (None, _, _) => println!("  no heartbeat acknowledged yet"),
                 }
                 if let Some(url) = &s.coordinator {
                     println!("  hosting the coordinator at {url}");
@@ -308,6 +311,9 @@ fn problems(
         return vec!["polaris is not running".to_owned()];
     };
     let mut problems = vec![];
+    if let Some(why) = &s.heartbeat.registration_problem {
+        problems.push(format!("heartbeats stopped: {why}"));
+    }
     if s.heartbeat.failures > 0 {
         problems.push(format!(
             "heartbeats failing ({} in a row)",
