@@ -545,7 +545,7 @@ fn the_daemon_says_one_line_at_start_and_one_at_stop() -> TestResult {
     }
     let first = String::from_utf8(first)?;
     assert!(
-        first.starts_with(&format!("polaris agent running with PID {}", child.id())),
+        first.starts_with(&format!("polaris agent starting with PID {}", child.id())),
         "{first}"
     );
     assert!(

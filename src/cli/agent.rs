@@ -92,7 +92,7 @@ pub(super) fn daemon(home: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         .context("cannot start the async runtime")?;
     // systemd and pm2 users see these two lines in the journal; the rest goes to the log.
     super::say(&format!(
-        "polaris agent running with PID {}; logs in {}; stop with `polaris stop`, Ctrl-C or SIGTERM",
+        "polaris agent starting with PID {}; logs in {}; stop with `polaris stop`, Ctrl-C or SIGTERM",
         std::process::id(),
         settings.logs_dir().display()
     ));

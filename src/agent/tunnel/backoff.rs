@@ -1,5 +1,6 @@
 //! How long the tunnel keeper waits before the next connection attempt: full jitter over a window
-//! that doubles from 1 s up to a cap of a few seconds, reset once a session has stayed up 10 s. A step function with the randomness passed in, so tests need no clock and no luck.
+//! that doubles from 1 s up to a cap of a few seconds, reset once a session has stayed up 10 s.
+//! A step function with the randomness passed in, so tests need no clock and no luck.
 //!
 //! Why these numbers: the first retry lands within 1 s, so a relay that dropped one session (or
 //! restarted) costs about a second of downtime; the cap is kept at 5 s because a longer one (8 s
