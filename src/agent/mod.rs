@@ -2,7 +2,7 @@
 //! that runs the heartbeat sender, the supervisor of compute_subnet, the SSH tunnel keeper, the
 //! control socket and, standalone, the coordinator; PID files that know their process; the
 //! rotating log files and how they are read; the rules `polaris start` and `stop` follow
-//! (`lifecycle`).
+//! (`lifecycle`); and where a systemd unit keeps its agent (`systemd`).
 
 pub mod control;
 pub mod daemon;
@@ -14,6 +14,7 @@ pub mod process;
 pub mod rotating_log;
 pub mod subnet_update;
 pub mod supervisor;
+pub mod systemd;
 pub mod tail;
 pub mod tunnel;
 pub mod usage;

@@ -251,7 +251,15 @@ pub(super) fn status(args: StatusArgs, home: Option<PathBuf>) -> anyhow::Result<
                     print_tunnel(tunnel);
                 }
             }
-            None => println!("polaris is not running."),
+            None => {
+                println!("polaris is not running.");
+                if let Some(home) = crate::agent::systemd::unit_home_other_than(&settings.home) {
+                    println!(
+                        "  a systemd unit (polaris.service) keeps its agent in {0}: `sudo POLARIS_HOME={0} polaris status`",
+                        home.display()
+                    );
+                }
+            }
         }
         match snapshot.as_ref().and_then(|s| s.compute.as_ref()) {
             Some(c) if c.pid.is_some() => {
