@@ -100,6 +100,18 @@ struct Agent {
 }
 
 impl Agent {
+    /// A coordinator in a home of its own (returned, to live as long as it) and an agent with
+    /// a fresh home pointed at it.
+    fn with_coordinator() -> Result<(tempfile::TempDir, Server, Self), Box<dyn std::error::Error>> {
+        let server_home = tempfile::tempdir()?;
+        let server = Server::start(server_home.path(), &[])?;
+        let agent = Agent {
+            home: tempfile::tempdir()?,
+            api: server.api.clone(),
+        };
+        Ok((server_home, server, agent))
+    }
+
     fn polaris(&self, args: &[&str]) -> std::process::Command {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_polaris"));
         command
@@ -166,12 +178,7 @@ async fn miner_status(
 
 #[tokio::test]
 async fn start_status_crash_restart_stop_and_nothing_left() -> TestResult {
-    let server_home = tempfile::tempdir()?;
-    let server = Server::start(server_home.path(), &[])?;
-    let agent = Agent {
-        home: tempfile::tempdir()?,
-        api: server.api.clone(),
-    };
+    let (_server_home, server, agent) = Agent::with_coordinator()?;
     let http = reqwest::Client::new();
     let (miner_id, token) = common::register(&http, &server).await?;
     save_registration(agent.home.path(), &server.api, &miner_id, token)?;
@@ -256,12 +263,7 @@ async fn start_status_crash_restart_stop_and_nothing_left() -> TestResult {
 
 #[test]
 fn a_stale_pid_file_naming_a_stranger_is_neither_ours_nor_killed() -> TestResult {
-    let server_home = tempfile::tempdir()?;
-    let server = Server::start(server_home.path(), &[])?;
-    let agent = Agent {
-        home: tempfile::tempdir()?,
-        api: server.api.clone(),
-    };
+    let (_server_home, _server, agent) = Agent::with_coordinator()?;
     let mut stranger = std::process::Command::new("sleep").arg("60").spawn()?;
     let pids = agent.home.path().join("pids");
     std::fs::create_dir_all(&pids)?;
@@ -290,13 +292,8 @@ fn a_stale_pid_file_naming_a_stranger_is_neither_ours_nor_killed() -> TestResult
 
 #[tokio::test]
 async fn heartbeats_resume_when_the_coordinator_comes_back() -> TestResult {
-    let server_home = tempfile::tempdir()?;
-    let server = Server::start(server_home.path(), &[])?;
+    let (server_home, server, agent) = Agent::with_coordinator()?;
     let address = server.base.trim_start_matches("http://").to_owned();
-    let agent = Agent {
-        home: tempfile::tempdir()?,
-        api: server.api.clone(),
-    };
     let http = reqwest::Client::new();
     let (miner_id, token) = common::register(&http, &server).await?;
     save_registration(agent.home.path(), &server.api, &miner_id, token)?;
@@ -393,12 +390,7 @@ fn origin_with_commit(
 
 #[test]
 fn update_subnet_clones_fast_forwards_refuses_local_changes_and_restarts() -> TestResult {
-    let server_home = tempfile::tempdir()?;
-    let server = Server::start(server_home.path(), &[])?;
-    let agent = Agent {
-        home: tempfile::tempdir()?,
-        api: server.api.clone(),
-    };
+    let (_server_home, _server, agent) = Agent::with_coordinator()?;
     let root = tempfile::tempdir()?;
     let publisher = origin_with_commit(root.path())?;
     let checkout = agent.home.path().join("compute_subnet");
@@ -467,12 +459,7 @@ fn update_subnet_clones_fast_forwards_refuses_local_changes_and_restarts() -> Te
 
 #[test]
 fn a_garbage_config_never_keeps_status_or_stop_from_the_running_agent() -> TestResult {
-    let server_home = tempfile::tempdir()?;
-    let server = Server::start(server_home.path(), &[])?;
-    let agent = Agent {
-        home: tempfile::tempdir()?,
-        api: server.api.clone(),
-    };
+    let (_server_home, _server, agent) = Agent::with_coordinator()?;
     let (code, out) = agent.run(&["start"])?;
     assert_eq!(code, Some(0), "{out}");
     let pid = pid_in(&out, "polaris started successfully with PID ").ok_or(out.clone())?;
@@ -496,12 +483,7 @@ fn a_garbage_config_never_keeps_status_or_stop_from_the_running_agent() -> TestR
 
 #[test]
 fn a_missing_compute_dir_is_named_by_start_and_status() -> TestResult {
-    let server_home = tempfile::tempdir()?;
-    let server = Server::start(server_home.path(), &[])?;
-    let agent = Agent {
-        home: tempfile::tempdir()?,
-        api: server.api.clone(),
-    };
+    let (_server_home, _server, agent) = Agent::with_coordinator()?;
     let missing = agent.home.path().join("no-such-subnet");
     let output = agent
         .polaris(&["start"])
@@ -526,12 +508,7 @@ fn a_missing_compute_dir_is_named_by_start_and_status() -> TestResult {
 #[test]
 fn the_daemon_says_one_line_at_start_and_one_at_stop() -> TestResult {
     use std::io::Read;
-    let server_home = tempfile::tempdir()?;
-    let server = Server::start(server_home.path(), &[])?;
-    let agent = Agent {
-        home: tempfile::tempdir()?,
-        api: server.api.clone(),
-    };
+    let (_server_home, _server, agent) = Agent::with_coordinator()?;
     let mut child = agent
         .polaris(&["--daemon"])
         .stdout(std::process::Stdio::piped())
@@ -630,12 +607,7 @@ async fn a_standalone_agent_signs_off_before_its_coordinator_stops() -> TestResu
 #[tokio::test]
 async fn a_damaged_registration_stops_heartbeats_loudly_and_a_fixed_one_resumes_them() -> TestResult
 {
-    let server_home = tempfile::tempdir()?;
-    let server = Server::start(server_home.path(), &[])?;
-    let agent = Agent {
-        home: tempfile::tempdir()?,
-        api: server.api.clone(),
-    };
+    let (_server_home, server, agent) = Agent::with_coordinator()?;
     let http = reqwest::Client::new();
     let (miner_id, token) = common::register(&http, &server).await?;
     save_registration(agent.home.path(), &server.api, &miner_id, token)?;
@@ -700,12 +672,7 @@ async fn a_damaged_registration_stops_heartbeats_loudly_and_a_fixed_one_resumes_
 
 #[test]
 fn sighup_reopens_the_logs_and_the_agent_goes_on() -> TestResult {
-    let server_home = tempfile::tempdir()?;
-    let server = Server::start(server_home.path(), &[])?;
-    let agent = Agent {
-        home: tempfile::tempdir()?,
-        api: server.api.clone(),
-    };
+    let (_server_home, _server, agent) = Agent::with_coordinator()?;
     let (code, out) = agent.run(&["start"])?;
     assert_eq!(code, Some(0), "{out}");
     let pid = pid_in(&out, "polaris started successfully with PID ").ok_or(out.clone())?;
@@ -732,12 +699,7 @@ fn sighup_reopens_the_logs_and_the_agent_goes_on() -> TestResult {
 
 #[test]
 fn a_new_agent_stops_the_compute_subnet_a_killed_one_left() -> TestResult {
-    let server_home = tempfile::tempdir()?;
-    let server = Server::start(server_home.path(), &[])?;
-    let agent = Agent {
-        home: tempfile::tempdir()?,
-        api: server.api.clone(),
-    };
+    let (_server_home, _server, agent) = Agent::with_coordinator()?;
     let (code, out) = agent.run(&["start"])?;
     assert_eq!(code, Some(0), "{out}");
     let first = pid_in(&out, "polaris started successfully with PID ").ok_or(out.clone())?;
@@ -767,12 +729,7 @@ fn a_new_agent_stops_the_compute_subnet_a_killed_one_left() -> TestResult {
 async fn stop_compute_keeps_it_stopped_and_start_brings_it_back() -> TestResult {
     use polaris::agent::control::{self, Request, Response};
     use polaris::agent::supervisor::Phase;
-    let server_home = tempfile::tempdir()?;
-    let server = Server::start(server_home.path(), &[])?;
-    let agent = Agent {
-        home: tempfile::tempdir()?,
-        api: server.api.clone(),
-    };
+    let (_server_home, _server, agent) = Agent::with_coordinator()?;
     let (code, out) = agent.run(&["start"])?;
     assert_eq!(code, Some(0), "{out}");
     let first = pid_in(&out, "compute_subnet started successfully with PID ").ok_or(out.clone())?;
