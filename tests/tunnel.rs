@@ -428,12 +428,17 @@ async fn a_saturating_two_way_transfer_does_not_wedge_the_session() -> TestResul
     let mut echoes = 0;
     while started.elapsed() < Duration::from_secs(30) {
         tokio::time::sleep(Duration::from_secs(3)).await;
-        round_trip(port, "still there?").await.map_err(|e| {
-            format!(
-                "an echo failed {:?} into the transfer: {e}",
-                started.elapsed()
+        if let Err(e) = round_trip(port, "still there?").await {
+            // What the keeper says of its session, so a failure here shows why it ended.
+            let state = keeper.state.borrow().clone();
+            return Err(format!(
+                "an echo failed {:?} into the transfer: {e}; the keeper: {} ({} sessions)",
+                started.elapsed(),
+                state.headline(chrono::Utc::now()),
+                state.sessions
             )
-        })?;
+            .into());
+        }
         echoes += 1;
     }
     let (up, down) = (
