@@ -8,6 +8,7 @@
 mod linux;
 #[cfg(not(target_os = "linux"))]
 mod portable;
+mod space;
 
 use std::path::{Path, PathBuf};
 
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 pub use linux::read;
 #[cfg(not(target_os = "linux"))]
 pub use portable::read;
+pub use space::{DataDirSpace, Space};
 
 /// The kind the wire format names (`storage.type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -79,26 +79,13 @@ pub(crate) type Interest = Vec<(u32, bool)>;
 struct Sampler {
     /// None where sysinfo cannot read this system at all.
     system: Option<System>,
-    home: PathBuf,
+    disk: crate::inventory::disks::DataDirSpace,
     nvml: Option<nvml_wrapper::Nvml>,
     usage: MachineUsage,
 }
 
 impl Sampler {
-    fn new(home: PathBuf, nvml_library: Option<PathBuf>) -> Self {
-        let library = nvml_library
-            .map(|p| p.into_os_string())
-            .unwrap_or_else(|| crate::inventory::gpu::DEFAULT_LIBRARY.into());
-        let (nvml, gpu_note) = match nvml_wrapper::Nvml::builder().lib_path(&library).init() {
-            Ok(nvml) => (Some(nvml), None),
-            Err(_) => (
-                None,
-                Some(format!(
-                    "no NVIDIA driver ({} not loaded)",
-                    library.to_string_lossy()
-                )),
-            ),
-        };
+    fn new(home: PathBuf) -> Self {
         let system = System::new_with_specifics(
             RefreshKind::nothing()
                 .with_cpu(CpuRefreshKind::nothing().with_usage())
@@ -107,12 +94,32 @@ impl Sampler {
         .ok();
         Self {
             system,
-            home,
-            nvml,
+            disk: crate::inventory::disks::DataDirSpace::new(&home),
+            nvml: None,
             usage: MachineUsage {
-                gpu_note,
+                gpu_note: Some("looking for the NVIDIA driver…".to_owned()),
                 ..MachineUsage::default()
             },
+        }
+    }
+
+    /// Loads NVML (after the first sample: a wedged driver's start-up never returns, and the
+    /// other gauges must not wait on it).
+    fn load_nvml(&mut self, nvml_library: Option<PathBuf>) {
+        let library = nvml_library
+            .map(|p| p.into_os_string())
+            .unwrap_or_else(|| crate::inventory::gpu::DEFAULT_LIBRARY.into());
+        match nvml_wrapper::Nvml::builder().lib_path(&library).init() {
+            Ok(nvml) => {
+                self.nvml = Some(nvml);
+                self.usage.gpu_note = None;
+            }
+            Err(_) => {
+                self.usage.gpu_note = Some(format!(
+                    "no NVIDIA driver ({} not loaded)",
+                    library.to_string_lossy()
+                ));
+            }
         }
     }
 
@@ -131,10 +138,10 @@ impl Sampler {
             u.memory
                 .push(u.memory_used as f64 / u.memory_total.max(1) as f64 * 100.0);
         }
-        if let Some((used, total)) = disk_of(&self.home) {
-            u.disk_used = used;
-            u.disk_total = total;
-            u.disk.push(used as f64 / total.max(1) as f64 * 100.0);
+        if let Some(space) = self.disk.read() {
+            u.disk_used = space.used_bytes;
+            u.disk_total = space.total_bytes;
+            u.disk.push(space.percent_used());
         }
         if let Some(nvml) = &self.nvml {
             sample_gpus(nvml, &mut u.gpus);
@@ -188,21 +195,6 @@ fn descends_from(system: &System, mut pid: Pid, root: Pid) -> bool {
     false
 }
 
-/// Used and total bytes of the filesystem holding POLARIS_HOME (one statvfs; never a scan).
-#[cfg(unix)]
-fn disk_of(home: &std::path::Path) -> Option<(u64, u64)> {
-    let path = if home.exists() { home } else { home.parent()? };
-    let stat = rustix::fs::statvfs(path).ok()?;
-    let total = stat.f_blocks.saturating_mul(stat.f_frsize);
-    let free = stat.f_bavail.saturating_mul(stat.f_frsize);
-    Some((total.saturating_sub(free), total))
-}
-
-#[cfg(not(unix))]
-fn disk_of(_home: &std::path::Path) -> Option<(u64, u64)> {
-    None
-}
-
 fn sample_gpus(nvml: &nvml_wrapper::Nvml, gpus: &mut Vec<GpuUsage>) {
     use nvml_wrapper::enum_wrappers::device::TemperatureSensor;
     let count = nvml.device_count().unwrap_or(0) as usize;
@@ -235,11 +227,15 @@ pub(crate) fn spawn(
     std::thread::Builder::new()
         .name("polaris-sampler".to_owned())
         .spawn(move || {
-            let mut sampler = Sampler::new(home, nvml_library);
+            let mut sampler = Sampler::new(home);
+            let mut nvml_library = Some(nvml_library);
             while !usage.is_closed() {
                 let wanted = interest.borrow().clone();
                 sampler.sample(&wanted);
                 usage.send_replace(sampler.usage.clone());
+                if let Some(library) = nvml_library.take() {
+                    sampler.load_nvml(library);
+                }
                 std::thread::sleep(EVERY);
             }
         })
@@ -270,10 +266,8 @@ mod tests {
             .args(["-c", "sleep 30 & sleep 30 & wait"])
             .spawn()?;
         std::thread::sleep(Duration::from_millis(200));
-        let mut sampler = Sampler::new(
-            home.path().to_owned(),
-            Some("/nonexistent/libnvidia-ml.so".into()),
-        );
+        let mut sampler = Sampler::new(home.path().to_owned());
+        sampler.load_nvml(Some("/nonexistent/libnvidia-ml.so".into()));
         sampler.sample(&vec![
             (child.id(), true),
             (child.id(), false),
