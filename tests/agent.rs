@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Server, TestResult};
-use polaris::agent::heartbeat::{self, Config, State};
+use polaris::agent::heartbeat::{self, Config, FailureKind, State};
 use polaris::config::Secret;
 use polaris::register::record::{self, Network, RegistrationRecord};
 use serde_json::Value;
@@ -84,8 +84,9 @@ async fn heartbeats_start_once_registered_and_stop_being_acknowledged_without_a_
     // The coordinator goes away: failures are counted, the sender keeps going.
     drop(server);
     let failing = until(&mut state, |s| s.failures >= 3).await?;
-    let error = failing.last_error.unwrap_or_default();
-    assert!(error.contains("unreachable"), "{error}");
+    let error = failing.last_error.ok_or("no error kept")?;
+    assert_eq!(error.kind, FailureKind::Unreachable, "{error}");
+    assert!(error.message.contains("unreachable"), "{error}");
     assert!(!task.is_finished(), "never gives up");
     cancel.cancel();
     task.await?;

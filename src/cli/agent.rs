@@ -234,7 +234,10 @@ pub(super) fn status(args: StatusArgs, home: Option<PathBuf>) -> anyhow::Result<
                 match (&beat.last_ack, &beat.last_error, &beat.registration_problem) {
                     (_, _, Some(why)) => println!("  heartbeats stopped: {why}"),
                     (_, Some(error), _) if beat.failures > 0 => {
-                        println!("  heartbeats failing ({} in a row): {error}", beat.failures);
+                        println!(
+                            "  heartbeats failing ({} in a row): {}",
+                            beat.failures, error.message
+                        );
                     }
                     (Some(at), _, _) => {
                         println!("  last heartbeat acknowledged {} ago", ago(*at));
@@ -243,6 +246,9 @@ pub(super) fn status(args: StatusArgs, home: Option<PathBuf>) -> anyhow::Result<
                         println!("  not registered: heartbeats start after `polaris register`");
                     }
                     (None, _, _) => println!("  no heartbeat acknowledged yet"),
+                }
+                if let Some(why) = &beat.sampling_problem {
+                    println!("  {why}");
                 }
                 if let Some(url) = &s.coordinator {
                     println!("  hosting the coordinator at {url}");
@@ -323,10 +329,19 @@ fn problems(
         problems.push(format!("heartbeats stopped: {why}"));
     }
     if s.heartbeat.failures > 0 {
+        let why = s
+            .heartbeat
+            .last_error
+            .as_ref()
+            .map(|e| format!(": {}", e.summary()))
+            .unwrap_or_default();
         problems.push(format!(
-            "heartbeats failing ({} in a row)",
+            "heartbeats failing ({} in a row){why}",
             s.heartbeat.failures
         ));
+    }
+    if let Some(why) = &s.heartbeat.sampling_problem {
+        problems.push(why.clone());
     }
     if compute_configured && compute_pid.is_none() {
         problems.push("compute_subnet is not running".to_owned());

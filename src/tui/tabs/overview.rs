@@ -6,6 +6,7 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, BorderType, Paragraph, Sparkline, Wrap};
 
+use crate::agent::heartbeat::FailureKind;
 use crate::agent::supervisor::Phase;
 use crate::inventory::units::human;
 use crate::tui::app::App;
@@ -112,15 +113,25 @@ fn draw_heartbeats(app: &App, frame: &mut Frame, area: Rect) {
     match app.agent.snapshot() {
         Some(snapshot) => {
             let beat = &snapshot.heartbeat;
-            match (&beat.last_ack, &beat.last_error) {
-                (_, Some(error)) if beat.failures > 0 => {
+            match (&beat.last_ack, &beat.last_error, &beat.registration_problem) {
+                (_, _, Some(why)) => {
+                    lines.push(Line::styled("✖ stopped: registration damaged", t.bad));
+                    lines.push(Line::raw(why.clone()));
+                }
+                (_, Some(error), _) if beat.failures > 0 => {
+                    // A refused miner needs the user; an unreachable coordinator usually not.
+                    let headline = match error.kind {
+                        FailureKind::Refused => "✖ refused",
+                        FailureKind::Unreachable => "✖ coordinator unreachable",
+                        FailureKind::Rejected | FailureKind::BadAnswer => "✖ failing",
+                    };
                     lines.push(Line::styled(
-                        format!("✖ failing ({} in a row)", beat.failures),
+                        format!("{headline} ({} in a row)", beat.failures),
                         t.bad,
                     ));
-                    lines.push(Line::raw(error.clone()));
+                    lines.push(Line::raw(error.message.clone()));
                 }
-                (Some(at), _) => {
+                (Some(at), _, _) => {
                     lines.push(Line::styled(
                         format!("✔ acknowledged {} ago", ago(app, *at)),
                         t.ok,
@@ -137,11 +148,14 @@ fn draw_heartbeats(app: &App, frame: &mut Frame, area: Rect) {
                         format!("{} acknowledged", beat.acknowledged),
                     ));
                 }
-                (None, _) if beat.miner_id.is_none() => {
+                (None, _, _) if beat.miner_id.is_none() => {
                     lines.push(Line::styled("waiting for registration", t.warn));
                     lines.push(Line::raw("they start once this machine is registered"));
                 }
-                (None, _) => lines.push(Line::styled("no heartbeat acknowledged yet", t.warn)),
+                (None, _, _) => lines.push(Line::styled("no heartbeat acknowledged yet", t.warn)),
+            }
+            if let Some(why) = &beat.sampling_problem {
+                lines.push(Line::styled(format!("⚠ {why}"), t.warn));
             }
         }
         None => lines.push(Line::styled("none: the agent is not running", t.warn)),
