@@ -17,6 +17,10 @@ pub const AGENT: &str = "polaris";
 pub const COMPUTE: &str = "compute_subnet";
 
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    // Before anything is written: a SIGTERM from here on is a clean stop, never a death by
+    // signal that leaves the PID file behind.
+    let cancel = CancellationToken::new();
+    tokio::spawn(Signals::install()?.stop(cancel.clone()));
     let home = settings.home.clone();
     std::fs::create_dir_all(&home).with_context(|| format!("cannot create {}", home.display()))?;
     let me = std::process::id();
@@ -44,9 +48,13 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         }
         pidfile::remove(&home, COMPUTE);
     }
+    if cancel.is_cancelled() {
+        // Asked to stop while the orphan was being stopped: nothing else was started.
+        pidfile::remove(&home, AGENT);
+        tracing::info!("agent stopped before it started");
+        return Ok(());
+    }
     let started_at = Utc::now();
-    let cancel = CancellationToken::new();
-    tokio::spawn(stop_on_signal(cancel.clone()));
 
     // The hosted coordinator has its own token: it stops last, after the heartbeats have
     // signed off to it (with the agent's token it would be gone before the sign-off).
@@ -327,33 +335,54 @@ async fn keep_compute_pid_file(
     }
 }
 
-/// Cancels on SIGTERM or SIGINT (Ctrl-C on Windows); SIGHUP reopens the log files (after
-/// logrotate moved them) and the agent goes on.
-async fn stop_on_signal(cancel: CancellationToken) {
+/// The signals that stop the agent, taken over from their default actions at once (a SIGTERM
+/// that arrived before would kill the agent mid-start).
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::hangup()),
-        ) else {
-            return;
-        };
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    hup: tokio::signal::unix::Signal,
+    #[cfg(windows)]
+    ctrl_c: tokio::signal::windows::CtrlC,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Self {
+                term: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+                int: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+                hup: signal(SignalKind::hangup()).context("cannot handle SIGHUP")?,
+            })
+        }
+        #[cfg(windows)]
+        {
+            Ok(Self {
+                ctrl_c: tokio::signal::windows::ctrl_c().context("cannot handle Ctrl-C")?,
+            })
+        }
+    }
+
+    /// Cancels on SIGTERM or SIGINT (Ctrl-C on Windows); SIGHUP reopens the log files (after
+    /// logrotate moved them) and the agent goes on.
+    async fn stop(mut self, cancel: CancellationToken) {
+        #[cfg(unix)]
         loop {
             tokio::select! {
-                _ = term.recv() => break,
-                _ = int.recv() => break,
-                _ = hup.recv() => {
+                _ = self.term.recv() => break,
+                _ = self.int.recv() => break,
+                _ = self.hup.recv() => {
                     super::rotating_log::reopen_all();
                     tracing::info!("log files reopened (SIGHUP)");
                 }
             }
         }
+        #[cfg(windows)]
+        let _ = self.ctrl_c.recv().await;
+        cancel.cancel();
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-    cancel.cancel();
 }
