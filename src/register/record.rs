@@ -118,15 +118,32 @@ pub fn load(home: &Path) -> anyhow::Result<Option<RegistrationRecord>> {
     };
     let record = serde_json::from_slice(&bytes).with_context(|| {
         format!(
-            "{} is damaged: restore it, or move it away and run `polaris register` again",
+            "{} is damaged: restore it, or run `polaris register` again to replace it",
             path.display()
         )
     })?;
     Ok(Some(record))
 }
 
+/// Where [`save`] keeps a damaged registration.json it replaces.
+pub fn damaged_copy_path(home: &Path) -> PathBuf {
+    home.join("registration.json.damaged")
+}
+
+/// Writes the record (atomically, readable by its owner only). A damaged file in its place is
+/// not lost: it is moved to [`damaged_copy_path`] first, for the user to look at.
 pub fn save(home: &Path, record: &RegistrationRecord) -> anyhow::Result<()> {
     let path = path(home);
+    if path.exists() && load(home).is_err() {
+        let copy = damaged_copy_path(home);
+        std::fs::rename(&path, &copy).with_context(|| {
+            format!(
+                "cannot move the damaged {} to {}",
+                path.display(),
+                copy.display()
+            )
+        })?;
+    }
     let json = serde_json::to_vec_pretty(record)?;
     crate::files::write_private_atomically(&path, &json)
         .with_context(|| format!("cannot write {}", path.display()))
@@ -166,6 +183,13 @@ mod tests {
         std::fs::write(path(home.path()), "{")?;
         let err = load(home.path()).expect_err("damaged");
         assert!(format!("{err:#}").contains("is damaged"), "{err:#}");
+        // Registering again replaces it, and the damaged bytes are kept beside it.
+        save(home.path(), &record)?;
+        assert_eq!(load(home.path())?, Some(record.clone()));
+        assert_eq!(
+            std::fs::read_to_string(damaged_copy_path(home.path()))?,
+            "{"
+        );
         Ok(())
     }
 }

@@ -32,22 +32,28 @@ pub enum PrepareError {
         "cannot reach the coordinator at {url} ({cause}): start it with `polaris server`, or set SERVER_URL"
     )]
     CoordinatorUnreachable { url: String, cause: String },
-    /// registration.json cannot be read or parsed; the message says what to do.
-    #[error("{0:#}")]
-    DamagedRecord(anyhow::Error),
     /// This machine's facts could not be read (a hung disk, a stopped probe).
     #[error("{0:#}")]
     Inventory(anyhow::Error),
 }
 
 /// Reads the saved record, then this machine's facts (seconds: probes, the coordinator and the
-/// location service are asked), then the wallets. The record comes first so a damaged one is
-/// reported before the slow part.
+/// location service are asked), then the wallets. A damaged record is a warning: registering
+/// replaces it, and [`record::save`] keeps the damaged file beside the new one.
 ///
 /// Call it inside a runtime that is shut down with `shutdown_background` (see
 /// [`inventory::collect`]): a probe stuck in the kernel must not hold the process.
 pub async fn prepare(settings: &Settings) -> Result<Prepared, PrepareError> {
-    let existing = record::load(&settings.home).map_err(PrepareError::DamagedRecord)?;
+    let (existing, damaged) = match record::load(&settings.home) {
+        Ok(existing) => (existing, None),
+        Err(err) => (
+            None,
+            Some(format!(
+                "{err:#}; registering now replaces it and keeps the damaged file as {}",
+                record::damaged_copy_path(&settings.home).display()
+            )),
+        ),
+    };
     let found = inventory::collect(settings)
         .await
         .map_err(PrepareError::Inventory)?;
@@ -63,6 +69,7 @@ pub async fn prepare(settings: &Settings) -> Result<Prepared, PrepareError> {
     }
     let user_home = crate::config::user_home().unwrap_or_default();
     let (bittensor_wallets, commune_keys, mut warnings) = read_wallets(&user_home);
+    warnings.splice(0..0, damaged);
     if let Some(warning) = &found.location.warning {
         warnings.push(warning.clone());
     }

@@ -315,7 +315,7 @@ fn a_damaged_registration_says_what_to_do() {
     let mut app = app();
     let mut view = CoordinatorView::new(app.setup.server_url.clone());
     view.registration = Registration::Damaged(
-        "/home/miner/.polaris/registration.json is damaged: restore it, or move it away and run `polaris register` again".into(),
+        "/home/miner/.polaris/registration.json is damaged: restore it, or run `polaris register` again to replace it".into(),
     );
     act(&mut app, Action::Coordinator(Box::new(view)));
     agent_up(&mut app, serde_json::Value::Null);
