@@ -324,6 +324,58 @@ fn a_damaged_registration_says_what_to_do() {
     assert!(text.contains("run `polaris register` again"), "{text}");
 }
 
+/// The Heartbeats box says what the agent says: a damaged registration, a refused miner, an
+/// unreachable coordinator, figures that come late.
+#[test]
+fn the_heartbeats_box_tells_a_damaged_registration_a_refusal_and_late_figures_apart() {
+    let mut app = app();
+    registered(&mut app);
+    let mut show = |heartbeat: serde_json::Value| {
+        let mut snapshot = snapshot(serde_json::Value::Null);
+        snapshot.heartbeat = match serde_json::from_value(heartbeat) {
+            Ok(h) => h,
+            Err(err) => panic!("heartbeat fixture: {err}"),
+        };
+        act(&mut app, Action::Agent(AgentLink::Up(Box::new(snapshot))));
+        screen(&mut app, 120, 30)
+    };
+    let damaged = show(json!({
+        "miner_id": "mnr_TEST_0001", "acknowledged": 30, "failures": 0,
+        "last_ack": "2026-12-01T11:59:00Z",
+        "registration_problem": "/home/miner/.polaris/registration.json is damaged: restore it, or run `polaris register` again to replace it"
+    }));
+    assert!(
+        damaged.contains("✖ stopped: registration damaged"),
+        "{damaged}"
+    );
+    assert!(!damaged.contains("✔ acknowledged"), "{damaged}");
+    let refused = show(json!({
+        "miner_id": "mnr_TEST_0001", "acknowledged": 30, "failures": 4,
+        "last_error": {"kind": "refused", "status": 401,
+                       "message": "the coordinator does not know this miner (401 Unauthorized): run `polaris register` again"}
+    }));
+    assert!(refused.contains("✖ refused (4 in a row)"), "{refused}");
+    let unreachable = show(json!({
+        "miner_id": "mnr_TEST_0001", "acknowledged": 30, "failures": 2,
+        "last_error": {"kind": "unreachable", "status": null,
+                       "message": "http://127.0.0.1:8420/api/v1/heart_beat unreachable: connection refused"}
+    }));
+    assert!(
+        unreachable.contains("✖ coordinator unreachable (2 in a row)"),
+        "{unreachable}"
+    );
+    let late = show(json!({
+        "miner_id": "mnr_TEST_0001", "acknowledged": 30, "failures": 0,
+        "last_ack": "2026-12-01T11:59:57Z",
+        "sampling_problem": "this machine's figures did not come within 2s"
+    }));
+    assert!(late.contains("✔ acknowledged"), "{late}");
+    assert!(
+        late.contains("⚠ this machine's figures did not come within 2s"),
+        "{late}"
+    );
+}
+
 fn context() -> Context {
     let info = json!({
         "location": "Lisbon, PT",
