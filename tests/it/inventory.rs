@@ -4,14 +4,12 @@
 
 #![cfg(target_os = "linux")]
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Server, TestResult, services};
+use crate::common::{Server, TestResult, services};
 use polaris::api::{RegistrationRequest, SystemInventory};
 use serde_json::Value;
 

@@ -7,8 +7,6 @@
 
 #![cfg(unix)]
 
-mod common;
-
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,8 +16,8 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use tokio::sync::mpsc;
 
-use common::services::{Tmux, free_port};
-use common::{Server, TestResult};
+use crate::common::services::{Tmux, free_port};
+use crate::common::{Server, TestResult};
 
 /// The test's side of the app: a shared screen and a queue of keys.
 struct TestHost {

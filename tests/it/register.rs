@@ -3,13 +3,11 @@
 
 #![cfg(unix)]
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use common::{Server, TestResult};
+use crate::common::{self, Server, TestResult};
 use polaris::api::Pod;
 use serde_json::Value;
 

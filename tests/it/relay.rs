@@ -5,16 +5,14 @@
 
 #![cfg(target_os = "linux")]
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::services::{free_port, missing_service};
-use common::{Server, TestResult, get};
+use crate::common::services::{free_port, missing_service};
+use crate::common::{self, Server, TestResult, get};
 use polaris::agent::tunnel::{self, Phase, State};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

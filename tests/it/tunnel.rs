@@ -7,17 +7,15 @@
 
 #![cfg(target_os = "linux")]
 
-mod common;
-
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::TestResult;
-use common::relay_sshd::{self, RelaySshd};
-use common::services::missing_service;
+use crate::common::relay_sshd::{self, RelaySshd};
+use crate::common::services::missing_service;
+use crate::common::{self, TestResult};
 use polaris::agent::tunnel::{self, Config, Phase, State};
 use polaris::config::Secret;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

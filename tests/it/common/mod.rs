@@ -2,8 +2,6 @@
 //! temporary POLARIS_HOME on a free loopback port, a loopback webhook receiver, and the original
 //! tool's request bodies.
 
-#![allow(dead_code, unreachable_pub)]
-
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -12,18 +10,20 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-pub mod relay_sshd;
-pub mod services;
+/// Shared with the tunnel benchmark, which includes the file by its path (`benches/tunnel.rs`).
+#[path = "../../common/relay_sshd.rs"]
+pub(crate) mod relay_sshd;
+pub(crate) mod services;
 
-pub type TestResult = Result<(), Box<dyn std::error::Error>>;
+pub(crate) type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 /// A running `polaris server`, stopped with SIGTERM when dropped.
-pub struct Server {
+pub(crate) struct Server {
     child: Option<Child>,
-    pub base: String,
-    pub api: String,
-    pub admin_token: String,
-    pub home: PathBuf,
+    pub(crate) base: String,
+    pub(crate) api: String,
+    pub(crate) admin_token: String,
+    pub(crate) home: PathBuf,
     /// What it printed after the listening line.
     lines: std::sync::mpsc::Receiver<String>,
 }
@@ -31,7 +31,7 @@ pub struct Server {
 impl Server {
     /// Starts `polaris server --listen 127.0.0.1:0 ARGS` with `POLARIS_HOME=home` (ARGS may
     /// name another `--listen`, e.g. to restart on the same port).
-    pub fn start(home: &Path, args: &[&str]) -> Result<Self, Box<dyn std::error::Error>> {
+    pub(crate) fn start(home: &Path, args: &[&str]) -> Result<Self, Box<dyn std::error::Error>> {
         let listen: &[&str] = if args.contains(&"--listen") {
             &[]
         } else {
@@ -84,7 +84,7 @@ impl Server {
     }
 
     /// The next printed line that starts with `prefix` (without it), within 10 s.
-    pub fn line_after(&self, prefix: &str) -> Result<String, Box<dyn std::error::Error>> {
+    pub(crate) fn line_after(&self, prefix: &str) -> Result<String, Box<dyn std::error::Error>> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -99,12 +99,14 @@ impl Server {
     }
 
     /// Sends SIGTERM and waits for a clean exit; returns the exit status' success.
-    pub fn stop(mut self) -> Result<bool, Box<dyn std::error::Error>> {
+    pub(crate) fn stop(mut self) -> Result<bool, Box<dyn std::error::Error>> {
         self.terminate()
     }
 
     /// As [`Server::stop`], with every line it printed since the last one read.
-    pub fn stop_with_output(mut self) -> Result<(bool, Vec<String>), Box<dyn std::error::Error>> {
+    pub(crate) fn stop_with_output(
+        mut self,
+    ) -> Result<(bool, Vec<String>), Box<dyn std::error::Error>> {
         let success = self.terminate()?;
         // The reader thread ends at the pipe's end, once the child is gone.
         let mut lines = vec![];
@@ -152,14 +154,14 @@ fn terminate(child: &Child) -> std::io::Result<()> {
 }
 
 /// A loopback HTTP server that records every JSON body POSTed to it.
-pub struct Webhook {
-    pub url: String,
+pub(crate) struct Webhook {
+    pub(crate) url: String,
     received: Arc<Mutex<Vec<Value>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Webhook {
-    pub async fn start() -> Result<Self, Box<dyn std::error::Error>> {
+    pub(crate) async fn start() -> Result<Self, Box<dyn std::error::Error>> {
         let received = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&received);
         let app = axum::Router::new().route(
@@ -184,12 +186,12 @@ impl Webhook {
         })
     }
 
-    pub fn alerts(&self) -> Vec<Value> {
+    pub(crate) fn alerts(&self) -> Vec<Value> {
         self.received.lock().map(|v| v.clone()).unwrap_or_default()
     }
 
     /// The alerts of one kind received so far.
-    pub fn of_kind(&self, kind: &str) -> Vec<Value> {
+    pub(crate) fn of_kind(&self, kind: &str) -> Vec<Value> {
         self.alerts()
             .into_iter()
             .filter(|a| a["kind"] == kind)
@@ -204,7 +206,7 @@ impl Drop for Webhook {
 }
 
 /// One of the original tool's bodies from `tests/fixtures/original`, with `MINER_ID` replaced.
-pub fn fixture(name: &str, miner_id: &str) -> Value {
+pub(crate) fn fixture(name: &str, miner_id: &str) -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/original")
         .join(name);
@@ -215,7 +217,7 @@ pub fn fixture(name: &str, miner_id: &str) -> Value {
 }
 
 /// Registers a miner with the original registration body; returns `(miner_id, token)`.
-pub async fn register(
+pub(crate) async fn register(
     http: &reqwest::Client,
     server: &Server,
 ) -> Result<(String, String), Box<dyn std::error::Error>> {
@@ -232,7 +234,7 @@ pub async fn register(
 }
 
 /// Sends the original heartbeat body for `miner_id`; returns the HTTP status.
-pub async fn heartbeat(
+pub(crate) async fn heartbeat(
     http: &reqwest::Client,
     server: &Server,
     miner_id: &str,
@@ -248,7 +250,7 @@ pub async fn heartbeat(
 }
 
 /// GET with a bearer token; returns status and JSON body (Null when not JSON).
-pub async fn get(
+pub(crate) async fn get(
     http: &reqwest::Client,
     url: &str,
     token: &str,
@@ -260,7 +262,7 @@ pub async fn get(
 }
 
 /// A miner's status_history rows, read through the admin route.
-pub async fn history(
+pub(crate) async fn history(
     http: &reqwest::Client,
     server: &Server,
     miner_id: &str,
@@ -272,7 +274,7 @@ pub async fn history(
 }
 
 /// Polls `check` every 50 ms until it returns `Some` or `limit` passes.
-pub async fn wait_for<T, F, Fut>(limit: Duration, mut check: F) -> Option<T>
+pub(crate) async fn wait_for<T, F, Fut>(limit: Duration, mut check: F) -> Option<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,

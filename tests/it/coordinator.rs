@@ -1,11 +1,11 @@
 //! The coordinator end to end: the real binary over HTTP, with the original tool's bodies.
 #![cfg(unix)]
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{Server, TestResult, Webhook, fixture, get, heartbeat, history, register, wait_for};
+use crate::common::{
+    Server, TestResult, Webhook, fixture, get, heartbeat, history, register, wait_for,
+};
 use serde_json::Value;
 
 async fn status_of(http: &reqwest::Client, server: &Server, id: &str) -> Option<String> {

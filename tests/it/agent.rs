@@ -3,11 +3,9 @@
 
 #![cfg(target_os = "linux")]
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Server, TestResult};
+use crate::common::{self, Server, TestResult};
 use polaris::agent::heartbeat::{self, Config, State};
 use polaris::config::Secret;
 use polaris::register::record::{self, Network, RegistrationRecord};

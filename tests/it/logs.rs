@@ -1,13 +1,11 @@
 //! `polaris logs` on log files as the agent writes them (rotating, stamped and tagged lines).
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::TestResult;
+use crate::common::TestResult;
 use polaris::agent::log_files::{self, Process, Stream};
 use polaris::agent::rotating_log::{self, RotatingLog};
 

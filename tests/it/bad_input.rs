@@ -2,9 +2,7 @@
 //! afterwards nothing anywhere has changed and the server still serves.
 #![cfg(unix)]
 
-mod common;
-
-use common::{Server, TestResult, fixture, get, heartbeat, register};
+use crate::common::{Server, TestResult, fixture, get, heartbeat, register};
 use reqwest::Method;
 use serde_json::{Value, json};
 
