@@ -111,19 +111,15 @@ impl Agent {
     }
 
     fn polaris(&self, args: &[&str]) -> std::process::Command {
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_polaris"));
+        let mut command = common::polaris(self.home.path());
         command
             .args(args)
-            .env("POLARIS_HOME", self.home.path())
             .env("SERVER_URL", &self.api)
             .env("POLARIS_HEARTBEAT_INTERVAL", "300ms")
             .env(
                 "POLARIS_COMPUTE_CMD",
                 "echo compute up; while true; do sleep 0.2; done",
-            )
-            .env_remove("POLARIS_COMPUTE_DIR")
-            .current_dir(self.home.path())
-            .stdin(std::process::Stdio::null());
+            );
         command
     }
 
@@ -554,16 +550,11 @@ async fn a_standalone_agent_signs_off_before_its_coordinator_stops() -> TestResu
     let listen = format!("127.0.0.1:{}", common::services::free_port()?);
     let api = format!("http://{listen}/api/v1");
     let polaris = |args: &[&str]| {
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_polaris"));
+        let mut command = common::polaris(home.path());
         command
             .args(args)
-            .env("POLARIS_HOME", home.path())
             .env("POLARIS_LISTEN", &listen)
-            .env("POLARIS_HEARTBEAT_INTERVAL", "300ms")
-            .env_remove("SERVER_URL")
-            .env_remove("POLARIS_COMPUTE_CMD")
-            .current_dir(home.path())
-            .stdin(std::process::Stdio::null());
+            .env("POLARIS_HEARTBEAT_INTERVAL", "300ms");
         command
     };
     let started = polaris(&["start"]).output()?;

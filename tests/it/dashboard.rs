@@ -17,7 +17,7 @@ use ratatui::backend::TestBackend;
 use tokio::sync::mpsc;
 
 use crate::common::services::{Tmux, free_port};
-use crate::common::{Server, TestResult};
+use crate::common::{self, Server, TestResult};
 
 /// The test's side of the app: a shared screen and a queue of keys.
 struct TestHost {
@@ -104,17 +104,10 @@ impl Screen {
 }
 
 fn polaris(home: &Path, envs: &[(&str, String)]) -> std::process::Command {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_polaris"));
-    command.env_clear();
-    for name in ["PATH", "HOME", "LANG"] {
-        if let Some(value) = std::env::var_os(name) {
-            command.env(name, value);
-        }
+    let mut command = common::polaris(home);
+    if let Some(lang) = std::env::var_os("LANG") {
+        command.env("LANG", lang);
     }
-    command
-        .env("POLARIS_HOME", home)
-        .current_dir(home)
-        .stdin(std::process::Stdio::null());
     for (name, value) in envs {
         command.env(name, value);
     }

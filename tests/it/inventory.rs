@@ -9,24 +9,19 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{Server, TestResult, services};
+use crate::common::{self, Server, TestResult, services};
 use polaris::api::{RegistrationRequest, SystemInventory};
 use serde_json::Value;
 
 /// `polaris inventory ARGS` in `home`, with no coordinator (a closed port) unless `server` says.
 fn inventory(home: &Path, server: Option<&str>, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_polaris"));
+    let mut command = common::polaris(home);
     command
         .arg("inventory")
         .args(args)
-        .env("POLARIS_HOME", home)
         .env("POLARIS_LOCATION", "Testville, TS")
         .env("SERVER_URL", server.unwrap_or("http://127.0.0.1:9/api/v1"))
-        .env("POLARIS_NVML_LIBRARY", "/nonexistent/libnvidia-ml.so.1")
-        .env_remove("SSH_PORT")
-        .env_remove("SSH_HOST")
-        .env_remove("SSH_USER")
-        .current_dir(home);
+        .env("POLARIS_NVML_LIBRARY", "/nonexistent/libnvidia-ml.so.1");
     command
 }
 
@@ -479,14 +474,12 @@ fn bench_shows_a_progress_bar_on_a_terminal() -> TestResult {
     }
     let home = on_disk_home()?;
     let command = format!("'{}' inventory --bench", env!("CARGO_BIN_EXE_polaris"));
-    let output = Command::new("script")
+    let output = common::cleared(Command::new("script"), home.path())
         .args(["-qec", &command, "/dev/null"])
-        .env("POLARIS_HOME", home.path())
         .env("POLARIS_LOCATION", "Testville, TS")
         .env("SERVER_URL", "http://127.0.0.1:9/api/v1")
         .env("POLARIS_NVML_LIBRARY", "/nonexistent/libnvidia-ml.so.1")
         .env("TERM", "xterm")
-        .stdin(Stdio::null())
         .output()?;
     let screen = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{screen}");

@@ -5,18 +5,13 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::TestResult;
+use crate::common::{self, TestResult};
 use polaris::agent::log_files::{self, Process, Stream};
 use polaris::agent::rotating_log::{self, RotatingLog};
 
 fn polaris(home: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_polaris"));
-    command
-        .arg("logs")
-        .args(args)
-        .env("POLARIS_HOME", home)
-        .current_dir(home)
-        .stdin(Stdio::null());
+    let mut command = common::polaris(home);
+    command.arg("logs").args(args);
     command
 }
 

@@ -5,7 +5,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use crate::common::{self, Server, TestResult};
 use polaris::api::Pod;
@@ -42,20 +42,17 @@ impl Miner {
     }
 
     fn polaris(&self, api: &str, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_polaris"));
+        let mut command = common::polaris(self.home.path());
         command
             .args(args)
+            // The user's home, with the wallets and keys (or none).
             .env("HOME", self.user.path())
-            .env("POLARIS_HOME", self.home.path())
             .env("SERVER_URL", api)
             .env("POLARIS_LOCATION", "Testville, TS")
             .env("POLARIS_NVML_LIBRARY", "/nonexistent/libnvidia-ml.so.1")
             .env("SSH_PASSWORD", PASSWORD)
-            .env_remove("POLARIS_ADMIN_TOKEN")
             // A port nothing listens on: the result never depends on this machine's sshd.
-            .env("SSH_PORT", self.ssh_port.to_string())
-            .current_dir(self.home.path())
-            .stdin(Stdio::null());
+            .env("SSH_PORT", self.ssh_port.to_string());
         command
     }
 

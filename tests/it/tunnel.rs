@@ -495,22 +495,16 @@ async fn polaris_start_keeps_the_tunnel_advertises_it_and_stop_closes_it() -> Te
     };
     let target = target().await?;
     let polaris = |args: &[&str]| {
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_polaris"));
+        let mut command = common::polaris(home.path());
         command
             .args(args)
-            .env("POLARIS_HOME", home.path())
             .env("SERVER_URL", &server.api)
             .env(
                 "POLARIS_RELAY",
                 format!("ssh://{}@127.0.0.1:{}", relay_sshd::whoami(), relay.port),
             )
             .env("POLARIS_TUNNEL_TARGET", target.to_string())
-            .env("SSH_USER", "renter")
-            .env_remove("POLARIS_COMPUTE_CMD")
-            .env_remove("POLARIS_RELAY_HOST_KEY")
-            .env_remove("POLARIS_RELAY_REMOTE_PORT")
-            .current_dir(home.path())
-            .stdin(std::process::Stdio::null());
+            .env("SSH_USER", "renter");
         command
     };
     let started = polaris(&["start"]).output()?;

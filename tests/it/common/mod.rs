@@ -17,6 +17,31 @@ pub(crate) mod services;
 
 pub(crate) type TestResult = Result<(), Box<dyn std::error::Error>>;
 
+/// The real `polaris` as every test runs it: in `home`, from a cleared environment, so nothing
+/// of the test's own reaches it (a POLARIS_* or SSH_* setting of the shell that ran the tests,
+/// the real HOME with its ~/.polaris, ~/.bittensor and ~/.commune). It gets back PATH (for the
+/// shell, git and sleep it starts), HOME and POLARIS_HOME both set to `home`, `home` as its
+/// working directory (the `.env` it reads there is the test's) and /dev/null as stdin (never a
+/// terminal). Each test adds its own settings on top.
+pub(crate) fn polaris(home: &Path) -> Command {
+    cleared(Command::new(env!("CARGO_BIN_EXE_polaris")), home)
+}
+
+/// [`polaris`]'s environment, working directory and stdin for a program that runs polaris in
+/// turn (util-linux's `script`).
+pub(crate) fn cleared(mut command: Command, home: &Path) -> Command {
+    command.env_clear();
+    if let Some(path) = std::env::var_os("PATH") {
+        command.env("PATH", path);
+    }
+    command
+        .env("HOME", home)
+        .env("POLARIS_HOME", home)
+        .current_dir(home)
+        .stdin(Stdio::null());
+    command
+}
+
 /// A running `polaris server`, stopped with SIGTERM when dropped.
 pub(crate) struct Server {
     child: Option<Child>,
@@ -37,15 +62,10 @@ impl Server {
         } else {
             &["--listen", "127.0.0.1:0"]
         };
-        let mut child = Command::new(env!("CARGO_BIN_EXE_polaris"))
+        let mut child = polaris(home)
             .arg("server")
             .args(listen)
             .args(args)
-            .env("POLARIS_HOME", home)
-            .env_remove("POLARIS_ALERT_WEBHOOK")
-            .env_remove("POLARIS_ADMIN_TOKEN")
-            .env_remove("POLARIS_OFFLINE_AFTER")
-            .current_dir(home)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()?;
