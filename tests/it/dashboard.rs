@@ -17,7 +17,7 @@ use ratatui::backend::TestBackend;
 use tokio::sync::mpsc;
 
 use crate::common::services::{Tmux, free_port};
-use crate::common::{self, Server, TestResult};
+use crate::common::{self, TestResult};
 
 /// The test's side of the app: a shared screen and a queue of keys.
 struct TestHost {
@@ -126,8 +126,7 @@ fn pid_after(screen: &str, label: &str) -> Option<u32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn register_watch_online_restart_compute_and_see_its_lines() -> TestResult {
-    let coordinator_home = tempfile::tempdir()?;
-    let server = Server::start(coordinator_home.path(), &[])?;
+    let (_coordinator_home, server) = common::coordinator()?;
     let home = tempfile::tempdir()?;
     let envs = vec![
         ("SERVER_URL", server.api.clone()),

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{self, Server, TestResult, services};
+use crate::common::{self, TestResult, services};
 use polaris::api::{RegistrationRequest, SystemInventory};
 use serde_json::Value;
 
@@ -279,8 +279,7 @@ fn resource_ids_are_stable_across_runs() -> TestResult {
 
 #[tokio::test]
 async fn json_registers_with_a_real_coordinator() -> TestResult {
-    let server_home = tempfile::tempdir()?;
-    let server = Server::start(server_home.path(), &[])?;
+    let (_server_home, server) = common::coordinator()?;
     let home = tempfile::tempdir()?;
     let output = inventory(home.path(), Some(&server.api), &["--json"]).output()?;
     let text = String::from_utf8(output.stdout.clone())?;
@@ -333,8 +332,7 @@ fn check_reports_every_gate_against_real_ssh_and_coordinator() -> TestResult {
     let Some(sshd) = services::Sshd::start()? else {
         return Ok(());
     };
-    let server_home = tempfile::tempdir()?;
-    let server = Server::start(server_home.path(), &[])?;
+    let (_server_home, server) = common::coordinator()?;
     let home = tempfile::tempdir()?;
     let output = inventory(home.path(), Some(&server.api), &["--check", "--json"])
         .env("SSH_PORT", sshd.port.to_string())

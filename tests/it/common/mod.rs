@@ -2,10 +2,10 @@
 //! temporary POLARIS_HOME on a free loopback port, a loopback webhook receiver, and the original
 //! tool's request bodies.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -50,7 +50,7 @@ pub(crate) struct Server {
     pub(crate) admin_token: String,
     pub(crate) home: PathBuf,
     /// What it printed after the listening line.
-    lines: std::sync::mpsc::Receiver<String>,
+    lines: mpsc::Receiver<String>,
 }
 
 impl Server {
@@ -69,13 +69,7 @@ impl Server {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()?;
-        let stdout = child.stdout.take().ok_or("no stdout")?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
+        let rx = lines(child.stdout.take().ok_or("no stdout")?);
         let deadline = Instant::now() + Duration::from_secs(20);
         let base = loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -151,6 +145,26 @@ impl Server {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// The lines a child prints on `pipe`, read by a thread of their own as they come, until the
+/// pipe ends.
+pub(crate) fn lines(pipe: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
+/// `polaris server` on a free loopback port in a temp home of its own, returned with it: the
+/// home must outlive the server, and a test may restart it there or read its files.
+pub(crate) fn coordinator() -> Result<(tempfile::TempDir, Server), Box<dyn std::error::Error>> {
+    let home = tempfile::tempdir()?;
+    let server = Server::start(home.path(), &[])?;
+    Ok((home, server))
 }
 
 impl Drop for Server {
@@ -291,6 +305,61 @@ pub(crate) async fn history(
     let (status, body) = get(http, &url, &server.admin_token).await?;
     assert_eq!(status, 200, "status_history: {body}");
     Ok(body.as_array().cloned().unwrap_or_default())
+}
+
+/// The server's /metrics text.
+pub(crate) async fn metrics(
+    http: &reqwest::Client,
+    server: &Server,
+) -> Result<String, Box<dyn std::error::Error>> {
+    Ok(http
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await?
+        .text()
+        .await?)
+}
+
+/// Writes the registration.json `polaris register` would have written for this miner, as
+/// `username` on the standard network.
+pub(crate) fn save_registration(
+    home: &Path,
+    api: &str,
+    miner_id: &str,
+    token: String,
+    username: &str,
+) -> anyhow::Result<()> {
+    use polaris::register::record::{self, Network, RegistrationRecord};
+    record::save(
+        home,
+        &RegistrationRecord {
+            miner_id: miner_id.to_owned(),
+            token: polaris::config::Secret::new(token),
+            username: username.to_owned(),
+            network: Network::Standard,
+            server_url: api.to_owned(),
+            resource_ids: vec![],
+            registered_at: chrono::Utc::now(),
+            bittensor: None,
+            commune: None,
+        },
+    )
+}
+
+/// Every file below `dir` (not the directories themselves).
+pub(crate) fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                found.extend(files_under(&path));
+            } else {
+                found.push(path);
+            }
+        }
+    }
+    found
 }
 
 /// Polls `check` every 50 ms until it returns `Some` or `limit` passes.
