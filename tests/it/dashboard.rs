@@ -126,6 +126,12 @@ fn pid_after(screen: &str, label: &str) -> Option<u32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn register_watch_online_restart_compute_and_see_its_lines() -> TestResult {
+    // The app's loop, run here in-process, takes over SIGTERM and SIGHUP for good.
+    if let Some(alone) =
+        common::in_own_process("dashboard::register_watch_online_restart_compute_and_see_its_lines")
+    {
+        return alone;
+    }
     let (_coordinator_home, server) = common::coordinator()?;
     let home = tempfile::tempdir()?;
     let envs = vec![

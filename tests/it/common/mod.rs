@@ -362,6 +362,42 @@ pub(crate) fn files_under(dir: &Path) -> Vec<PathBuf> {
     found
 }
 
+/// Runs the test named `test` (`module::name`) again, alone, in a process of its own: this test
+/// binary, filtered to it. Returns how that went, or `None` in that process, where the test goes
+/// on with its body. For a test whose in-process code changes this whole process for good:
+/// polaris's TUI loop installs tokio handlers for SIGTERM and SIGHUP, which tokio never removes,
+/// so in the shared binary it would leave every later test, and the binary itself, deaf to
+/// SIGTERM (a CI timeout's first try).
+pub(crate) fn in_own_process(test: &str) -> Option<TestResult> {
+    const ALONE: &str = "POLARIS_IT_ALONE";
+    if std::env::var_os(ALONE).is_some_and(|alone| alone == test) {
+        return None;
+    }
+    let run = || -> TestResult {
+        let output = Command::new(std::env::current_exe()?)
+            .args([test, "--exact", "--test-threads=1"])
+            .env(ALONE, test)
+            .stdin(Stdio::null())
+            .output()?;
+        let printed = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
+        // Captured by the harness, as the test's own output would be.
+        eprintln!("{test}, run alone in its own process:\n{printed}");
+        if !output.status.success() {
+            return Err(format!(
+                "{test} failed in its own process ({}):\n{printed}",
+                output.status
+            )
+            .into());
+        }
+        if !printed.contains("test result: ok. 1 passed") {
+            return Err(format!("{test} did not run in its own process:\n{printed}").into());
+        }
+        Ok(())
+    };
+    Some(run())
+}
+
 /// Polls `check` every 50 ms until it returns `Some` or `limit` passes.
 pub(crate) async fn wait_for<T, F, Fut>(limit: Duration, mut check: F) -> Option<T>
 where
