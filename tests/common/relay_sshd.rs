@@ -15,8 +15,8 @@ use polaris::testing::missing_service;
 const SSHD: &str = "/usr/sbin/sshd";
 /// The account the password test logs in as; `.ci/run` makes it
 /// (`tests/fixtures/make-relay-user.sh`).
-pub const PASSWORD_USER: &str = "polaris-relay";
-pub const PASSWORD: &str = "polaris-relay-test-only";
+pub(crate) const PASSWORD_USER: &str = "polaris-relay";
+pub(crate) const PASSWORD: &str = "polaris-relay-test-only";
 
 /// A free TCP port on 127.0.0.1 (bound and released).
 fn free_port() -> std::io::Result<u16> {
@@ -25,17 +25,17 @@ fn free_port() -> std::io::Result<u16> {
         .port())
 }
 
-pub struct RelaySshd {
+pub(crate) struct RelaySshd {
     child: Option<Child>,
-    pub port: u16,
-    pub dir: tempfile::TempDir,
+    pub(crate) port: u16,
+    pub(crate) dir: tempfile::TempDir,
     config: PathBuf,
 }
 
 impl RelaySshd {
     /// Starts a relay that lets `authorized_key` (an OpenSSH public key line) in, and passwords
     /// when `passwords` is set; `None` after `missing_service` when sshd is not installed.
-    pub fn start(
+    pub(crate) fn start(
         authorized_key: &str,
         passwords: bool,
     ) -> Result<Option<Self>, Box<dyn std::error::Error>> {
@@ -78,7 +78,7 @@ impl RelaySshd {
     }
 
     /// Replaces the host key (takes effect at the next [`restart`](Self::restart)).
-    pub fn new_host_key(&self) -> Result<(), Box<dyn std::error::Error>> {
+    pub(crate) fn new_host_key(&self) -> Result<(), Box<dyn std::error::Error>> {
         let key = self.dir.path().join("host_ed25519");
         let _ = std::fs::remove_file(&key);
         let _ = std::fs::remove_file(key.with_extension("pub"));
@@ -94,7 +94,7 @@ impl RelaySshd {
     }
 
     /// `SHA256:…` of the host key in use.
-    pub fn fingerprint(&self) -> Result<String, Box<dyn std::error::Error>> {
+    pub(crate) fn fingerprint(&self) -> Result<String, Box<dyn std::error::Error>> {
         let output = Command::new("ssh-keygen")
             .arg("-lf")
             .arg(self.dir.path().join("host_ed25519.pub"))
@@ -139,12 +139,12 @@ impl RelaySshd {
     }
 
     /// What sshd logged so far.
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
     /// The per-connection processes (children of the listener).
-    pub fn session_pids(&self) -> Vec<u32> {
+    pub(crate) fn session_pids(&self) -> Vec<u32> {
         let Some(child) = &self.child else {
             return vec![];
         };
@@ -162,7 +162,7 @@ impl RelaySshd {
     }
 
     /// SIGKILLs every session process: the relay's end of each tunnel dies at once.
-    pub fn kill_sessions(&self) -> Result<usize, Box<dyn std::error::Error>> {
+    pub(crate) fn kill_sessions(&self) -> Result<usize, Box<dyn std::error::Error>> {
         let pids = self.session_pids();
         for pid in &pids {
             Command::new("kill")
@@ -174,7 +174,7 @@ impl RelaySshd {
     }
 
     /// SIGSTOPs (`stop = true`) or SIGCONTs every session process: a hung relay.
-    pub fn freeze_sessions(&self, stop: bool) -> Result<(), Box<dyn std::error::Error>> {
+    pub(crate) fn freeze_sessions(&self, stop: bool) -> Result<(), Box<dyn std::error::Error>> {
         let signal = if stop { "-STOP" } else { "-CONT" };
         for pid in self.session_pids() {
             Command::new("kill")
@@ -186,7 +186,7 @@ impl RelaySshd {
 
     /// Allows remote forwards only (`AllowTcpForwarding remote`, which refuses the keeper's
     /// probe), from the next [`restart`](Self::restart).
-    pub fn remote_forwarding_only(&self) -> Result<(), Box<dyn std::error::Error>> {
+    pub(crate) fn remote_forwarding_only(&self) -> Result<(), Box<dyn std::error::Error>> {
         let config = std::fs::read_to_string(&self.config)?;
         std::fs::write(
             &self.config,
@@ -197,7 +197,7 @@ impl RelaySshd {
 
     /// A tunnel keeper's settings for this relay: logging in as `user` with the key in `home`,
     /// forwarding to `target`, advertising `renter@`; not registered, so it tells no coordinator.
-    pub fn keeper_config(
+    pub(crate) fn keeper_config(
         &self,
         home: &Path,
         user: &str,
@@ -226,7 +226,7 @@ impl RelaySshd {
     }
 
     /// Kills the daemon and its sessions and starts it again on the same port.
-    pub fn restart(&mut self) -> Result<(), Box<dyn std::error::Error>> {
+    pub(crate) fn restart(&mut self) -> Result<(), Box<dyn std::error::Error>> {
         self.stop();
         self.launch()
     }
@@ -247,7 +247,7 @@ impl Drop for RelaySshd {
 }
 
 /// The account this process runs as: the relay lets it log in with its key.
-pub fn whoami() -> String {
+pub(crate) fn whoami() -> String {
     Command::new("id")
         .arg("-un")
         .output()
@@ -256,7 +256,7 @@ pub fn whoami() -> String {
 }
 
 /// Whether the password test's account exists (`getent passwd polaris-relay`).
-pub fn password_user_exists() -> bool {
+pub(crate) fn password_user_exists() -> bool {
     Command::new("getent")
         .args(["passwd", PASSWORD_USER])
         .stdout(Stdio::null())

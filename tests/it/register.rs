@@ -3,13 +3,11 @@
 
 #![cfg(unix)]
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Output};
 
-use common::{Server, TestResult};
+use crate::common::{self, Server, TestResult};
 use polaris::api::Pod;
 use serde_json::Value;
 
@@ -43,21 +41,27 @@ impl Miner {
         Ok(miner)
     }
 
+    /// A coordinator in a home of its own (returned, to live as long as it) and a miner, with
+    /// the fixture wallets and keys when `with_wallets`.
+    fn with_coordinator(
+        with_wallets: bool,
+    ) -> Result<(tempfile::TempDir, Server, Self), Box<dyn std::error::Error>> {
+        let (server_home, server) = common::coordinator()?;
+        Ok((server_home, server, Self::new(with_wallets)?))
+    }
+
     fn polaris(&self, api: &str, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_polaris"));
+        let mut command = common::polaris(self.home.path());
         command
             .args(args)
+            // The user's home, with the wallets and keys (or none).
             .env("HOME", self.user.path())
-            .env("POLARIS_HOME", self.home.path())
             .env("SERVER_URL", api)
             .env("POLARIS_LOCATION", "Testville, TS")
             .env("POLARIS_NVML_LIBRARY", "/nonexistent/libnvidia-ml.so.1")
             .env("SSH_PASSWORD", PASSWORD)
-            .env_remove("POLARIS_ADMIN_TOKEN")
             // A port nothing listens on: the result never depends on this machine's sshd.
-            .env("SSH_PORT", self.ssh_port.to_string())
-            .current_dir(self.home.path())
-            .stdin(Stdio::null());
+            .env("SSH_PORT", self.ssh_port.to_string());
         command
     }
 
@@ -127,21 +131,6 @@ async fn pod(server: &Server, record: &Value) -> Result<Value, Box<dyn std::erro
         .await?)
 }
 
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                found.extend(files_under(&path));
-            } else {
-                found.push(path);
-            }
-        }
-    }
-    found
-}
-
 fn ss58_of(path: &Path, key: &str) -> Result<String, Box<dyn std::error::Error>> {
     let value: Value = serde_json::from_slice(&std::fs::read(path)?)?;
     Ok(value[key].as_str().ok_or("no address")?.to_owned())
@@ -149,9 +138,7 @@ fn ss58_of(path: &Path, key: &str) -> Result<String, Box<dyn std::error::Error>>
 
 #[tokio::test]
 async fn standard_registration_saves_a_private_record_and_never_the_password() -> TestResult {
-    let server_home = tempfile::tempdir()?;
-    let server = Server::start(server_home.path(), &[])?;
-    let miner = Miner::new(false)?;
+    let (server_home, server, miner) = Miner::with_coordinator(false)?;
     let args = [
         "register",
         "--network",
@@ -187,9 +174,9 @@ async fn standard_registration_saves_a_private_record_and_never_the_password() -
     // The password is in the environment, and nowhere else: not in any file of the miner or
     // of the coordinator (database and logs included).
     drop(server);
-    for file in files_under(miner.home.path())
+    for file in common::files_under(miner.home.path())
         .into_iter()
-        .chain(files_under(server_home.path()))
+        .chain(common::files_under(server_home.path()))
     {
         let bytes = std::fs::read(&file)?;
         assert!(
@@ -203,9 +190,7 @@ async fn standard_registration_saves_a_private_record_and_never_the_password() -
 
 #[tokio::test]
 async fn bittensor_registration_sends_the_wallet_made_by_bittensor_wallet() -> TestResult {
-    let server_home = tempfile::tempdir()?;
-    let server = Server::start(server_home.path(), &[])?;
-    let miner = Miner::new(true)?;
+    let (_server_home, server, miner) = Miner::with_coordinator(true)?;
     let args = [
         "register",
         "--network",
@@ -240,9 +225,7 @@ async fn bittensor_registration_sends_the_wallet_made_by_bittensor_wallet() -> T
 
 #[tokio::test]
 async fn commune_registration_sends_the_key_made_by_comx() -> TestResult {
-    let server_home = tempfile::tempdir()?;
-    let server = Server::start(server_home.path(), &[])?;
-    let miner = Miner::new(true)?;
+    let (_server_home, server, miner) = Miner::with_coordinator(true)?;
     let args = [
         "register",
         "--network",
@@ -268,9 +251,7 @@ async fn commune_registration_sends_the_key_made_by_comx() -> TestResult {
 
 #[tokio::test]
 async fn every_bad_answer_is_a_clear_usage_error_that_changes_nothing() -> TestResult {
-    let server_home = tempfile::tempdir()?;
-    let server = Server::start(server_home.path(), &[])?;
-    let miner = Miner::new(true)?;
+    let (_server_home, server, miner) = Miner::with_coordinator(true)?;
     let cases: &[(&[&str], &str)] = &[
         (
             &["--network", "standard", "--username", "ab", "--yes"],
@@ -395,9 +376,7 @@ async fn every_bad_answer_is_a_clear_usage_error_that_changes_nothing() -> TestR
 
 #[test]
 fn no_wallet_says_how_to_make_one() -> TestResult {
-    let server_home = tempfile::tempdir()?;
-    let server = Server::start(server_home.path(), &[])?;
-    let miner = Miner::new(false)?;
+    let (_server_home, server, miner) = Miner::with_coordinator(false)?;
     let args = [
         "register",
         "--network",
@@ -421,7 +400,7 @@ fn no_wallet_says_how_to_make_one() -> TestResult {
     let stderr = text(&miner.polaris(&server.api, &args).output()?.stderr);
     assert!(stderr.contains("comx key create"), "{stderr}");
     assert!(
-        files_under(miner.home.path())
+        common::files_under(miner.home.path())
             .iter()
             .all(|f| !f.ends_with("registration.json"))
     );
@@ -430,9 +409,7 @@ fn no_wallet_says_how_to_make_one() -> TestResult {
 
 #[tokio::test]
 async fn re_registration_asks_first_and_replaces_only_when_told() -> TestResult {
-    let server_home = tempfile::tempdir()?;
-    let server = Server::start(server_home.path(), &[])?;
-    let miner = Miner::new(false)?;
+    let (_server_home, server, miner) = Miner::with_coordinator(false)?;
     let first = [
         "register",
         "--network",
@@ -494,9 +471,7 @@ fn a_coordinator_that_is_down_is_named_and_nothing_is_written() -> TestResult {
 
 #[tokio::test]
 async fn view_compute_shows_the_pod_as_the_coordinator_lists_it() -> TestResult {
-    let server_home = tempfile::tempdir()?;
-    let server = Server::start(server_home.path(), &[])?;
-    let miner = Miner::new(false)?;
+    let (_server_home, server, miner) = Miner::with_coordinator(false)?;
 
     let unregistered = miner.polaris(&server.api, &["view-compute"]).output()?;
     assert_eq!(unregistered.status.code(), Some(1));
@@ -548,9 +523,7 @@ async fn view_compute_shows_the_pod_as_the_coordinator_lists_it() -> TestResult 
 #[test]
 fn the_prompts_lead_from_start_to_registration_complete() -> TestResult {
     use std::time::Duration;
-    let server_home = tempfile::tempdir()?;
-    let server = Server::start(server_home.path(), &[])?;
-    let miner = Miner::new(true)?;
+    let (_server_home, server, miner) = Miner::with_coordinator(true)?;
     let command = miner.terminal_command(&server.api, "");
     let Some(tmux) = common::services::Tmux::start(&command, miner.home.path())? else {
         return Ok(());
@@ -586,8 +559,7 @@ fn the_prompts_lead_from_start_to_registration_complete() -> TestResult {
 /// The GPU columns, with the original tool's GPU registration body (tests/fixtures/original).
 #[tokio::test]
 async fn view_compute_shows_gpu_specs() -> TestResult {
-    let server_home = tempfile::tempdir()?;
-    let server = Server::start(server_home.path(), &[])?;
+    let (_server_home, server, miner) = Miner::with_coordinator(false)?;
     let answer: Value = reqwest::Client::new()
         .post(format!("{}/miners/", server.api))
         .json(&common::fixture("registration_gpu.json", ""))
@@ -595,7 +567,6 @@ async fn view_compute_shows_gpu_specs() -> TestResult {
         .await?
         .json()
         .await?;
-    let miner = Miner::new(false)?;
     let record = serde_json::json!({
         "miner_id": answer["miner_id"],
         "token": answer["token"],
@@ -634,9 +605,7 @@ async fn view_compute_shows_gpu_specs() -> TestResult {
 #[tokio::test]
 async fn the_prompt_keeps_an_existing_registration_by_default() -> TestResult {
     use std::time::Duration;
-    let server_home = tempfile::tempdir()?;
-    let server = Server::start(server_home.path(), &[])?;
-    let miner = Miner::new(false)?;
+    let (_server_home, server, miner) = Miner::with_coordinator(false)?;
     let args = [
         "register",
         "--network",
@@ -672,9 +641,7 @@ async fn the_prompt_keeps_an_existing_registration_by_default() -> TestResult {
 
 #[test]
 fn facts_the_coordinator_would_refuse_stop_before_anything_is_sent() -> TestResult {
-    let server_home = tempfile::tempdir()?;
-    let server = Server::start(server_home.path(), &[])?;
-    let miner = Miner::new(false)?;
+    let (_server_home, server, miner) = Miner::with_coordinator(false)?;
     let long_location = "x".repeat(210);
     let args = [
         "register",
@@ -704,9 +671,7 @@ fn facts_the_coordinator_would_refuse_stop_before_anything_is_sent() -> TestResu
 #[test]
 fn a_wrong_flag_on_a_terminal_is_a_usage_error() -> TestResult {
     use std::time::Duration;
-    let server_home = tempfile::tempdir()?;
-    let server = Server::start(server_home.path(), &[])?;
-    let miner = Miner::new(true)?;
+    let (_server_home, server, miner) = Miner::with_coordinator(true)?;
     let command = miner.terminal_command(
         &server.api,
         "--network bittensor --username alice --wallet nope --yes",

@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub use polaris::testing::missing_service;
+pub(crate) use polaris::testing::missing_service;
 
 /// A free TCP port on 127.0.0.1 (bound and released).
-pub fn free_port() -> std::io::Result<u16> {
+pub(crate) fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
@@ -22,15 +22,16 @@ const SSHD: &str = "/usr/sbin/sshd";
 
 /// `sshd -D` on 127.0.0.1 with a config, host key and pid file in a temp dir; killed by PID when
 /// dropped.
-pub struct Sshd {
+pub(crate) struct Sshd {
     child: Child,
-    pub port: u16,
-    pub dir: tempfile::TempDir,
+    pub(crate) port: u16,
+    /// Config, host key and pid file; removed when dropped.
+    _dir: tempfile::TempDir,
 }
 
 impl Sshd {
     /// Starts sshd, or returns `None` after `missing_service` when it is not installed.
-    pub fn start() -> Result<Option<Self>, Box<dyn std::error::Error>> {
+    pub(crate) fn start() -> Result<Option<Self>, Box<dyn std::error::Error>> {
         if !Path::new(SSHD).exists() || which("ssh-keygen").is_none() {
             missing_service(
                 "OpenSSH server",
@@ -83,7 +84,11 @@ impl Sshd {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Ok(Some(Self { child, port, dir }))
+        Ok(Some(Self {
+            child,
+            port,
+            _dir: dir,
+        }))
     }
 }
 
@@ -111,7 +116,7 @@ fn which(program: &str) -> Option<PathBuf> {
 
 /// A tmux session on its own server socket (never the user's), running one command on a real
 /// terminal; killed when dropped.
-pub struct Tmux {
+pub(crate) struct Tmux {
     socket: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -119,12 +124,15 @@ pub struct Tmux {
 impl Tmux {
     /// Starts `command` (a shell line) in a 160×50 terminal in `dir`, or returns `None` after
     /// `missing_service` when tmux is not installed.
-    pub fn start(command: &str, dir: &Path) -> Result<Option<Self>, Box<dyn std::error::Error>> {
+    pub(crate) fn start(
+        command: &str,
+        dir: &Path,
+    ) -> Result<Option<Self>, Box<dyn std::error::Error>> {
         Self::start_sized(command, dir, 160, 50)
     }
 
     /// [`start`](Self::start) on a `width`×`height` terminal.
-    pub fn start_sized(
+    pub(crate) fn start_sized(
         command: &str,
         dir: &Path,
         width: u16,
@@ -163,7 +171,7 @@ impl Tmux {
     }
 
     /// Sends keys as tmux names them (`Enter`, `Down`, or literal text).
-    pub fn send(&self, keys: &[&str]) -> Result<(), Box<dyn std::error::Error>> {
+    pub(crate) fn send(&self, keys: &[&str]) -> Result<(), Box<dyn std::error::Error>> {
         let status = Command::new("tmux")
             .arg("-S")
             .arg(&self.socket)
@@ -178,7 +186,7 @@ impl Tmux {
     }
 
     /// Resizes the terminal, as a user dragging the window would.
-    pub fn resize(&self, width: u16, height: u16) -> Result<(), Box<dyn std::error::Error>> {
+    pub(crate) fn resize(&self, width: u16, height: u16) -> Result<(), Box<dyn std::error::Error>> {
         let status = Command::new("tmux")
             .arg("-S")
             .arg(&self.socket)
@@ -200,7 +208,7 @@ impl Tmux {
     }
 
     /// tmux's own view of the pane (`#{alternate_on}`, `#{cursor_flag}` …).
-    pub fn display(&self, format: &str) -> Result<String, Box<dyn std::error::Error>> {
+    pub(crate) fn display(&self, format: &str) -> Result<String, Box<dyn std::error::Error>> {
         let output = Command::new("tmux")
             .arg("-S")
             .arg(&self.socket)
@@ -210,7 +218,7 @@ impl Tmux {
     }
 
     /// What the terminal shows now, scrollback included.
-    pub fn screen(&self) -> Result<String, Box<dyn std::error::Error>> {
+    pub(crate) fn screen(&self) -> Result<String, Box<dyn std::error::Error>> {
         let output = Command::new("tmux")
             .arg("-S")
             .arg(&self.socket)
@@ -220,7 +228,7 @@ impl Tmux {
     }
 
     /// Waits up to `limit` for `text` to appear; returns the screen.
-    pub fn wait_for(
+    pub(crate) fn wait_for(
         &self,
         text: &str,
         limit: Duration,
@@ -229,7 +237,7 @@ impl Tmux {
     }
 
     /// Waits up to `limit` for `text` to appear `count` times; returns the screen.
-    pub fn wait_for_count(
+    pub(crate) fn wait_for_count(
         &self,
         text: &str,
         count: usize,

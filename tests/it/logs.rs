@@ -1,24 +1,16 @@
 //! `polaris logs` on log files as the agent writes them (rotating, stamped and tagged lines).
 
-mod common;
-
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::TestResult;
+use crate::common::{self, TestResult};
 use polaris::agent::log_files::{self, Process, Stream};
 use polaris::agent::rotating_log::{self, RotatingLog};
 
 fn polaris(home: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_polaris"));
-    command
-        .arg("logs")
-        .args(args)
-        .env("POLARIS_HOME", home)
-        .current_dir(home)
-        .stdin(Stdio::null());
+    let mut command = common::polaris(home);
+    command.arg("logs").args(args);
     command
 }
 
@@ -50,13 +42,7 @@ fn follow_waits_for_a_log_that_is_not_there_yet() -> TestResult {
     let mut log = RotatingLog::open(&path, rotating_log::MAX_BYTES, rotating_log::KEEP)?;
     log.write_line("stdout", "the agent is up")?;
     log.flush()?;
-    let stdout = child.stdout.take().ok_or("no stdout")?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let rx = common::lines(child.stdout.take().ok_or("no stdout")?);
     let line = rx.recv_timeout(Duration::from_secs(10));
     child.kill()?;
     let output = child.wait_with_output()?;
@@ -108,13 +94,7 @@ fn follow_keeps_printing_across_rotation() -> TestResult {
     let mut child = polaris(home.path(), &["-f", "-n", "1"])
         .stdout(Stdio::piped())
         .spawn()?;
-    let stdout = child.stdout.take().ok_or("no stdout")?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let rx = common::lines(child.stdout.take().ok_or("no stdout")?);
     let first = rx.recv_timeout(Duration::from_secs(10))?;
     assert!(first.ends_with("already there"), "{first}");
     // About 2.5 rotations written at once: more than one can happen between two polls.

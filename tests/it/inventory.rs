@@ -4,31 +4,24 @@
 
 #![cfg(target_os = "linux")]
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Server, TestResult, services};
+use crate::common::{self, TestResult, services};
 use polaris::api::{RegistrationRequest, SystemInventory};
 use serde_json::Value;
 
 /// `polaris inventory ARGS` in `home`, with no coordinator (a closed port) unless `server` says.
 fn inventory(home: &Path, server: Option<&str>, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_polaris"));
+    let mut command = common::polaris(home);
     command
         .arg("inventory")
         .args(args)
-        .env("POLARIS_HOME", home)
         .env("POLARIS_LOCATION", "Testville, TS")
         .env("SERVER_URL", server.unwrap_or("http://127.0.0.1:9/api/v1"))
-        .env("POLARIS_NVML_LIBRARY", "/nonexistent/libnvidia-ml.so.1")
-        .env_remove("SSH_PORT")
-        .env_remove("SSH_HOST")
-        .env_remove("SSH_USER")
-        .current_dir(home);
+        .env("POLARIS_NVML_LIBRARY", "/nonexistent/libnvidia-ml.so.1");
     command
 }
 
@@ -286,8 +279,7 @@ fn resource_ids_are_stable_across_runs() -> TestResult {
 
 #[tokio::test]
 async fn json_registers_with_a_real_coordinator() -> TestResult {
-    let server_home = tempfile::tempdir()?;
-    let server = Server::start(server_home.path(), &[])?;
+    let (_server_home, server) = common::coordinator()?;
     let home = tempfile::tempdir()?;
     let output = inventory(home.path(), Some(&server.api), &["--json"]).output()?;
     let text = String::from_utf8(output.stdout.clone())?;
@@ -340,8 +332,7 @@ fn check_reports_every_gate_against_real_ssh_and_coordinator() -> TestResult {
     let Some(sshd) = services::Sshd::start()? else {
         return Ok(());
     };
-    let server_home = tempfile::tempdir()?;
-    let server = Server::start(server_home.path(), &[])?;
+    let (_server_home, server) = common::coordinator()?;
     let home = tempfile::tempdir()?;
     let output = inventory(home.path(), Some(&server.api), &["--check", "--json"])
         .env("SSH_PORT", sshd.port.to_string())
@@ -481,14 +472,12 @@ fn bench_shows_a_progress_bar_on_a_terminal() -> TestResult {
     }
     let home = on_disk_home()?;
     let command = format!("'{}' inventory --bench", env!("CARGO_BIN_EXE_polaris"));
-    let output = Command::new("script")
+    let output = common::cleared(Command::new("script"), home.path())
         .args(["-qec", &command, "/dev/null"])
-        .env("POLARIS_HOME", home.path())
         .env("POLARIS_LOCATION", "Testville, TS")
         .env("SERVER_URL", "http://127.0.0.1:9/api/v1")
         .env("POLARIS_NVML_LIBRARY", "/nonexistent/libnvidia-ml.so.1")
         .env("TERM", "xterm")
-        .stdin(Stdio::null())
         .output()?;
     let screen = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{screen}");

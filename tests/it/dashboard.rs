@@ -7,8 +7,6 @@
 
 #![cfg(unix)]
 
-mod common;
-
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,8 +16,8 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use tokio::sync::mpsc;
 
-use common::services::{Tmux, free_port};
-use common::{Server, TestResult};
+use crate::common::services::{Tmux, free_port};
+use crate::common::{self, TestResult};
 
 /// The test's side of the app: a shared screen and a queue of keys.
 struct TestHost {
@@ -106,17 +104,10 @@ impl Screen {
 }
 
 fn polaris(home: &Path, envs: &[(&str, String)]) -> std::process::Command {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_polaris"));
-    command.env_clear();
-    for name in ["PATH", "HOME", "LANG"] {
-        if let Some(value) = std::env::var_os(name) {
-            command.env(name, value);
-        }
+    let mut command = common::polaris(home);
+    if let Some(lang) = std::env::var_os("LANG") {
+        command.env("LANG", lang);
     }
-    command
-        .env("POLARIS_HOME", home)
-        .current_dir(home)
-        .stdin(std::process::Stdio::null());
     for (name, value) in envs {
         command.env(name, value);
     }
@@ -135,8 +126,13 @@ fn pid_after(screen: &str, label: &str) -> Option<u32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn register_watch_online_restart_compute_and_see_its_lines() -> TestResult {
-    let coordinator_home = tempfile::tempdir()?;
-    let server = Server::start(coordinator_home.path(), &[])?;
+    // The app's loop, run here in-process, takes over SIGTERM and SIGHUP for good.
+    if let Some(alone) =
+        common::in_own_process("dashboard::register_watch_online_restart_compute_and_see_its_lines")
+    {
+        return alone;
+    }
+    let (_coordinator_home, server) = common::coordinator()?;
     let home = tempfile::tempdir()?;
     let envs = vec![
         ("SERVER_URL", server.api.clone()),

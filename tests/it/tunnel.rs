@@ -7,17 +7,15 @@
 
 #![cfg(target_os = "linux")]
 
-mod common;
-
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::TestResult;
-use common::relay_sshd::{self, RelaySshd};
-use common::services::missing_service;
+use crate::common::relay_sshd::{self, RelaySshd};
+use crate::common::services::missing_service;
+use crate::common::{self, TestResult};
 use polaris::agent::tunnel::{self, Config, Phase, State};
 use polaris::config::Secret;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -338,7 +336,7 @@ async fn a_relay_that_only_takes_a_password_gets_ssh_password_which_is_written_n
     assert!(headline.contains("SSH_PASSWORD"), "{headline}");
     keeper.stop().await?;
 
-    for entry in walk(home.path()) {
+    for entry in common::files_under(home.path()) {
         let bytes = std::fs::read(&entry)?;
         let text = String::from_utf8_lossy(&bytes);
         assert!(
@@ -348,19 +346,6 @@ async fn a_relay_that_only_takes_a_password_gets_ssh_password_which_is_written_n
         );
     }
     Ok(())
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut files = vec![];
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            files.extend(walk(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
 }
 
 /// A relay that allows remote forwards only refuses the probe through the tunnel: that refusal
@@ -472,24 +457,16 @@ async fn a_saturating_two_way_transfer_does_not_wedge_the_session() -> TestResul
 /// closes the tunnel (the relay's port no longer accepts).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn polaris_start_keeps_the_tunnel_advertises_it_and_stop_closes_it() -> TestResult {
-    let server_home = tempfile::tempdir()?;
-    let server = common::Server::start(server_home.path(), &[])?;
+    let (_server_home, server) = common::coordinator()?;
     let http = reqwest::Client::new();
     let (miner_id, token) = common::register(&http, &server).await?;
     let home = tempfile::tempdir()?;
-    polaris::register::record::save(
+    common::save_registration(
         home.path(),
-        &polaris::register::record::RegistrationRecord {
-            miner_id: miner_id.clone(),
-            token: Secret::new(token.clone()),
-            username: "tunnel-test".into(),
-            network: polaris::register::record::Network::Standard,
-            server_url: server.api.clone(),
-            resource_ids: vec![],
-            registered_at: chrono::Utc::now(),
-            bittensor: None,
-            commune: None,
-        },
+        &server.api,
+        &miner_id,
+        token.clone(),
+        "tunnel-test",
     )?;
     let key = agent_key(home.path())?;
     let Some(relay) = RelaySshd::start(&key, false)? else {
@@ -497,22 +474,16 @@ async fn polaris_start_keeps_the_tunnel_advertises_it_and_stop_closes_it() -> Te
     };
     let target = target().await?;
     let polaris = |args: &[&str]| {
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_polaris"));
+        let mut command = common::polaris(home.path());
         command
             .args(args)
-            .env("POLARIS_HOME", home.path())
             .env("SERVER_URL", &server.api)
             .env(
                 "POLARIS_RELAY",
                 format!("ssh://{}@127.0.0.1:{}", relay_sshd::whoami(), relay.port),
             )
             .env("POLARIS_TUNNEL_TARGET", target.to_string())
-            .env("SSH_USER", "renter")
-            .env_remove("POLARIS_COMPUTE_CMD")
-            .env_remove("POLARIS_RELAY_HOST_KEY")
-            .env_remove("POLARIS_RELAY_REMOTE_PORT")
-            .current_dir(home.path())
-            .stdin(std::process::Stdio::null());
+            .env("SSH_USER", "renter");
         command
     };
     let started = polaris(&["start"]).output()?;

@@ -3,40 +3,13 @@
 
 #![cfg(target_os = "linux")]
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Server, TestResult};
+use crate::common::{self, Server, TestResult};
 use polaris::agent::heartbeat::{self, Config, FailureKind, State};
-use polaris::config::Secret;
-use polaris::register::record::{self, Network, RegistrationRecord};
 use serde_json::Value;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-
-/// Writes the registration.json `polaris register` would have written for this miner.
-fn save_registration(
-    home: &std::path::Path,
-    api: &str,
-    miner_id: &str,
-    token: String,
-) -> anyhow::Result<()> {
-    record::save(
-        home,
-        &RegistrationRecord {
-            miner_id: miner_id.to_owned(),
-            token: Secret::new(token),
-            username: "agent-test".into(),
-            network: Network::Standard,
-            server_url: api.to_owned(),
-            resource_ids: vec![],
-            registered_at: chrono::Utc::now(),
-            bittensor: None,
-            commune: None,
-        },
-    )
-}
 
 async fn until(
     state: &mut watch::Receiver<State>,
@@ -51,8 +24,7 @@ async fn until(
 #[tokio::test]
 async fn heartbeats_start_once_registered_and_stop_being_acknowledged_without_a_coordinator()
 -> TestResult {
-    let server_home = tempfile::tempdir()?;
-    let server = Server::start(server_home.path(), &[])?;
+    let (_server_home, server) = common::coordinator()?;
     let home = tempfile::tempdir()?;
     let mut config = Config::new(home.path().to_path_buf(), Duration::from_millis(300));
     config.registration_poll = Duration::from_millis(50);
@@ -68,7 +40,7 @@ async fn heartbeats_start_once_registered_and_stop_being_acknowledged_without_a_
 
     let http = reqwest::Client::new();
     let (miner_id, token) = common::register(&http, &server).await?;
-    save_registration(home.path(), &server.api, &miner_id, token)?;
+    common::save_registration(home.path(), &server.api, &miner_id, token, "agent-test")?;
     let acknowledged = until(&mut state, |s| s.acknowledged >= 2).await?;
     assert_eq!(acknowledged.miner_id.as_deref(), Some(miner_id.as_str()));
     assert!(acknowledged.last_rtt_ms.is_some_and(|ms| ms > 0.0));
@@ -104,8 +76,7 @@ impl Agent {
     /// A coordinator in a home of its own (returned, to live as long as it) and an agent with
     /// a fresh home pointed at it.
     fn with_coordinator() -> Result<(tempfile::TempDir, Server, Self), Box<dyn std::error::Error>> {
-        let server_home = tempfile::tempdir()?;
-        let server = Server::start(server_home.path(), &[])?;
+        let (server_home, server) = common::coordinator()?;
         let agent = Agent {
             home: tempfile::tempdir()?,
             api: server.api.clone(),
@@ -114,20 +85,37 @@ impl Agent {
     }
 
     fn polaris(&self, args: &[&str]) -> std::process::Command {
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_polaris"));
+        let mut command = common::polaris(self.home.path());
         command
             .args(args)
-            .env("POLARIS_HOME", self.home.path())
             .env("SERVER_URL", &self.api)
             .env("POLARIS_HEARTBEAT_INTERVAL", "300ms")
             .env(
                 "POLARIS_COMPUTE_CMD",
                 "echo compute up; while true; do sleep 0.2; done",
-            )
-            .env_remove("POLARIS_COMPUTE_DIR")
-            .current_dir(self.home.path())
-            .stdin(std::process::Stdio::null());
+            );
         command
+    }
+
+    /// Registers a miner with `server` (the original body) and saves its registration.json in
+    /// the agent's home; returns the miner's id.
+    async fn register(&self, server: &Server) -> Result<String, Box<dyn std::error::Error>> {
+        let (miner_id, token) = common::register(&reqwest::Client::new(), server).await?;
+        common::save_registration(
+            self.home.path(),
+            &server.api,
+            &miner_id,
+            token,
+            "agent-test",
+        )?;
+        Ok(miner_id)
+    }
+
+    /// `polaris start`, which must exit 0; returns what it printed.
+    fn start(&self) -> Result<String, Box<dyn std::error::Error>> {
+        let (code, out) = self.run(&["start"])?;
+        assert_eq!(code, Some(0), "{out}");
+        Ok(out)
     }
 
     fn run(&self, args: &[&str]) -> Result<(Option<i32>, String), Box<dyn std::error::Error>> {
@@ -180,12 +168,9 @@ async fn miner_status(
 #[tokio::test]
 async fn start_status_crash_restart_stop_and_nothing_left() -> TestResult {
     let (_server_home, server, agent) = Agent::with_coordinator()?;
-    let http = reqwest::Client::new();
-    let (miner_id, token) = common::register(&http, &server).await?;
-    save_registration(agent.home.path(), &server.api, &miner_id, token)?;
+    let miner_id = agent.register(&server).await?;
 
-    let (code, out) = agent.run(&["start"])?;
-    assert_eq!(code, Some(0), "{out}");
+    let out = agent.start()?;
     assert!(out.contains("Starting Polaris..."), "{out}");
     let agent_pid = pid_in(&out, "polaris started successfully with PID ").ok_or(out.clone())?;
     let compute_pid =
@@ -280,8 +265,7 @@ fn a_stale_pid_file_naming_a_stranger_is_neither_ours_nor_killed() -> TestResult
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("polaris is not running."), "{text}");
     assert!(alive(stranger.id()), "the stranger was not touched");
-    let (code, text) = agent.run(&["start"])?;
-    assert_eq!(code, Some(0), "{text}");
+    let text = agent.start()?;
     assert!(text.contains("polaris started successfully"), "{text}");
     assert!(alive(stranger.id()));
     agent.run(&["stop"])?;
@@ -295,11 +279,8 @@ fn a_stale_pid_file_naming_a_stranger_is_neither_ours_nor_killed() -> TestResult
 async fn heartbeats_resume_when_the_coordinator_comes_back() -> TestResult {
     let (server_home, server, agent) = Agent::with_coordinator()?;
     let address = server.base.trim_start_matches("http://").to_owned();
-    let http = reqwest::Client::new();
-    let (miner_id, token) = common::register(&http, &server).await?;
-    save_registration(agent.home.path(), &server.api, &miner_id, token)?;
-    let (code, out) = agent.run(&["start"])?;
-    assert_eq!(code, Some(0), "{out}");
+    let miner_id = agent.register(&server).await?;
+    agent.start()?;
     let acknowledged = |status: &Value| status["polaris"]["heartbeat"]["acknowledged"].as_u64();
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     while acknowledged(&agent.status()?).unwrap_or(0) < 1 {
@@ -444,8 +425,7 @@ fn update_subnet_clones_fast_forwards_refuses_local_changes_and_restarts() -> Te
     git(&checkout, &["checkout", "--", "."])?;
 
     // With compute_subnet running, the update restarts it.
-    let (code, out) = agent.run(&["start"])?;
-    assert_eq!(code, Some(0), "{out}");
+    agent.start()?;
     let (code, out) = update()?;
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("compute_subnet restarted."), "{out}");
@@ -461,8 +441,7 @@ fn update_subnet_clones_fast_forwards_refuses_local_changes_and_restarts() -> Te
 #[test]
 fn a_garbage_config_never_keeps_status_or_stop_from_the_running_agent() -> TestResult {
     let (_server_home, _server, agent) = Agent::with_coordinator()?;
-    let (code, out) = agent.run(&["start"])?;
-    assert_eq!(code, Some(0), "{out}");
+    let out = agent.start()?;
     let pid = pid_in(&out, "polaris started successfully with PID ").ok_or(out.clone())?;
     std::fs::write(
         agent.home.path().join("polaris.toml"),
@@ -557,16 +536,11 @@ async fn a_standalone_agent_signs_off_before_its_coordinator_stops() -> TestResu
     let listen = format!("127.0.0.1:{}", common::services::free_port()?);
     let api = format!("http://{listen}/api/v1");
     let polaris = |args: &[&str]| {
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_polaris"));
+        let mut command = common::polaris(home.path());
         command
             .args(args)
-            .env("POLARIS_HOME", home.path())
             .env("POLARIS_LISTEN", &listen)
-            .env("POLARIS_HEARTBEAT_INTERVAL", "300ms")
-            .env_remove("SERVER_URL")
-            .env_remove("POLARIS_COMPUTE_CMD")
-            .current_dir(home.path())
-            .stdin(std::process::Stdio::null());
+            .env("POLARIS_HEARTBEAT_INTERVAL", "300ms");
         command
     };
     let started = polaris(&["start"]).output()?;
@@ -581,7 +555,7 @@ async fn a_standalone_agent_signs_off_before_its_coordinator_stops() -> TestResu
         .await?;
     let id = answer["miner_id"].as_str().ok_or("no miner_id")?;
     let token = answer["token"].as_str().ok_or("no token")?.to_owned();
-    save_registration(home.path(), &api, id, token)?;
+    common::save_registration(home.path(), &api, id, token, "agent-test")?;
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {
         let status = polaris(&["status", "--json"]).output()?;
@@ -609,11 +583,8 @@ async fn a_standalone_agent_signs_off_before_its_coordinator_stops() -> TestResu
 async fn a_damaged_registration_stops_heartbeats_loudly_and_a_fixed_one_resumes_them() -> TestResult
 {
     let (_server_home, server, agent) = Agent::with_coordinator()?;
-    let http = reqwest::Client::new();
-    let (miner_id, token) = common::register(&http, &server).await?;
-    save_registration(agent.home.path(), &server.api, &miner_id, token)?;
-    let (code, out) = agent.run(&["start"])?;
-    assert_eq!(code, Some(0), "{out}");
+    agent.register(&server).await?;
+    agent.start()?;
     let acknowledged = |status: &Value| status["polaris"]["heartbeat"]["acknowledged"].as_u64();
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     while acknowledged(&agent.status()?).unwrap_or(0) < 1 {
@@ -674,8 +645,7 @@ async fn a_damaged_registration_stops_heartbeats_loudly_and_a_fixed_one_resumes_
 #[test]
 fn sighup_reopens_the_logs_and_the_agent_goes_on() -> TestResult {
     let (_server_home, _server, agent) = Agent::with_coordinator()?;
-    let (code, out) = agent.run(&["start"])?;
-    assert_eq!(code, Some(0), "{out}");
+    let out = agent.start()?;
     let pid = pid_in(&out, "polaris started successfully with PID ").ok_or(out.clone())?;
     let log = agent.home.path().join("logs/polaris_stdout.log");
     // logrotate moves the file away, then sends SIGHUP.
@@ -701,8 +671,7 @@ fn sighup_reopens_the_logs_and_the_agent_goes_on() -> TestResult {
 #[test]
 fn a_new_agent_stops_the_compute_subnet_a_killed_one_left() -> TestResult {
     let (_server_home, _server, agent) = Agent::with_coordinator()?;
-    let (code, out) = agent.run(&["start"])?;
-    assert_eq!(code, Some(0), "{out}");
+    let out = agent.start()?;
     let first = pid_in(&out, "polaris started successfully with PID ").ok_or(out.clone())?;
     let orphan =
         pid_in(&out, "compute_subnet started successfully with PID ").ok_or(out.clone())?;
@@ -715,8 +684,7 @@ fn a_new_agent_stops_the_compute_subnet_a_killed_one_left() -> TestResult {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(alive(orphan), "compute_subnet outlives a killed agent");
-    let (code, out) = agent.run(&["start"])?;
-    assert_eq!(code, Some(0), "{out}");
+    let out = agent.start()?;
     let fresh = pid_in(&out, "compute_subnet started successfully with PID ").ok_or(out.clone())?;
     assert_ne!(fresh, orphan);
     assert!(!alive(orphan), "the orphan was stopped, not duplicated");
@@ -731,8 +699,7 @@ async fn stop_compute_keeps_it_stopped_and_start_brings_it_back() -> TestResult 
     use polaris::agent::control::{self, Request, Response};
     use polaris::agent::supervisor::Phase;
     let (_server_home, _server, agent) = Agent::with_coordinator()?;
-    let (code, out) = agent.run(&["start"])?;
-    assert_eq!(code, Some(0), "{out}");
+    let out = agent.start()?;
     let first = pid_in(&out, "compute_subnet started successfully with PID ").ok_or(out.clone())?;
     let socket = control::socket_path(agent.home.path());
     // The dashboard's way in: a subscription sees the stop, no polling.
@@ -756,8 +723,7 @@ async fn stop_compute_keeps_it_stopped_and_start_brings_it_back() -> TestResult 
     assert!(!alive(first), "the stopped run is gone");
     let (code, text) = agent.run(&["status"])?;
     assert_eq!(code, Some(3), "{text}");
-    let (code, out) = agent.run(&["start"])?;
-    assert_eq!(code, Some(0), "{out}");
+    let out = agent.start()?;
     assert!(
         out.contains("polaris is already running with PID "),
         "{out}"

@@ -1,11 +1,11 @@
 //! The coordinator end to end: the real binary over HTTP, with the original tool's bodies.
 #![cfg(unix)]
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{Server, TestResult, Webhook, fixture, get, heartbeat, history, register, wait_for};
+use crate::common::{
+    self, Server, TestResult, Webhook, fixture, get, heartbeat, history, register, wait_for,
+};
 use serde_json::Value;
 
 async fn status_of(http: &reqwest::Client, server: &Server, id: &str) -> Option<String> {
@@ -239,12 +239,7 @@ async fn heartbeats_while_alerting(webhook: &str) -> Result<String, Box<dyn std:
         elapsed < Duration::from_secs(2),
         "20 heartbeats took {elapsed:?}"
     );
-    let metrics = http
-        .get(format!("{}/metrics", server.base))
-        .send()
-        .await?
-        .text()
-        .await?;
+    let metrics = common::metrics(&http, &server).await?;
     assert!(metric(&metrics, "polaris_heartbeats_received_total") >= 21.0);
     assert!(server.stop()?, "unclean exit");
     Ok(metrics)
@@ -282,8 +277,7 @@ async fn a_webhook_that_never_answers_never_slows_heartbeats() -> TestResult {
 
 #[tokio::test]
 async fn sigterm_commits_queued_writes_before_exiting() -> TestResult {
-    let home = tempfile::tempdir()?;
-    let server = Server::start(home.path(), &[])?;
+    let (home, server) = common::coordinator()?;
     let http = reqwest::Client::new();
     let (id, token) = register(&http, &server).await?;
     // The first heartbeat's state write is queued, not yet committed, when the stop arrives.
@@ -304,8 +298,7 @@ async fn sigterm_commits_queued_writes_before_exiting() -> TestResult {
 #[tokio::test]
 async fn a_client_that_never_finishes_its_request_cannot_block_the_stop() -> TestResult {
     use std::io::Write;
-    let home = tempfile::tempdir()?;
-    let server = Server::start(home.path(), &[])?;
+    let (_home, server) = common::coordinator()?;
     let address = server.base.trim_start_matches("http://").to_owned();
     let mut stuck = std::net::TcpStream::connect(address)?;
     stuck.write_all(b"POST /api/v1/heart_beat HTTP/1.1\r\nHost: x")?;
@@ -323,8 +316,7 @@ async fn a_client_that_never_finishes_its_request_cannot_block_the_stop() -> Tes
 
 #[tokio::test]
 async fn tokens_of_one_miner_never_reach_another() -> TestResult {
-    let home = tempfile::tempdir()?;
-    let server = Server::start(home.path(), &[])?;
+    let (home, server) = common::coordinator()?;
     let http = reqwest::Client::new();
     let (a, token_a) = register(&http, &server).await?;
     let (b, token_b) = register(&http, &server).await?;
@@ -363,8 +355,7 @@ async fn tokens_of_one_miner_never_reach_another() -> TestResult {
 
 #[tokio::test]
 async fn wallet_and_network_updates_are_stored_and_shown() -> TestResult {
-    let home = tempfile::tempdir()?;
-    let server = Server::start(home.path(), &[])?;
+    let (_home, server) = common::coordinator()?;
     let http = reqwest::Client::new();
     let (id, token) = register(&http, &server).await?;
     for (route, file) in [
@@ -401,8 +392,7 @@ async fn wallet_and_network_updates_are_stored_and_shown() -> TestResult {
 
 #[tokio::test]
 async fn health_metrics_and_openapi_are_served() -> TestResult {
-    let home = tempfile::tempdir()?;
-    let server = Server::start(home.path(), &[])?;
+    let (_home, server) = common::coordinator()?;
     let http = reqwest::Client::new();
     let health: Value = http
         .get(format!("{}/healthz", server.base))
@@ -418,12 +408,7 @@ async fn health_metrics_and_openapi_are_served() -> TestResult {
         .json()
         .await?;
     assert_eq!(me["ip"], "127.0.0.1");
-    let metrics = http
-        .get(format!("{}/metrics", server.base))
-        .send()
-        .await?
-        .text()
-        .await?;
+    let metrics = common::metrics(&http, &server).await?;
     for name in [
         "polaris_heartbeats_received_total",
         "polaris_status_transitions_total{to=\"offline\"}",

@@ -2,9 +2,7 @@
 //! afterwards nothing anywhere has changed and the server still serves.
 #![cfg(unix)]
 
-mod common;
-
-use common::{Server, TestResult, fixture, get, heartbeat, register};
+use crate::common::{self, Server, TestResult, fixture, get, heartbeat, register};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -64,12 +62,7 @@ async fn snapshot(
         let url = format!("{}/miners/{id}/status_history", server.api);
         histories.push(get(http, &url, &server.admin_token).await?.1);
     }
-    let metrics = http
-        .get(format!("{}/metrics", server.base))
-        .send()
-        .await?
-        .text()
-        .await?;
+    let metrics = common::metrics(http, server).await?;
     let counters: Vec<String> = metrics
         .lines()
         .filter(|l| {
@@ -804,8 +797,7 @@ fn cases(a: &str, b: &str) -> Vec<Case> {
 
 #[tokio::test]
 async fn every_route_refuses_bad_input_and_changes_nothing() -> TestResult {
-    let home = tempfile::tempdir()?;
-    let server = Server::start(home.path(), &[])?;
+    let (_home, server) = common::coordinator()?;
     let http = reqwest::Client::new();
     let (a, token_a) = register(&http, &server).await?;
     let (b, token_b) = register(&http, &server).await?;
@@ -860,8 +852,7 @@ async fn every_route_refuses_bad_input_and_changes_nothing() -> TestResult {
 
 #[tokio::test]
 async fn anonymous_registration_is_rate_limited_per_address() -> TestResult {
-    let home = tempfile::tempdir()?;
-    let server = Server::start(home.path(), &[])?;
+    let (_home, server) = common::coordinator()?;
     let http = reqwest::Client::new();
     let url = format!("{}/miners/", server.api);
     let body = fixture("registration.json", "");

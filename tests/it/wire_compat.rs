@@ -1,8 +1,7 @@
 //! The original tool's bodies parse into our wire types and come back out unchanged, except for
 //! the plaintext SSH password, which is dropped on the way in.
 
-use std::path::Path;
-
+use crate::common;
 use polaris::api::{
     BittensorRegistration, CommuneRegistration, HeartbeatRequest, NetworkUpdate,
     RegistrationRequest, Validate,
@@ -12,12 +11,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 fn original(name: &str) -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/original")
-        .join(name);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text.replace("MINER_ID", "Pr1L34ioD8GHkwnhJR0q"))
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    common::fixture(name, "Pr1L34ioD8GHkwnhJR0q")
 }
 
 /// Removes every `password` key, wherever it is.

@@ -5,16 +5,12 @@
 
 #![cfg(target_os = "linux")]
 
-mod common;
-
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::services::{free_port, missing_service};
-use common::{Server, TestResult, get};
+use crate::common::services::{free_port, missing_service};
+use crate::common::{self, Server, TestResult, get};
 use polaris::agent::tunnel::{self, Phase, State};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -193,6 +189,18 @@ fn ssh_with(command: &mut Command, miner: &Miner, relay_port: u16, known_hosts: 
     std::mem::replace(command, Command::new("ssh"))
 }
 
+/// `ssh … -N -R PORT:127.0.0.1:TARGET miner@127.0.0.1`: a remote forward (PORT 0: the relay
+/// picks) and nothing else.
+fn remote_forward(mut command: Command, port: u16, target: u16) -> Command {
+    command.args([
+        "-N",
+        "-R",
+        &format!("{port}:127.0.0.1:{target}"),
+        "miner@127.0.0.1",
+    ]);
+    command
+}
+
 /// What a finished `ssh` said, with its exit status.
 fn finished(mut command: Command) -> Result<(bool, String), Error> {
     let output = command.output()?;
@@ -216,21 +224,13 @@ impl Forward {
         known_hosts: &Path,
         target: u16,
     ) -> Result<Self, Error> {
-        let mut command = ssh_with(&mut Command::new("ssh"), miner, relay_port, known_hosts);
-        command.args([
-            "-N",
-            "-R",
-            &format!("0:127.0.0.1:{target}"),
-            "miner@127.0.0.1",
-        ]);
+        let mut command = remote_forward(
+            ssh_with(&mut Command::new("ssh"), miner, relay_port, known_hosts),
+            0,
+            target,
+        );
         let mut child = command.spawn()?;
-        let stderr = child.stderr.take().ok_or("no stderr")?;
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
+        let rx = common::lines(child.stderr.take().ok_or("no stderr")?);
         let deadline = Instant::now() + Duration::from_secs(15);
         let mut said = Vec::new();
         loop {
@@ -340,14 +340,11 @@ async fn registered_miners_get_their_own_sticky_port_and_nothing_else() -> TestR
     let stranger = Miner::new()?;
 
     // A key nobody registered never logs in; nor does a password.
-    let mut command = ssh(&stranger, relay_port, &hosts);
-    command.args([
-        "-N",
-        "-R",
-        &format!("0:127.0.0.1:{target}"),
-        "miner@127.0.0.1",
-    ]);
-    let (ok, said) = finished(command)?;
+    let (ok, said) = finished(remote_forward(
+        ssh(&stranger, relay_port, &hosts),
+        0,
+        target,
+    ))?;
     assert!(
         !ok && said.contains("Permission denied (publickey)"),
         "{said}"
@@ -374,12 +371,7 @@ async fn registered_miners_get_their_own_sticky_port_and_nothing_else() -> TestR
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert_eq!(listed[0]["miner_id"], json!(alice.id));
     assert_eq!(listed[0]["port"], json!(port));
-    let metrics = http
-        .get(format!("{}/metrics", server.base))
-        .send()
-        .await?
-        .text()
-        .await?;
+    let metrics = common::metrics(&http, &server).await?;
     assert!(metrics.contains("polaris_relay_sessions 1"), "{metrics}");
     assert!(
         metrics.contains(&format!(
@@ -413,14 +405,7 @@ async fn registered_miners_get_their_own_sticky_port_and_nothing_else() -> TestR
     assert_eq!(bob.send_key(&http, &server, "ssh-ed25519 junk").await?, 422);
     assert_eq!(bob.send_key(&http, &server, &bob.public).await?, 200);
     for asked in [port, ports.1 + 1] {
-        let mut command = ssh(&bob, relay_port, &hosts);
-        command.args([
-            "-N",
-            "-R",
-            &format!("{asked}:127.0.0.1:{target}"),
-            "miner@127.0.0.1",
-        ]);
-        let (ok, said) = finished(command)?;
+        let (ok, said) = finished(remote_forward(ssh(&bob, relay_port, &hosts), asked, target))?;
         assert!(
             !ok && said.contains("remote port forwarding failed"),
             "port {asked}: {said}"
@@ -439,14 +424,7 @@ async fn registered_miners_get_their_own_sticky_port_and_nothing_else() -> TestR
     rotated.id = alice.id.clone();
     rotated.token = alice.token.clone();
     assert_eq!(alice.send_key(&http, &server, &rotated.public).await?, 200);
-    let mut command = ssh(&alice, relay_port, &hosts);
-    command.args([
-        "-N",
-        "-R",
-        &format!("0:127.0.0.1:{target}"),
-        "miner@127.0.0.1",
-    ]);
-    let (ok, said) = finished(command)?;
+    let (ok, said) = finished(remote_forward(ssh(&alice, relay_port, &hosts), 0, target))?;
     assert!(
         !ok && said.contains("Permission denied"),
         "the old key: {said}"

@@ -1,23 +1,13 @@
 //! The command line of the real binary: help, completions, exit codes and setting errors.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
+
+use crate::common;
 
 fn polaris(home: &Path, args: &[&str], envs: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_polaris"));
-    command
-        .args(args)
-        .env("POLARIS_HOME", home)
-        .current_dir(home)
-        .stdin(Stdio::null());
-    for name in [
-        "POLARIS_OFFLINE_AFTER",
-        "POLARIS_LISTEN",
-        "POLARIS_STORE",
-        "POLARIS_ALERT_WEBHOOK",
-    ] {
-        command.env_remove(name);
-    }
+    let mut command = common::polaris(home);
+    command.args(args);
     for (name, value) in envs {
         command.env(name, value);
     }

@@ -2,60 +2,74 @@
 //! temporary POLARIS_HOME on a free loopback port, a loopback webhook receiver, and the original
 //! tool's request bodies.
 
-#![allow(dead_code, unreachable_pub)]
-
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-pub mod relay_sshd;
-pub mod services;
+/// Shared with the tunnel benchmark, which includes the file by its path (`benches/tunnel.rs`).
+#[path = "../../common/relay_sshd.rs"]
+pub(crate) mod relay_sshd;
+pub(crate) mod services;
 
-pub type TestResult = Result<(), Box<dyn std::error::Error>>;
+pub(crate) type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+/// The real `polaris` as every test runs it: in `home`, from a cleared environment, so nothing
+/// of the test's own reaches it (a POLARIS_* or SSH_* setting of the shell that ran the tests,
+/// the real HOME with its ~/.polaris, ~/.bittensor and ~/.commune). It gets back PATH (for the
+/// shell, git and sleep it starts), HOME and POLARIS_HOME both set to `home`, `home` as its
+/// working directory (the `.env` it reads there is the test's) and /dev/null as stdin (never a
+/// terminal). Each test adds its own settings on top.
+pub(crate) fn polaris(home: &Path) -> Command {
+    cleared(Command::new(env!("CARGO_BIN_EXE_polaris")), home)
+}
+
+/// [`polaris`]'s environment, working directory and stdin for a program that runs polaris in
+/// turn (util-linux's `script`).
+pub(crate) fn cleared(mut command: Command, home: &Path) -> Command {
+    command.env_clear();
+    if let Some(path) = std::env::var_os("PATH") {
+        command.env("PATH", path);
+    }
+    command
+        .env("HOME", home)
+        .env("POLARIS_HOME", home)
+        .current_dir(home)
+        .stdin(Stdio::null());
+    command
+}
 
 /// A running `polaris server`, stopped with SIGTERM when dropped.
-pub struct Server {
+pub(crate) struct Server {
     child: Option<Child>,
-    pub base: String,
-    pub api: String,
-    pub admin_token: String,
-    pub home: PathBuf,
+    pub(crate) base: String,
+    pub(crate) api: String,
+    pub(crate) admin_token: String,
+    pub(crate) home: PathBuf,
     /// What it printed after the listening line.
-    lines: std::sync::mpsc::Receiver<String>,
+    lines: mpsc::Receiver<String>,
 }
 
 impl Server {
     /// Starts `polaris server --listen 127.0.0.1:0 ARGS` with `POLARIS_HOME=home` (ARGS may
     /// name another `--listen`, e.g. to restart on the same port).
-    pub fn start(home: &Path, args: &[&str]) -> Result<Self, Box<dyn std::error::Error>> {
+    pub(crate) fn start(home: &Path, args: &[&str]) -> Result<Self, Box<dyn std::error::Error>> {
         let listen: &[&str] = if args.contains(&"--listen") {
             &[]
         } else {
             &["--listen", "127.0.0.1:0"]
         };
-        let mut child = Command::new(env!("CARGO_BIN_EXE_polaris"))
+        let mut child = polaris(home)
             .arg("server")
             .args(listen)
             .args(args)
-            .env("POLARIS_HOME", home)
-            .env_remove("POLARIS_ALERT_WEBHOOK")
-            .env_remove("POLARIS_ADMIN_TOKEN")
-            .env_remove("POLARIS_OFFLINE_AFTER")
-            .current_dir(home)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()?;
-        let stdout = child.stdout.take().ok_or("no stdout")?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
+        let rx = lines(child.stdout.take().ok_or("no stdout")?);
         let deadline = Instant::now() + Duration::from_secs(20);
         let base = loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -84,7 +98,7 @@ impl Server {
     }
 
     /// The next printed line that starts with `prefix` (without it), within 10 s.
-    pub fn line_after(&self, prefix: &str) -> Result<String, Box<dyn std::error::Error>> {
+    pub(crate) fn line_after(&self, prefix: &str) -> Result<String, Box<dyn std::error::Error>> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -99,12 +113,14 @@ impl Server {
     }
 
     /// Sends SIGTERM and waits for a clean exit; returns the exit status' success.
-    pub fn stop(mut self) -> Result<bool, Box<dyn std::error::Error>> {
+    pub(crate) fn stop(mut self) -> Result<bool, Box<dyn std::error::Error>> {
         self.terminate()
     }
 
     /// As [`Server::stop`], with every line it printed since the last one read.
-    pub fn stop_with_output(mut self) -> Result<(bool, Vec<String>), Box<dyn std::error::Error>> {
+    pub(crate) fn stop_with_output(
+        mut self,
+    ) -> Result<(bool, Vec<String>), Box<dyn std::error::Error>> {
         let success = self.terminate()?;
         // The reader thread ends at the pipe's end, once the child is gone.
         let mut lines = vec![];
@@ -131,6 +147,26 @@ impl Server {
     }
 }
 
+/// The lines a child prints on `pipe`, read by a thread of their own as they come, until the
+/// pipe ends.
+pub(crate) fn lines(pipe: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
+/// `polaris server` on a free loopback port in a temp home of its own, returned with it: the
+/// home must outlive the server, and a test may restart it there or read its files.
+pub(crate) fn coordinator() -> Result<(tempfile::TempDir, Server), Box<dyn std::error::Error>> {
+    let home = tempfile::tempdir()?;
+    let server = Server::start(home.path(), &[])?;
+    Ok((home, server))
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -152,14 +188,14 @@ fn terminate(child: &Child) -> std::io::Result<()> {
 }
 
 /// A loopback HTTP server that records every JSON body POSTed to it.
-pub struct Webhook {
-    pub url: String,
+pub(crate) struct Webhook {
+    pub(crate) url: String,
     received: Arc<Mutex<Vec<Value>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Webhook {
-    pub async fn start() -> Result<Self, Box<dyn std::error::Error>> {
+    pub(crate) async fn start() -> Result<Self, Box<dyn std::error::Error>> {
         let received = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&received);
         let app = axum::Router::new().route(
@@ -184,12 +220,12 @@ impl Webhook {
         })
     }
 
-    pub fn alerts(&self) -> Vec<Value> {
+    pub(crate) fn alerts(&self) -> Vec<Value> {
         self.received.lock().map(|v| v.clone()).unwrap_or_default()
     }
 
     /// The alerts of one kind received so far.
-    pub fn of_kind(&self, kind: &str) -> Vec<Value> {
+    pub(crate) fn of_kind(&self, kind: &str) -> Vec<Value> {
         self.alerts()
             .into_iter()
             .filter(|a| a["kind"] == kind)
@@ -204,7 +240,7 @@ impl Drop for Webhook {
 }
 
 /// One of the original tool's bodies from `tests/fixtures/original`, with `MINER_ID` replaced.
-pub fn fixture(name: &str, miner_id: &str) -> Value {
+pub(crate) fn fixture(name: &str, miner_id: &str) -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/original")
         .join(name);
@@ -215,7 +251,7 @@ pub fn fixture(name: &str, miner_id: &str) -> Value {
 }
 
 /// Registers a miner with the original registration body; returns `(miner_id, token)`.
-pub async fn register(
+pub(crate) async fn register(
     http: &reqwest::Client,
     server: &Server,
 ) -> Result<(String, String), Box<dyn std::error::Error>> {
@@ -232,7 +268,7 @@ pub async fn register(
 }
 
 /// Sends the original heartbeat body for `miner_id`; returns the HTTP status.
-pub async fn heartbeat(
+pub(crate) async fn heartbeat(
     http: &reqwest::Client,
     server: &Server,
     miner_id: &str,
@@ -248,7 +284,7 @@ pub async fn heartbeat(
 }
 
 /// GET with a bearer token; returns status and JSON body (Null when not JSON).
-pub async fn get(
+pub(crate) async fn get(
     http: &reqwest::Client,
     url: &str,
     token: &str,
@@ -260,7 +296,7 @@ pub async fn get(
 }
 
 /// A miner's status_history rows, read through the admin route.
-pub async fn history(
+pub(crate) async fn history(
     http: &reqwest::Client,
     server: &Server,
     miner_id: &str,
@@ -271,8 +307,99 @@ pub async fn history(
     Ok(body.as_array().cloned().unwrap_or_default())
 }
 
+/// The server's /metrics text.
+pub(crate) async fn metrics(
+    http: &reqwest::Client,
+    server: &Server,
+) -> Result<String, Box<dyn std::error::Error>> {
+    Ok(http
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await?
+        .text()
+        .await?)
+}
+
+/// Writes the registration.json `polaris register` would have written for this miner, as
+/// `username` on the standard network.
+pub(crate) fn save_registration(
+    home: &Path,
+    api: &str,
+    miner_id: &str,
+    token: String,
+    username: &str,
+) -> anyhow::Result<()> {
+    use polaris::register::record::{self, Network, RegistrationRecord};
+    record::save(
+        home,
+        &RegistrationRecord {
+            miner_id: miner_id.to_owned(),
+            token: polaris::config::Secret::new(token),
+            username: username.to_owned(),
+            network: Network::Standard,
+            server_url: api.to_owned(),
+            resource_ids: vec![],
+            registered_at: chrono::Utc::now(),
+            bittensor: None,
+            commune: None,
+        },
+    )
+}
+
+/// Every file below `dir` (not the directories themselves).
+pub(crate) fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                found.extend(files_under(&path));
+            } else {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+/// Runs the test named `test` (`module::name`) again, alone, in a process of its own: this test
+/// binary, filtered to it. Returns how that went, or `None` in that process, where the test goes
+/// on with its body. For a test whose in-process code changes this whole process for good:
+/// polaris's TUI loop installs tokio handlers for SIGTERM and SIGHUP, which tokio never removes,
+/// so in the shared binary it would leave every later test, and the binary itself, deaf to
+/// SIGTERM (a CI timeout's first try).
+pub(crate) fn in_own_process(test: &str) -> Option<TestResult> {
+    const ALONE: &str = "POLARIS_IT_ALONE";
+    if std::env::var_os(ALONE).is_some_and(|alone| alone == test) {
+        return None;
+    }
+    let run = || -> TestResult {
+        let output = Command::new(std::env::current_exe()?)
+            .args([test, "--exact", "--test-threads=1"])
+            .env(ALONE, test)
+            .stdin(Stdio::null())
+            .output()?;
+        let printed = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
+        // Captured by the harness, as the test's own output would be.
+        eprintln!("{test}, run alone in its own process:\n{printed}");
+        if !output.status.success() {
+            return Err(format!(
+                "{test} failed in its own process ({}):\n{printed}",
+                output.status
+            )
+            .into());
+        }
+        if !printed.contains("test result: ok. 1 passed") {
+            return Err(format!("{test} did not run in its own process:\n{printed}").into());
+        }
+        Ok(())
+    };
+    Some(run())
+}
+
 /// Polls `check` every 50 ms until it returns `Some` or `limit` passes.
-pub async fn wait_for<T, F, Fut>(limit: Duration, mut check: F) -> Option<T>
+pub(crate) async fn wait_for<T, F, Fut>(limit: Duration, mut check: F) -> Option<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
