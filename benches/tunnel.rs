@@ -17,7 +17,7 @@
 //! Run: `cargo bench --bench tunnel` (needs `openssh-server` and `openssh-client`). Every number
 //! comes from this run; nothing is remembered.
 
-#[path = "../tests/common/relay_sshd.rs"]
+#[path = "../tests/it/common/relay_sshd.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod relay_sshd;
 mod support;

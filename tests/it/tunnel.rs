@@ -1,4 +1,4 @@
-//! The tunnel keeper against Debian's OpenSSH server as the relay (tests/common/relay_sshd.rs):
+//! The tunnel keeper against Debian's OpenSSH server as the relay (tests/it/common/relay_sshd.rs):
 //! bytes round-trip from the relay's port to a local echo server, the tunnel comes back after
 //! its session is killed, after the relay restarts and after the relay hangs, a relay with
 //! another host key is refused before we log in, a password works where the key is refused, and

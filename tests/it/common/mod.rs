@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 /// Shared with the tunnel benchmark, which includes the file by its path (`benches/tunnel.rs`).
-#[path = "../../common/relay_sshd.rs"]
 pub(crate) mod relay_sshd;
 pub(crate) mod services;
 
