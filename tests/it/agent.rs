@@ -738,3 +738,179 @@ async fn stop_compute_keeps_it_stopped_and_start_brings_it_back() -> TestResult 
     assert!(!alive(second));
     Ok(())
 }
+
+/// Builds tests/fixtures/hanging-nvml.c: an NVML whose start-up never returns. None (a loud
+/// skip) without a C compiler.
+fn hanging_nvml(
+    dir: &std::path::Path,
+) -> Result<Option<std::path::PathBuf>, Box<dyn std::error::Error>> {
+    let source =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hanging-nvml.c");
+    let library = dir.join("libnvidia-ml.so.1");
+    match std::process::Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&library)
+        .arg(&source)
+        .status()
+    {
+        Ok(status) if status.success() => Ok(Some(library)),
+        Ok(status) => Err(format!("cc failed on {}: {status}", source.display()).into()),
+        Err(err) => {
+            common::services::missing_service("cc (a C compiler)", &err.to_string());
+            Ok(None)
+        }
+    }
+}
+
+/// A GPU driver that hangs at start-up (the NVML stand-in never returns) must not take the
+/// agent with it: it starts, answers `status`, its heartbeats are acknowledged with the
+/// figures it has, `status` says the figures are late (exit 3), and it stops.
+#[tokio::test]
+async fn a_wedged_gpu_driver_keeps_neither_heartbeats_nor_status_from_the_agent() -> TestResult {
+    let (_server_home, server, agent) = Agent::with_coordinator()?;
+    let Some(library) = hanging_nvml(agent.home.path())? else {
+        return Ok(());
+    };
+    let miner_id = agent.register(&server).await?;
+    let mut start = agent.polaris(&["start"]);
+    start.env("POLARIS_NVML_LIBRARY", &library);
+    let output = start.output()?;
+    let out = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{out}");
+
+    let late = common::wait_for(Duration::from_secs(15), || async {
+        let status = agent.status().ok()?;
+        let beat = &status["polaris"]["heartbeat"];
+        (beat["acknowledged"].as_u64()? >= 2 && beat["sampling_problem"].is_string())
+            .then_some(status)
+    })
+    .await
+    .ok_or("no acknowledged heartbeats with late figures within 15 s")?;
+    assert_eq!(late["healthy"], false, "{late}");
+    let problems = late["problems"].to_string();
+    assert!(
+        problems.contains("figures did not come within"),
+        "{problems}"
+    );
+    assert_eq!(miner_status(&server, &miner_id).await?, "online");
+    let (code, text) = agent.run(&["status"])?;
+    assert_eq!(code, Some(3), "{text}");
+    assert!(text.contains("last heartbeat acknowledged"), "{text}");
+    assert!(text.contains("a stuck GPU driver or disk?"), "{text}");
+    let (code, out) = agent.run(&["stop"])?;
+    assert_eq!(code, Some(0), "{out}");
+    Ok(())
+}
+
+/// A token the coordinator refuses is told apart from a coordinator that is down: `last_error`
+/// says `refused`, and `status` says what to do.
+#[tokio::test]
+async fn a_refused_token_is_reported_as_refused_not_as_unreachable() -> TestResult {
+    let (_server_home, server, agent) = Agent::with_coordinator()?;
+    let miner_id = agent.register(&server).await?;
+    agent.start()?;
+    common::wait_for(Duration::from_secs(15), || async {
+        let status = agent.status().ok()?;
+        (status["polaris"]["heartbeat"]["acknowledged"].as_u64()? >= 1).then_some(())
+    })
+    .await
+    .ok_or("no heartbeat acknowledged within 15 s")?;
+    // The same miner with a token the coordinator never issued.
+    common::save_registration(
+        agent.home.path(),
+        &server.api,
+        &miner_id,
+        "not-the-token-it-was-given".to_owned(),
+        "agent-test",
+    )?;
+    let refused = common::wait_for(Duration::from_secs(15), || async {
+        let status = agent.status().ok()?;
+        (status["polaris"]["heartbeat"]["failures"].as_u64()? >= 1).then_some(status)
+    })
+    .await
+    .ok_or("the refused token was never reported")?;
+    let error = &refused["polaris"]["heartbeat"]["last_error"];
+    assert_eq!(error["kind"], "refused", "{refused}");
+    assert_eq!(error["status"], 401, "{refused}");
+    assert!(
+        refused["problems"]
+            .to_string()
+            .contains("the coordinator refuses this miner: run `polaris register` again"),
+        "{refused}"
+    );
+    let (code, text) = agent.run(&["status"])?;
+    assert_eq!(code, Some(3), "{text}");
+    assert!(
+        text.contains("does not know this miner (401 Unauthorized)"),
+        "{text}"
+    );
+    assert!(!text.contains("not-the-token"), "never a token: {text}");
+    Ok(())
+}
+
+/// SIGTERM while the agent is still starting (here: stopping a TERM-ignoring compute_subnet a
+/// killed agent left, which takes its 10 s grace) is a clean stop: the orphan is still dealt
+/// with, nothing else starts, exit 0, no PID file left. It used to kill the agent by signal.
+#[test]
+fn sigterm_while_the_agent_starts_is_a_clean_stop() -> TestResult {
+    let home = tempfile::tempdir()?;
+    // Its own session and group, as the supervisor starts compute_subnet (a group is stopped
+    // whole, and this one must not be the test's).
+    let mut orphan = std::process::Command::new("setsid")
+        .args(["sh", "-c", "trap '' TERM; exec sleep 60"])
+        .spawn()?;
+    let orphan_pid = orphan.id();
+    std::thread::sleep(Duration::from_millis(200));
+    polaris::agent::pidfile::write(home.path(), "compute_subnet", orphan_pid)?;
+    let mut daemon = common::polaris(home.path())
+        .arg("--daemon")
+        .env("SERVER_URL", "http://127.0.0.1:9/api/v1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let log = home.path().join("logs").join("polaris_stdout.log");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("stopping compute_subnet left by a previous agent")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never began stopping the orphan"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::process::Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status()?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = daemon.try_wait()? {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the agent did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let _ = orphan.wait();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "a clean stop, not death by signal: {status}"
+    );
+    assert!(!alive(orphan_pid), "the orphan was stopped all the same");
+    assert!(!polaris::agent::pidfile::path(home.path(), "polaris").exists());
+    let logged = std::fs::read_to_string(&log)?;
+    assert!(
+        logged.contains("agent stopped before it started"),
+        "{logged}"
+    );
+    assert!(
+        !logged.contains("agent started"),
+        "nothing started: {logged}"
+    );
+    Ok(())
+}

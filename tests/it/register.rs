@@ -446,6 +446,48 @@ async fn re_registration_asks_first_and_replaces_only_when_told() -> TestResult 
     Ok(())
 }
 
+/// A registration.json that no longer parses: register says so before the table, in the words
+/// status and view-compute use, registers anew with --yes and keeps the damaged bytes.
+#[tokio::test]
+async fn a_damaged_registration_is_named_then_replaced_and_kept_aside() -> TestResult {
+    let (_server_home, server, miner) = Miner::with_coordinator(false)?;
+    let damaged = b"{\"miner_id\": \"half-writ";
+    std::fs::write(miner.home.path().join("registration.json"), damaged)?;
+    let view = miner.polaris(&server.api, &["view-compute"]).output()?;
+    assert!(!view.status.success());
+    let said =
+        "registration.json is damaged: restore it, or run `polaris register` again to replace it";
+    assert!(text(&view.stderr).contains(said), "{}", text(&view.stderr));
+
+    let args = [
+        "register",
+        "--network",
+        "standard",
+        "--username",
+        "gwen",
+        "--yes",
+    ];
+    let output = miner.polaris(&server.api, &args).output()?;
+    let out = ok(&output);
+    let err = text(&output.stderr);
+    assert!(err.contains(said), "{err}");
+    assert!(
+        err.contains("registering now replaces it and keeps the damaged file as"),
+        "{err}"
+    );
+    assert!(out.contains("Registration Complete"), "{out}");
+    let record = miner.record()?;
+    assert_eq!(record["username"], "gwen");
+    assert_eq!(
+        pod(&server, &record).await?["id"],
+        record["miner_id"],
+        "the coordinator has it"
+    );
+    let kept = std::fs::read(miner.home.path().join("registration.json.damaged"))?;
+    assert_eq!(kept, damaged, "the damaged bytes are kept");
+    Ok(())
+}
+
 #[test]
 fn a_coordinator_that_is_down_is_named_and_nothing_is_written() -> TestResult {
     let miner = Miner::new(false)?;
