@@ -197,34 +197,64 @@ mod tests {
         let mut log = RotatingLog::open(&path, 2000, 5)?;
         log.write_line("stdout", "before following")?;
         log.flush()?;
+        /// What the follower wrote so far, readable while it runs.
+        #[derive(Clone, Default)]
+        struct Shared(Arc<Mutex<Vec<u8>>>);
+        impl io::Write for Shared {
+            fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+                let mut seen = self.0.lock().map_err(|_| io::Error::other("lock"))?;
+                seen.extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        impl Shared {
+            fn text(&self) -> String {
+                self.0
+                    .lock()
+                    .map(|seen| String::from_utf8_lossy(&seen).into_owned())
+                    .unwrap_or_default()
+            }
+        }
+
+        let started = Arc::new(AtomicBool::new(false));
         let done = Arc::new(AtomicBool::new(false));
-        let seen = Arc::new(Mutex::new(Vec::<u8>::new()));
+        let seen = Shared::default();
         let follower = {
-            let (done, seen, path) = (done.clone(), seen.clone(), path.clone());
+            let (started, done, path) = (started.clone(), done.clone(), path.clone());
+            let mut out = seen.clone();
             std::thread::spawn(move || {
-                let mut out = Vec::new();
-                let result = follow(&path, &mut out, Duration::from_millis(5), || {
+                follow(&path, &mut out, Duration::from_millis(5), || {
+                    // Asked first once the file is open and read to its end.
+                    started.store(true, Ordering::SeqCst);
                     done.load(Ordering::SeqCst)
-                });
-                if let Ok(mut seen) = seen.lock() {
-                    *seen = out;
-                }
-                result
+                })
             })
         };
-        std::thread::sleep(Duration::from_millis(50));
+        // Handshakes, not sleeps: a busy machine may run the follower late.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !started.load(Ordering::SeqCst) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the follower never started"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
         for i in 0..100 {
             log.write_line("stdout", &format!("entry {i:03}"))?;
             log.flush()?;
             std::thread::sleep(Duration::from_millis(2));
         }
-        std::thread::sleep(Duration::from_millis(100));
+        while !seen.text().contains("entry 099\n") && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         done.store(true, Ordering::SeqCst);
         follower
             .join()
             .map_err(|_| io::Error::other("follower panicked"))??;
-        let seen = String::from_utf8_lossy(&seen.lock().map_err(|_| io::Error::other("lock"))?)
-            .into_owned();
+        let seen = seen.text();
         assert!(!seen.contains("before following"), "starts at the end");
         for i in 0..100 {
             assert!(

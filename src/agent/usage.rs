@@ -58,8 +58,15 @@ mod tests {
         let mut parent = std::process::Command::new("sh")
             .args(["-c", "sleep 30 & sleep 30 & wait"])
             .spawn()?;
-        std::thread::sleep(std::time::Duration::from_millis(200));
-        let usage = of_tree(parent.id());
+        // Until both children run (a busy machine starts them late), at most 10 s.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let usage = loop {
+            let usage = of_tree(parent.id());
+            if usage.is_some_and(|u| u.processes == 3) || std::time::Instant::now() > deadline {
+                break usage;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
         parent.kill()?;
         parent.wait()?;
         let usage = usage.expect("the tree is measured");

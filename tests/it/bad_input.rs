@@ -802,9 +802,17 @@ async fn every_route_refuses_bad_input_and_changes_nothing() -> TestResult {
     let (a, token_a) = register(&http, &server).await?;
     let (b, token_b) = register(&http, &server).await?;
     assert_eq!(heartbeat(&http, &server, &a, &token_a).await?, 200);
-    // Let the queued writes of the heartbeat settle before the snapshot.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let before = snapshot(&http, &server, &[&a, &b]).await?;
+    // The heartbeat's writes are queued and gathered (250 ms): the snapshot is taken once two
+    // readings a gather window apart agree, however late a busy machine commits them.
+    let mut before = snapshot(&http, &server, &[&a, &b]).await?;
+    for _ in 0..20 {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let again = snapshot(&http, &server, &[&a, &b]).await?;
+        if again == before {
+            break;
+        }
+        before = again;
+    }
     assert_eq!(
         before["list"]["miners"].as_array().map(Vec::len),
         Some(2),

@@ -265,14 +265,23 @@ mod tests {
         let mut child = std::process::Command::new("sh")
             .args(["-c", "sleep 30 & sleep 30 & wait"])
             .spawn()?;
-        std::thread::sleep(Duration::from_millis(200));
         let mut sampler = Sampler::new(home.path().to_owned());
         sampler.load_nvml(Some("/nonexistent/libnvidia-ml.so".into()));
-        sampler.sample(&vec![
+        let interest = vec![
             (child.id(), true),
             (child.id(), false),
             (u32::MAX - 1, true),
-        ]);
+        ];
+        // Until both children run (a busy machine starts them late), at most 10 s.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            sampler.sample(&interest);
+            let tree = sampler.usage.processes.first().map(|p| p.processes);
+            if tree == Some(3) || std::time::Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         child.kill()?;
         child.wait()?;
         let u = &sampler.usage;
