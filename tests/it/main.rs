@@ -2,6 +2,9 @@
 //! end to end. One module per area, so a test is named `agent::…`, `cli::…` and so on, and
 //! `tests/it/common` is compiled once for all of them.
 
+// Every test that uses the shared parts runs on Unix only, until the tests run on Windows too
+// (issue 13); there, the shared parts are compiled (and checked) but unused.
+#[cfg_attr(not(unix), allow(dead_code, unused_imports))]
 mod common;
 
 mod agent;
