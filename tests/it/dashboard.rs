@@ -327,3 +327,32 @@ fn the_real_binary_on_a_real_terminal() -> TestResult {
     drop(stop_agent);
     Ok(())
 }
+
+/// `polaris monitor`, the original's live view, is another name for the dashboard: on a
+/// terminal it opens it; without one it says what to use instead (exit 2), as `polaris` does.
+#[test]
+fn monitor_is_the_dashboard_by_its_old_name() -> TestResult {
+    let home = tempfile::tempdir()?;
+    let listen = format!("127.0.0.1:{}", free_port()?);
+    let envs = vec![("POLARIS_LISTEN", listen)];
+    let off_terminal = polaris(home.path(), &envs).arg("monitor").output()?;
+    assert_eq!(off_terminal.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&off_terminal.stderr);
+    assert!(said.contains("the dashboard needs a terminal"), "{said}");
+
+    let line = format!(
+        "env -i PATH=\"$PATH\" HOME='{home}' TERM=xterm-256color POLARIS_HOME='{home}' POLARIS_LISTEN='{listen}' {bin} monitor; echo EXIT=$?; sleep 60",
+        home = home.path().display(),
+        listen = envs[0].1,
+        bin = env!("CARGO_BIN_EXE_polaris"),
+    );
+    let Some(tmux) = Tmux::start_sized(&line, home.path(), 120, 40)? else {
+        return Ok(());
+    };
+    let wait = Duration::from_secs(20);
+    tmux.wait_for("This machine", wait)?;
+    tmux.send(&["q"])?;
+    let screen = tmux.wait_for("EXIT=", wait)?;
+    assert!(screen.contains("EXIT=0"), "{screen}");
+    Ok(())
+}
