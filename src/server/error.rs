@@ -162,9 +162,51 @@ fn describe<T: DeserializeOwned>(bytes: &[u8], err: &serde_json::Error) -> ApiEr
                 detail,
             }
         }
-        Category::Syntax | Category::Eof | Category::Io => ApiError::Body {
-            status: StatusCode::BAD_REQUEST,
-            detail: format!("the body is not valid JSON: {err}"),
-        },
+        Category::Syntax | Category::Eof | Category::Io => {
+            // serde_json reports a number, null or list where a named value (an enum's string)
+            // belongs as a syntax error ("expected value"), though the body is valid JSON: that
+            // is a field of the wrong type, 422 naming the field.
+            if let Ok(body) = serde_json::from_slice::<serde_json::Value>(bytes) {
+                let mut de = serde_json::Deserializer::from_slice(bytes);
+                if let Err(tracked) = serde_path_to_error::deserialize::<_, T>(&mut de)
+                    && tracked.path().iter().next().is_some()
+                {
+                    let found = found_at(&body, tracked.path());
+                    return ApiError::Body {
+                        status: StatusCode::UNPROCESSABLE_ENTITY,
+                        detail: format!(
+                            "{}: expected one of its names (a string), got {found}",
+                            tracked.path()
+                        ),
+                    };
+                }
+            }
+            ApiError::Body {
+                status: StatusCode::BAD_REQUEST,
+                detail: format!("the body is not valid JSON: {err}"),
+            }
+        }
+    }
+}
+
+/// What kind of JSON value sits at `path` in `body`, in a few words.
+fn found_at(body: &serde_json::Value, path: &serde_path_to_error::Path) -> &'static str {
+    use serde_path_to_error::Segment;
+    let mut value = Some(body);
+    for segment in path.iter() {
+        value = match segment {
+            Segment::Map { key } => value.and_then(|v| v.get(key.as_str())),
+            Segment::Seq { index } => value.and_then(|v| v.get(*index)),
+            Segment::Enum { .. } | Segment::Unknown => value,
+        };
+    }
+    match value {
+        Some(serde_json::Value::Null) => "null",
+        Some(serde_json::Value::Bool(_)) => "a boolean",
+        Some(serde_json::Value::Number(_)) => "a number",
+        Some(serde_json::Value::String(_)) => "a string",
+        Some(serde_json::Value::Array(_)) => "a list",
+        Some(serde_json::Value::Object(_)) => "an object",
+        None => "something else",
     }
 }

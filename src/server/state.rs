@@ -116,6 +116,17 @@ impl AppState {
         }
     }
 
+    /// Some miner's own token (401 unknown, 403 the admin's): what a route whose body names
+    /// the miner checks before it reads the body.
+    pub fn require_a_miner(&self, bearer: &Bearer) -> Result<(), ApiError> {
+        match self.caller(bearer)? {
+            Caller::Admin => Err(ApiError::Forbidden(
+                "use the miner's own token, not the admin token",
+            )),
+            Caller::Miner(_) => Ok(()),
+        }
+    }
+
     /// The miner `miner_id` itself, and nobody else (not even the admin).
     pub fn require_miner(&self, bearer: &Bearer, miner_id: &str) -> Result<(), ApiError> {
         match self.caller(bearer)? {

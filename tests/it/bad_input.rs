@@ -773,6 +773,125 @@ fn cases(a: &str, b: &str) -> Vec<Case> {
             413,
             "payload_too_large",
         ),
+        // Who is calling is answered before what the body is (issue 11, finding 2).
+        case(
+            "heartbeat: unknown token and invalid JSON",
+            Method::POST,
+            "/heart_beat",
+            Garbage,
+            raw("{bad"),
+            401,
+            "unauthorized",
+        ),
+        case(
+            "heartbeat: admin token and invalid JSON",
+            Method::POST,
+            "/heart_beat",
+            Admin,
+            raw("{bad"),
+            403,
+            "forbidden",
+        ),
+        case(
+            "verify: miner token and invalid JSON",
+            Method::PATCH,
+            &format!("/miners/{a}/status"),
+            Own,
+            raw("{bad"),
+            403,
+            "forbidden",
+        ),
+        case(
+            "verify: unknown token and a body of the wrong shape",
+            Method::PATCH,
+            &format!("/miners/{a}/status"),
+            Garbage,
+            J(json!({"status": "great"})),
+            401,
+            "unauthorized",
+        ),
+        case(
+            "network_update: unknown token and invalid JSON",
+            Method::POST,
+            "/network_update",
+            Garbage,
+            raw("{bad"),
+            401,
+            "unauthorized",
+        ),
+        case(
+            "bittensor: malformed header and invalid JSON",
+            Method::POST,
+            "/bittensor/register",
+            Malformed,
+            raw("{bad"),
+            401,
+            "unauthorized",
+        ),
+        case(
+            "commune: admin token and invalid JSON",
+            Method::POST,
+            "/commune/register",
+            Admin,
+            raw("{bad"),
+            403,
+            "forbidden",
+        ),
+        case(
+            "relay_key: another miner's token and invalid JSON",
+            Method::POST,
+            &format!("/miners/{a}/relay_key"),
+            Other,
+            raw("{bad"),
+            403,
+            "forbidden",
+        ),
+        case(
+            "register: unknown token and invalid JSON",
+            Method::POST,
+            "/miners/",
+            Garbage,
+            raw("{bad"),
+            401,
+            "unauthorized",
+        ),
+        // A value of the wrong type where a name belongs is a field error (finding 3).
+        case(
+            "verify: status a number",
+            Method::PATCH,
+            &format!("/miners/{a}/status"),
+            Admin,
+            J(json!({"status": 1})),
+            422,
+            "invalid_body",
+        ),
+        case(
+            "verify: status null",
+            Method::PATCH,
+            &format!("/miners/{a}/status"),
+            Admin,
+            J(json!({"status": null})),
+            422,
+            "invalid_body",
+        ),
+        case(
+            "verify: status a list",
+            Method::PATCH,
+            &format!("/miners/{a}/status"),
+            Admin,
+            J(json!({"status": []})),
+            422,
+            "invalid_body",
+        ),
+        case(
+            "heartbeat: status a number",
+            Method::POST,
+            "/heart_beat",
+            Own,
+            J(with(beat.clone(), "/status", json!(1))),
+            422,
+            "invalid_body",
+        ),
         // Routes and methods that do not exist
         case(
             "unknown route",
@@ -900,5 +1019,34 @@ async fn anonymous_registration_is_rate_limited_per_address() -> TestResult {
         .await?;
     assert_eq!(response.status(), 201);
     assert!(server.stop()?);
+    Ok(())
+}
+
+/// A number, null or list where a name belongs is reported as that field of the wrong type
+/// (it read "the body is not valid JSON: expected value at line 1 column 12").
+#[tokio::test]
+async fn a_wrong_type_where_a_name_belongs_names_the_field() -> TestResult {
+    let (_home, server) = common::coordinator()?;
+    let http = reqwest::Client::new();
+    let (a, _) = register(&http, &server).await?;
+    for (value, found) in [
+        (json!(1), "a number"),
+        (json!(null), "null"),
+        (json!([]), "a list"),
+    ] {
+        let answer = http
+            .patch(format!("{}/miners/{a}/status", server.api))
+            .bearer_auth(&server.admin_token)
+            .json(&json!({ "status": value }))
+            .send()
+            .await?;
+        assert_eq!(answer.status().as_u16(), 422);
+        let body: Value = answer.json().await?;
+        assert_eq!(
+            body["detail"],
+            format!("status: expected one of its names (a string), got {found}"),
+            "{body}"
+        );
+    }
     Ok(())
 }

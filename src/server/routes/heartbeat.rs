@@ -32,8 +32,18 @@ use crate::store::{StatusChange, Write};
 pub(super) async fn receive(
     State(state): State<AppState>,
     bearer: Bearer,
-    ApiJson(body): ApiJson<HeartbeatRequest>,
+    body: Result<ApiJson<HeartbeatRequest>, ApiError>,
 ) -> Result<Json<HeartbeatResponse>, ApiError> {
+    // Who is calling is answered before what the body is (a stranger learns nothing of the
+    // routes' rules); checked here only when the body fails, since the registry checks a good
+    // one's token anyway.
+    let ApiJson(body) = match body {
+        Ok(body) => body,
+        Err(err) => {
+            state.require_a_miner(&bearer)?;
+            return Err(err);
+        }
+    };
     let miner_id = body.metrics.miner_id.as_str();
     let now = Utc::now();
     let persist = |outcome: &HeartbeatOutcome| persist(&state, &body, outcome, now);

@@ -36,9 +36,12 @@ pub(super) async fn register(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     bearer: Option<Bearer>,
-    ApiJson(body): ApiJson<RegistrationRequest>,
+    body: Result<ApiJson<RegistrationRequest>, ApiError>,
 ) -> Result<(StatusCode, Json<RegistrationResponse>), ApiError> {
-    let is_admin = bearer.is_some_and(|b| state.caller(&b).ok() == Some(Caller::Admin));
+    // Anonymous callers may register; a token, when given, must be known (before the body).
+    let caller = bearer.map(|b| state.caller(&b)).transpose()?;
+    let is_admin = caller == Some(Caller::Admin);
+    let ApiJson(body) = body?;
     if !is_admin && !state.limiter.allow(peer.ip(), Instant::now()) {
         return Err(ApiError::RateLimited(
             "too many registrations from this address: try again in a minute",
@@ -176,10 +179,12 @@ pub(super) async fn set_verification(
     State(state): State<AppState>,
     bearer: Bearer,
     id: Result<Path<String>, PathRejection>,
-    ApiJson(body): ApiJson<VerificationUpdate>,
+    body: Result<ApiJson<VerificationUpdate>, ApiError>,
 ) -> Result<Json<SimpleResponse>, ApiError> {
     let Path(id) = id?;
+    // The token before the body.
     state.require_admin(&bearer)?;
+    let ApiJson(body) = body?;
     if !state.registry.contains(&id) {
         return Err(ApiError::no_such_miner(&id));
     }

@@ -23,10 +23,12 @@ pub(super) async fn set_key(
     State(state): State<AppState>,
     bearer: Bearer,
     id: Result<Path<String>, PathRejection>,
-    ApiJson(body): ApiJson<RelayKey>,
+    body: Result<ApiJson<RelayKey>, ApiError>,
 ) -> Result<Json<SimpleResponse>, ApiError> {
     let Path(id) = id?;
+    // The token before the body.
     state.require_miner(&bearer, &id)?;
+    let ApiJson(body) = body?;
     let key = body.parsed()?;
     store_key(&state, &id, &key).await?;
     Ok(Json(SimpleResponse::success("Relay key recorded")))

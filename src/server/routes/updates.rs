@@ -23,8 +23,11 @@ use crate::store::Write;
 pub(super) async fn network(
     State(state): State<AppState>,
     bearer: Bearer,
-    ApiJson(body): ApiJson<NetworkUpdate>,
+    body: Result<ApiJson<NetworkUpdate>, ApiError>,
 ) -> Result<Json<SimpleResponse>, ApiError> {
+    // The token before the body; then the body's miner must be the token's.
+    state.require_a_miner(&bearer)?;
+    let ApiJson(body) = body?;
     state.require_miner(&bearer, &body.miner_id)?;
     let write = Write::Network {
         miner_id: body.miner_id,
@@ -43,8 +46,11 @@ pub(super) async fn network(
 pub(super) async fn bittensor(
     State(state): State<AppState>,
     bearer: Bearer,
-    ApiJson(body): ApiJson<BittensorRegistration>,
+    body: Result<ApiJson<BittensorRegistration>, ApiError>,
 ) -> Result<Json<SimpleResponse>, ApiError> {
+    // The token before the body; then the body's miner must be the token's.
+    state.require_a_miner(&bearer)?;
+    let ApiJson(body) = body?;
     state.require_miner(&bearer, &body.miner_id)?;
     let details = serde_json::to_value(&body).map_err(ApiError::internal)?;
     let write = Write::Bittensor {
@@ -69,8 +75,11 @@ pub(super) async fn bittensor(
 pub(super) async fn commune(
     State(state): State<AppState>,
     bearer: Bearer,
-    ApiJson(body): ApiJson<CommuneRegistration>,
+    body: Result<ApiJson<CommuneRegistration>, ApiError>,
 ) -> Result<Json<SimpleResponse>, ApiError> {
+    // The token before the body; then the body's miner must be the token's.
+    state.require_a_miner(&bearer)?;
+    let ApiJson(body) = body?;
     state.require_miner(&bearer, &body.miner_id)?;
     let details = serde_json::to_value(&body).map_err(ApiError::internal)?;
     let write = Write::Commune {
