@@ -350,7 +350,16 @@ fn monitor_is_the_dashboard_by_its_old_name() -> TestResult {
         return Ok(());
     };
     let wait = Duration::from_secs(20);
-    tmux.wait_for("This machine", wait)?;
+    // The offer to start the agent pops up once the agent link has reported; q closes it,
+    // then q quits.
+    tmux.wait_for("The agent is not running", wait)?;
+    tmux.send(&["q"])?;
+    tmux.wait_for("press s (or Enter) to start it", wait)?;
+    let deadline = std::time::Instant::now() + wait;
+    while tmux.screen()?.contains("The agent is not running") {
+        assert!(std::time::Instant::now() < deadline, "the popup stays");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     tmux.send(&["q"])?;
     let screen = tmux.wait_for("EXIT=", wait)?;
     assert!(screen.contains("EXIT=0"), "{screen}");
