@@ -33,8 +33,12 @@ pub enum ApiError {
     /// The request contradicts what another miner holds.
     #[error("{0}")]
     Conflict(String),
-    #[error("{0}")]
-    RateLimited(&'static str),
+    /// Too many requests; try again after the wait (sent as `Retry-After`).
+    #[error("{detail}")]
+    RateLimited {
+        detail: String,
+        retry_after: std::time::Duration,
+    },
     #[error("the request took too long")]
     Timeout,
     /// Anything on our side; the cause is logged, never sent.
@@ -68,7 +72,7 @@ impl ApiError {
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-            ApiError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::Timeout => (StatusCode::REQUEST_TIMEOUT, "timeout"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -85,7 +89,16 @@ impl IntoResponse for ApiError {
             error: code.to_owned(),
             detail: self.to_string(),
         };
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let ApiError::RateLimited { retry_after, .. } = &self {
+            // Whole seconds, rounded up (RFC 9110 §10.2.3): never earlier than useful.
+            let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(seconds.max(1)),
+            );
+        }
+        response
     }
 }
 

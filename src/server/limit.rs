@@ -45,23 +45,24 @@ impl Bucket {
         }
     }
 
-    /// Refills at `per_sec` up to `burst`; true when a token was available.
-    fn take(&mut self, burst: f64, per_sec: f64, now: Instant) -> bool {
+    /// Refills at `per_sec` up to `burst` and takes a token; when there is none, how long
+    /// until there is.
+    fn take(&mut self, burst: f64, per_sec: f64, now: Instant) -> Result<(), Duration> {
         let refill = now.duration_since(self.at).as_secs_f64() * per_sec;
         self.tokens = (self.tokens + refill).min(burst);
         self.at = now;
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
-            true
+            Ok(())
         } else {
-            false
+            Err(Duration::from_secs_f64((1.0 - self.tokens) / per_sec))
         }
     }
 }
 
 impl RegistrationLimiter {
-    /// Takes one token for `ip`; false when the caller must wait.
-    pub fn allow(&self, ip: IpAddr, now: Instant) -> bool {
+    /// Takes one token for `ip`; when the caller must wait, for how long (`Retry-After`).
+    pub fn allow(&self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
         let per_sec = 1.0 / REFILL_EVERY.as_secs_f64();
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let buckets = &mut *state;
@@ -78,9 +79,7 @@ impl RegistrationLimiter {
             .by_network
             .entry(network_of(ip))
             .or_insert_with(|| Bucket::full(BURST, now));
-        if !local.take(BURST, per_sec, now) {
-            return false;
-        }
+        local.take(BURST, per_sec, now)?;
         buckets
             .global
             .get_or_insert_with(|| Bucket::full(GLOBAL_BURST, now))
@@ -112,13 +111,18 @@ mod tests {
         let ip = IpAddr::from([127, 0, 0, 1]);
         let t0 = Instant::now();
         for _ in 0..BURST as usize {
-            assert!(limiter.allow(ip, t0));
+            assert!(limiter.allow(ip, t0).is_ok());
         }
-        assert!(!limiter.allow(ip, t0));
-        assert!(limiter.allow(ip, t0 + REFILL_EVERY));
-        assert!(!limiter.allow(ip, t0 + REFILL_EVERY));
+        assert_eq!(limiter.allow(ip, t0), Err(REFILL_EVERY), "a full wait");
+        assert!(limiter.allow(ip, t0 + REFILL_EVERY).is_ok());
+        assert!(limiter.allow(ip, t0 + REFILL_EVERY).is_err());
+        assert_eq!(
+            limiter.allow(ip, t0 + REFILL_EVERY + REFILL_EVERY / 3),
+            Err(REFILL_EVERY - REFILL_EVERY / 3),
+            "what is left of the wait"
+        );
         assert!(
-            limiter.allow(IpAddr::from([127, 0, 0, 2]), t0),
+            limiter.allow(IpAddr::from([127, 0, 0, 2]), t0).is_ok(),
             "buckets are per address"
         );
     }
@@ -129,13 +133,17 @@ mod tests {
         let t0 = Instant::now();
         let host = |last: u16| IpAddr::from([0x2001, 0xdb8, 0, 1, 0, 0, 0, last]);
         for i in 0..BURST as u16 {
-            assert!(limiter.allow(host(i), t0));
+            assert!(limiter.allow(host(i), t0).is_ok());
         }
         assert!(
-            !limiter.allow(host(999), t0),
+            limiter.allow(host(999), t0).is_err(),
             "another address of the same /64"
         );
-        assert!(limiter.allow(IpAddr::from([0x2001, 0xdb8, 0, 2, 0, 0, 0, 1]), t0));
+        assert!(
+            limiter
+                .allow(IpAddr::from([0x2001, 0xdb8, 0, 2, 0, 0, 0, 1]), t0)
+                .is_ok()
+        );
     }
 
     #[test]
@@ -143,7 +151,7 @@ mod tests {
         let limiter = RegistrationLimiter::default();
         let t0 = Instant::now();
         let allowed = (0..1000u32)
-            .filter(|i| limiter.allow(IpAddr::from(i.to_be_bytes()), t0))
+            .filter(|i| limiter.allow(IpAddr::from(i.to_be_bytes()), t0).is_ok())
             .count();
         assert_eq!(allowed, GLOBAL_BURST as usize);
     }

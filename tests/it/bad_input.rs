@@ -990,6 +990,16 @@ async fn anonymous_registration_is_rate_limited_per_address() -> TestResult {
         match response.status().as_u16() {
             201 => accepted += 1,
             429 => {
+                // A refill comes every 3 s: the client is told when to come back.
+                let retry_after = response
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok());
+                assert!(
+                    retry_after.is_some_and(|s| (1..=3).contains(&s)),
+                    "Retry-After: {retry_after:?}"
+                );
                 refused = Some(response.json::<Value>().await?);
                 break;
             }

@@ -30,7 +30,9 @@ const MAX_PAGE: usize = 1000;
     responses(
         (status = 201, body = RegistrationResponse),
         (status = 400, body = ErrorBody), (status = 413, body = ErrorBody),
-        (status = 422, body = ErrorBody), (status = 429, body = ErrorBody),
+        (status = 422, body = ErrorBody),
+        (status = 429, body = ErrorBody, headers(
+            ("Retry-After" = u64, description = "seconds until a registration is allowed again"))),
     ))]
 pub(super) async fn register(
     State(state): State<AppState>,
@@ -42,10 +44,14 @@ pub(super) async fn register(
     let caller = bearer.map(|b| state.caller(&b)).transpose()?;
     let is_admin = caller == Some(Caller::Admin);
     let ApiJson(body) = body?;
-    if !is_admin && !state.limiter.allow(peer.ip(), Instant::now()) {
-        return Err(ApiError::RateLimited(
-            "too many registrations from this address: try again in a minute",
-        ));
+    if !is_admin && let Err(wait) = state.limiter.allow(peer.ip(), Instant::now()) {
+        return Err(ApiError::RateLimited {
+            detail: format!(
+                "too many registrations from this address: try again in {:.0} s",
+                wait.as_secs_f64().ceil().max(1.0)
+            ),
+            retry_after: wait,
+        });
     }
     let relay_key = body
         .relay_key
