@@ -4,6 +4,34 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// Creates `dir` and its missing parents so that only their owner can enter them (mode 0700 on
+/// Unix): POLARIS_HOME and its folders hold tokens, inventories and logs. Folders that exist
+/// are left as they are.
+pub fn create_private_dir_all(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
+/// Opens `path` for appending, creating it readable by its owner only (mode 0600 on Unix): logs
+/// carry addresses, wallet names and whatever compute_subnet prints. An existing file keeps its
+/// mode.
+pub fn open_private_append(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)
+}
+
 /// Replaces `path` with `contents` atomically: a temporary file in the same directory is
 /// written, flushed to disk and renamed over the target, and the directory is flushed so the
 /// rename survives a crash. Creates missing parent directories.
@@ -23,7 +51,7 @@ fn replace(path: &Path, contents: &[u8], private: bool) -> std::io::Result<()> {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
-    std::fs::create_dir_all(dir)?;
+    create_private_dir_all(dir)?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

@@ -16,7 +16,7 @@ const KEEP_FILES: usize = 5;
 /// Starts logging into `dir/<name>.log.<date>`, rotated daily, the newest five kept.
 /// `RUST_LOG` overrides the default filter. Keep the guard alive: dropping it flushes the file.
 pub fn init_file_logging(dir: &Path, name: &str) -> anyhow::Result<WorkerGuard> {
-    std::fs::create_dir_all(dir)
+    crate::files::create_private_dir_all(dir)
         .with_context(|| format!("cannot create the log folder {}", dir.display()))?;
     let appender = RollingFileAppender::builder()
         .rotation(Rotation::DAILY)

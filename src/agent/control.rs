@@ -408,6 +408,11 @@ mod unix {
             std::fs::remove_file(path)?;
         }
         let listener = UnixListener::bind(path)?;
+        // Whoever can connect can stop the agent: its owner only.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        }
         let handle = Arc::new(handle);
         loop {
             let accepted = tokio::select! {

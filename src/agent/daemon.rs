@@ -22,7 +22,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
     tokio::spawn(Signals::install()?.stop(cancel.clone()));
     let home = settings.home.clone();
-    std::fs::create_dir_all(&home).with_context(|| format!("cannot create {}", home.display()))?;
+    crate::files::create_private_dir_all(&home)
+        .with_context(|| format!("cannot create {}", home.display()))?;
     let me = std::process::id();
     // One agent per POLARIS_HOME: an exclusive lock held for the agent's lifetime (the kernel
     // drops it however the process ends), so two racing starts cannot both run.
@@ -299,12 +300,8 @@ async fn publish_snapshots(
 /// Takes `pids/polaris.lock` exclusively, or says which agent holds it.
 fn lock(home: &std::path::Path) -> anyhow::Result<std::fs::File> {
     let path = home.join("pids").join("polaris.lock");
-    std::fs::create_dir_all(home.join("pids"))?;
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
+    crate::files::create_private_dir_all(&home.join("pids"))?;
+    let file = crate::files::open_private_append(&path)
         .with_context(|| format!("cannot open {}", path.display()))?;
     #[cfg(unix)]
     if rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {

@@ -137,12 +137,8 @@ async fn spawn_and_wait(settings: &Settings) -> Result<Started, StartError> {
         let path = path.to_path_buf();
         move |source| StartError::Files { path, source }
     };
-    std::fs::create_dir_all(&logs_dir).map_err(files(&logs_dir))?;
-    let stderr = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&stderr_log)
-        .map_err(files(&stderr_log))?;
+    crate::files::create_private_dir_all(&logs_dir).map_err(files(&logs_dir))?;
+    let stderr = crate::files::open_private_append(&stderr_log).map_err(files(&stderr_log))?;
     let exe = polaris_executable().map_err(StartError::Spawn)?;
     let home_dir = home.canonicalize().unwrap_or_else(|_| home.clone());
     let mut command = tokio::process::Command::new(exe);

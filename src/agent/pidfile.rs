@@ -52,7 +52,7 @@ pub fn write(home: &Path, name: &str, pid: u32) -> anyhow::Result<PidRecord> {
         pid,
         started: start_time(pid).ok_or_else(|| anyhow::anyhow!("process {pid} is not running"))?,
     };
-    crate::files::write_atomically(&path(home, name), &serde_json::to_vec(&record)?)?;
+    crate::files::write_private_atomically(&path(home, name), &serde_json::to_vec(&record)?)?;
     Ok(record)
 }
 

@@ -4,7 +4,7 @@
 //! Lines are buffered: a writer calls [`RotatingLog::flush`] when they must reach the file (the
 //! supervisor's pump once the pipe is drained, the agent's own log after each event).
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,7 +37,7 @@ pub struct RotatingLog {
 const BUFFER: usize = 64 * 1024;
 
 fn open_append(path: &Path) -> io::Result<(BufWriter<File>, u64)> {
-    let file = OpenOptions::new().create(true).append(true).open(path)?;
+    let file = crate::files::open_private_append(path)?;
     let len = file.metadata()?.len();
     Ok((BufWriter::with_capacity(BUFFER, file), len))
 }
@@ -53,7 +53,7 @@ impl RotatingLog {
     /// Opens `path` for appending (creating it and its directory).
     pub fn open(path: &Path, max_bytes: u64, keep: usize) -> io::Result<Self> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+            crate::files::create_private_dir_all(dir)?;
         }
         let (file, written) = open_append(path)?;
         Ok(Self {

@@ -61,6 +61,11 @@ pub(super) fn run(args: ServerArgs, home: Option<PathBuf>) -> anyhow::Result<Exi
         flags.push((keys::RELAY_PORTS.env, ports));
     }
     let settings = Settings::load(home, &flags)?;
+    // Everything the coordinator creates (its database with the WAL and shared-memory files,
+    // the log files tracing-appender rotates in) holds token hashes, inventories and addresses:
+    // owner only. It starts no other program, so the mask reaches nothing else.
+    #[cfg(unix)]
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let _log_guard = crate::telemetry::init_file_logging(&settings.logs_dir(), "server")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

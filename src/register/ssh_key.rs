@@ -42,7 +42,8 @@ pub fn ensure_at(path: &Path, comment: &str) -> anyhow::Result<bool> {
         return Ok(false);
     }
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    crate::files::create_private_dir_all(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

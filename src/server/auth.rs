@@ -93,6 +93,7 @@ pub fn load_or_create_admin_token(
         return Ok((token.to_owned(), None));
     }
     let path = admin_token_path(home);
+    refuse_if_others_can_read(&path)?;
     match std::fs::read_to_string(&path) {
         Ok(text) => {
             let token = text.trim().to_owned();
@@ -112,6 +113,24 @@ pub fn load_or_create_admin_token(
     write_private(&path, &format!("{token}\n"))
         .with_context(|| format!("cannot write the admin token to {}", path.display()))?;
     Ok((token, Some(path)))
+}
+
+/// A token file that others can read is refused, as OpenSSH refuses such a key: the token is
+/// the fleet's master key, and a copy may already have been read.
+fn refuse_if_others_can_read(path: &Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    if let Ok(meta) = std::fs::metadata(path) {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o777;
+        anyhow::ensure!(
+            mode & 0o077 == 0,
+            "{0} can be read by others (mode {mode:03o}): run `chmod 600 {0}` (and consider a new token: delete the file)",
+            path.display()
+        );
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 /// Writes a file only its owner can read, creating it; never replaces an existing file.

@@ -79,7 +79,7 @@ impl Coordinator {
         let listener = TcpListener::bind(server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", server.listen))?;
-        std::fs::create_dir_all(&settings.home).with_context(|| {
+        crate::files::create_private_dir_all(&settings.home).with_context(|| {
             format!("cannot create POLARIS_HOME at {}", settings.home.display())
         })?;
         // The relay binds its port before it makes its host key; its keys are loaded below.

@@ -84,6 +84,7 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        create_private(path);
         let writer = Connection::open(path)?;
         // FULL: a committed status transition survives a power cut, not only a crash. Commits are
         // batched, so the extra fsync is paid once per batch.
@@ -254,6 +255,14 @@ const MINER_SELECT: &str = "SELECT m.id, m.name, m.location, m.description, m.re
     FROM miners m LEFT JOIN miner_states s ON s.miner_id = m.id";
 
 /// Reads one row of [`MINER_SELECT`]. The outer `Result` is SQLite's, the inner one ours.
+/// Creates the database file readable by its owner only, before SQLite opens it: its WAL and
+/// shared-memory files take the database's mode, and all three hold token hashes, inventories
+/// and addresses.
+/// Where that fails, SQLite's own open says why.
+fn create_private(path: &Path) {
+    let _ = crate::files::open_private_append(path);
+}
+
 fn read_miner(row: &Row<'_>) -> rusqlite::Result<Result<MinerRecord, StoreError>> {
     let text = |i: usize| row.get::<_, Option<String>>(i);
     let (resources, network, bittensor, commune) = (text(5)?, text(6)?, text(7)?, text(8)?);

@@ -914,3 +914,38 @@ fn sigterm_while_the_agent_starts_is_a_clean_stop() -> TestResult {
     );
     Ok(())
 }
+
+/// What the agent writes in POLARIS_HOME is its owner's alone, whatever the home's own mode:
+/// folders 0700, logs, PID files, the lock and the control socket 0600 (issue 11, finding 5).
+#[tokio::test]
+async fn the_agents_files_are_private() -> TestResult {
+    use std::os::unix::fs::PermissionsExt;
+    let (_server_home, server, agent) = Agent::with_coordinator()?;
+    std::fs::set_permissions(agent.home.path(), std::fs::Permissions::from_mode(0o755))?;
+    agent.register(&server).await?;
+    agent.start()?;
+    let mode = |path: &std::path::Path| {
+        std::fs::metadata(path)
+            .map(|m| m.permissions().mode() & 0o777)
+            .unwrap_or(0)
+    };
+    let files = common::files_under(agent.home.path());
+    for name in [
+        "polaris_stdout.log",
+        "compute_subnet_stdout.log",
+        "polaris.pid",
+        "polaris.sock",
+    ] {
+        assert!(files.iter().any(|f| f.ends_with(name)), "{name}: {files:?}");
+    }
+    let open_to_others: Vec<_> = files
+        .iter()
+        .filter(|f| mode(f) & 0o077 != 0)
+        .map(|f| format!("{} {:03o}", f.display(), mode(f)))
+        .collect();
+    assert!(open_to_others.is_empty(), "{open_to_others:?}");
+    for dir in ["logs", "pids"] {
+        assert_eq!(mode(&agent.home.path().join(dir)), 0o700, "{dir}");
+    }
+    Ok(())
+}

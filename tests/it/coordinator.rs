@@ -295,6 +295,67 @@ async fn sigterm_commits_queued_writes_before_exiting() -> TestResult {
     Ok(())
 }
 
+/// What the coordinator writes is its owner's alone, whatever POLARIS_HOME's own mode: the logs
+/// folder 0700; the database, its WAL and shared memory, the log files and the admin token
+/// 0600 (they were 0644 and 0755). An admin token file others can read is refused, with the
+/// chmod to run (issue 11, finding 5).
+#[tokio::test]
+async fn the_coordinators_files_are_private_and_a_readable_token_is_refused() -> TestResult {
+    use std::os::unix::fs::PermissionsExt;
+    let home = tempfile::tempdir()?;
+    std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o755))?;
+    let server = Server::start(home.path(), &[])?;
+    let http = reqwest::Client::new();
+    let (id, token) = register(&http, &server).await?;
+    assert_eq!(heartbeat(&http, &server, &id, &token).await?, 200);
+    let mode = |path: &std::path::Path| {
+        std::fs::metadata(path)
+            .map(|m| m.permissions().mode() & 0o777)
+            .unwrap_or(0)
+    };
+    let files = common::files_under(home.path());
+    let named = |name: &str| files.iter().any(|f| f.ends_with(name));
+    assert!(
+        named("polaris.db")
+            && named("polaris.db-wal")
+            && named("polaris.db-shm")
+            && named("admin_token"),
+        "{files:?}"
+    );
+    assert!(
+        files
+            .iter()
+            .any(|f| f.starts_with(home.path().join("logs"))),
+        "{files:?}"
+    );
+    let open_to_others: Vec<_> = files
+        .iter()
+        .filter(|f| mode(f) & 0o077 != 0)
+        .map(|f| format!("{} {:03o}", f.display(), mode(f)))
+        .collect();
+    assert!(open_to_others.is_empty(), "{open_to_others:?}");
+    assert_eq!(mode(&home.path().join("logs")), 0o700);
+    assert!(server.stop()?);
+
+    let token_file = home.path().join("admin_token");
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o644))?;
+    let refused = common::polaris(home.path())
+        .args(["server", "--listen", "127.0.0.1:0"])
+        .output()?;
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{said}");
+    assert!(
+        said.contains(&format!("run `chmod 600 {}`", token_file.display())),
+        "{said}"
+    );
+    let admin_token = std::fs::read_to_string(&token_file)?;
+    assert!(
+        !said.contains(admin_token.trim()),
+        "never the token: {said}"
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_client_that_never_finishes_its_request_cannot_block_the_stop() -> TestResult {
     use std::io::Write;
