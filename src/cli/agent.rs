@@ -175,7 +175,8 @@ fn lenient_settings(home: Option<PathBuf>) -> anyhow::Result<Settings> {
     let (settings, problem) = Settings::load_or_defaults(home)?;
     if let Some(problem) = problem {
         eprintln!(
-            "polaris: warning: {problem}; going on with the defaults in {}",
+            "polaris: warning: {:#}; going on with the defaults in {}",
+            anyhow::Error::from(problem),
             settings.home.display()
         );
     }

@@ -98,9 +98,28 @@ pub fn run(cli: Cli) -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             eprintln!("polaris: error: {err:#}");
-            ExitCode::FAILURE
+            if is_bad_flag(&err) {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
+}
+
+/// A flag's value that does not parse is a usage error (exit 2), as clap's own are; a bad
+/// value in the environment or a file is a failure to fix there (exit 1).
+fn is_bad_flag(err: &anyhow::Error) -> bool {
+    use crate::config::{ConfigError, Origin};
+    err.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<ConfigError>(),
+            Some(ConfigError::Invalid {
+                origin: Origin::Flag,
+                ..
+            })
+        )
+    })
 }
 
 /// The dashboard needs a terminal on both ends: keys in, screen out.

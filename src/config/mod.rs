@@ -132,6 +132,15 @@ impl Settings {
         }
         layers.add_dotenv(Path::new(".env"))?;
         let home = match home {
+            Some(home) if home.as_os_str().is_empty() => {
+                return Err(ConfigError::Invalid {
+                    name: "--home".to_owned(),
+                    value: "\"\"".to_owned(),
+                    origin: Origin::Flag,
+                    expected: "a directory (leave the flag out for POLARIS_HOME or ~/.polaris)"
+                        .to_owned(),
+                });
+            }
             Some(home) => home,
             None => resolve_home(&layers)?,
         };
@@ -164,6 +173,14 @@ impl Settings {
 
     /// Parses every setting from already-read layers.
     pub fn from_layers(home: PathBuf, layers: &Layers) -> Result<Self, ConfigError> {
+        if let Some(name) = layers.empty_flag() {
+            return Err(ConfigError::Invalid {
+                name: name.to_owned(),
+                value: "\"\"".to_owned(),
+                origin: Origin::Flag,
+                expected: "a value (leave the flag out for the default)".to_owned(),
+            });
+        }
         let p = Parser { layers };
         let server_url = p.parse(
             &keys::SERVER_URL,
@@ -308,10 +325,22 @@ impl Parser<'_> {
         key: &Key,
         range: RangeInclusive<Duration>,
     ) -> Result<Option<Duration>, ConfigError> {
+        // Examples the range accepts (it used to offer 500ms where 1 s is the least).
+        let examples: Vec<String> = ["500ms", "2s", "10s", "45s", "5m", "1h"]
+            .into_iter()
+            .filter(|e| parse_duration(e).is_some_and(|d| range.contains(&d)))
+            .take(3)
+            .map(str::to_owned)
+            .collect();
         let expected = format!(
-            "a duration from {} to {}, like 500ms, 2s or 45s",
+            "a duration from {} to {}{}",
             humantime::format_duration(*range.start()),
-            humantime::format_duration(*range.end())
+            humantime::format_duration(*range.end()),
+            match examples.as_slice() {
+                [] => String::new(),
+                [one] => format!(", like {one}"),
+                [init @ .., last] => format!(", like {} or {last}", init.join(", ")),
+            }
         );
         self.parse(key, &expected, |v| {
             parse_duration(v).filter(|d| range.contains(d))
@@ -394,6 +423,16 @@ fn resolve_home(layers: &Layers) -> Result<PathBuf, ConfigError> {
     };
     if let Some(raw) = layers.get(&HOME) {
         return Ok(expand_tilde(raw.value.trim()));
+    }
+    // Set, but to nothing: most likely a script's variable that came out empty. Refused, so
+    // the files do not silently go to ~/.polaris.
+    if layers.empty_in_env(HOME.env) {
+        return Err(ConfigError::Invalid {
+            name: HOME.env.to_owned(),
+            value: "\"\"".to_owned(),
+            origin: Origin::Env,
+            expected: "a directory (unset it for ~/.polaris)".to_owned(),
+        });
     }
     user_home()
         .map(|home| home.join(".polaris"))

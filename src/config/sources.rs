@@ -107,6 +107,24 @@ impl Layers {
         Ok(())
     }
 
+    /// A flag given with an empty value (`--listen ''`), refused rather than taken for "not
+    /// given": the user asked for something, and the default is not it.
+    pub fn empty_flag(&self) -> Option<&'static str> {
+        let mut empty: Vec<&'static str> = self
+            .flags
+            .iter()
+            .filter(|(_, v)| v.trim().is_empty())
+            .map(|(k, _)| *k)
+            .collect();
+        empty.sort_unstable();
+        empty.first().copied()
+    }
+
+    /// True when the process environment sets `name` to nothing (`POLARIS_HOME=`).
+    pub fn empty_in_env(&self, name: &str) -> bool {
+        self.env.get(name).is_some_and(|v| v.trim().is_empty())
+    }
+
     /// The winning raw value of a setting, if any layer has a non-empty one.
     pub fn get(&self, key: &Key) -> Option<Raw> {
         let non_empty = |v: &String| !v.trim().is_empty();

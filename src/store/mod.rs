@@ -20,16 +20,38 @@ pub use records::{
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("database error")]
-    Sqlite(#[from] rusqlite::Error),
+    /// SQLite's own words, once (rusqlite's error and its source say the same thing twice).
+    #[error("database error: {}", sqlite_words(.0))]
+    Sqlite(rusqlite::Error),
     #[error("stored JSON is unreadable")]
     Json(#[from] serde_json::Error),
     #[error("stored value is unreadable: {0}")]
     Corrupt(String),
+    /// The database file cannot be used as it is (another program's, a newer polaris's); the
+    /// text says what to do.
+    #[error("{0}")]
+    Unusable(String),
     #[error("the store's worker thread stopped")]
     WorkerGone,
     #[error("miner {0} does not exist")]
     NoSuchMiner(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(err: rusqlite::Error) -> Self {
+        StoreError::Sqlite(err)
+    }
+}
+
+/// rusqlite's message without the error code its source repeats it with.
+fn sqlite_words(err: &rusqlite::Error) -> String {
+    match err {
+        rusqlite::Error::SqliteFailure(code, Some(message)) => {
+            format!("{message} (code {})", code.extended_code)
+        }
+        rusqlite::Error::SqliteFailure(code, None) => code.to_string(),
+        other => other.to_string(),
+    }
 }
 
 /// Where miners, their states and their history live.

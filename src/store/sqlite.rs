@@ -95,11 +95,26 @@ impl SqliteStore {
         // Each step runs in its own transaction, so a crash mid-upgrade leaves a database at
         // one version or the next, never between.
         match version {
-            0 => writer.execute_batch(&format!("BEGIN; {SCHEMA_V1} {SCHEMA_V2} COMMIT;"))?,
+            0 => {
+                // Version 0 is a new, empty file; tables there belong to another program, and
+                // creating ours beside them would fail with the whole schema quoted.
+                let tables: Vec<String> = writer
+                    .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")?
+                    .query_map([], |row| row.get(0))?
+                    .collect::<Result<_, _>>()?;
+                if !tables.is_empty() {
+                    return Err(StoreError::Unusable(format!(
+                        "{} is not a polaris database (it holds the tables {}): move it away, or set POLARIS_HOME to another folder",
+                        path.display(),
+                        tables.join(", ")
+                    )));
+                }
+                writer.execute_batch(&format!("BEGIN; {SCHEMA_V1} {SCHEMA_V2} COMMIT;"))?
+            }
             1 => writer.execute_batch(&format!("BEGIN; {SCHEMA_V2} COMMIT;"))?,
             VERSION => {}
             newer => {
-                return Err(StoreError::Corrupt(format!(
+                return Err(StoreError::Unusable(format!(
                     "{} has schema version {newer}, newer than this polaris knows ({VERSION}): upgrade polaris",
                     path.display()
                 )));

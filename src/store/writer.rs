@@ -252,7 +252,10 @@ impl StoreError {
                 )
             ),
             StoreError::WorkerGone => true,
-            StoreError::Json(_) | StoreError::Corrupt(_) | StoreError::NoSuchMiner(_) => false,
+            StoreError::Json(_)
+            | StoreError::Corrupt(_)
+            | StoreError::Unusable(_)
+            | StoreError::NoSuchMiner(_) => false,
         }
     }
 }

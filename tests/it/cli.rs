@@ -151,7 +151,7 @@ fn flags_beat_the_environment() {
         &["server", "--offline-after", "never"],
         &[("POLARIS_OFFLINE_AFTER", "5s")],
     );
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2), "a flag's bad value is a usage error");
     let err = text(&out.stderr);
     assert!(
         err.contains("\"never\"") && err.contains("command-line flag"),
@@ -250,4 +250,65 @@ fn the_systemd_unit_runs_the_daemon_and_restarts_it() {
         line("ExecReload=").as_deref(),
         Some("/bin/kill -HUP $MAINPID")
     );
+}
+
+/// Settings the probe found taken quietly or said badly (issue 11, finding 7): an empty flag
+/// value and an empty POLARIS_HOME are refused, not replaced by the defaults; a flag's bad value
+/// is a usage error (exit 2) whose examples are values the setting accepts; another program's
+/// database and a file that is no database are named in one short line.
+#[test]
+fn empty_and_foreign_settings_are_refused_in_one_clear_line() {
+    let home = tempfile::tempdir().expect("temp dir");
+    let one_line = |out: &Output| {
+        let err = text(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+        err
+    };
+
+    let out = polaris(home.path(), &["server", "--listen", ""], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(one_line(&out).contains("POLARIS_LISTEN=\"\" (from command-line flag)"));
+    assert!(!home.path().join("polaris.db").exists(), "nothing started");
+
+    let out = polaris(home.path(), &["status"], &[("POLARIS_HOME", "")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(one_line(&out).contains("POLARIS_HOME=\"\" (from environment)"));
+
+    let out = polaris(home.path(), &["server", "--offline-after", "500ms"], &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a flag's bad value is a usage error"
+    );
+    let err = one_line(&out);
+    assert!(
+        err.contains("from 1s to 1day, like 2s, 10s or 45s"),
+        "{err}"
+    );
+    let out = polaris(
+        home.path(),
+        &["server"],
+        &[("POLARIS_OFFLINE_AFTER", "500ms")],
+    );
+    assert_eq!(out.status.code(), Some(1), "the environment's is a failure");
+
+    let foreign = tempfile::tempdir().expect("temp dir");
+    let db = foreign.path().join("polaris.db");
+    rusqlite::Connection::open(&db)
+        .and_then(|c| c.execute_batch("CREATE TABLE miners (x); CREATE TABLE other (y);"))
+        .expect("another program's database");
+    let listen = ["server", "--listen", "127.0.0.1:0"];
+    let out = polaris(foreign.path(), &listen, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = one_line(&out);
+    assert!(
+        err.contains("is not a polaris database (it holds the tables miners, other)"),
+        "{err}"
+    );
+
+    std::fs::write(&db, "plain text, not a database").expect("write");
+    let out = polaris(foreign.path(), &listen, &[]);
+    let err = one_line(&out);
+    assert!(err.contains("file is not a database (code 26)"), "{err}");
+    assert_eq!(err.matches("not a database").count(), 1, "said once: {err}");
 }
