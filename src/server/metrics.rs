@@ -18,6 +18,33 @@ pub struct Metrics {
     to_degraded: AtomicU64,
     alerts: AtomicU64,
     alert_failures: AtomicU64,
+    http_open: AtomicU64,
+    http_slow_header: AtomicU64,
+    http_slow_idle: AtomicU64,
+    http_slow_write: AtomicU64,
+    http_shed: AtomicU64,
+    http_cap_reached: AtomicU64,
+}
+
+/// Why an HTTP connection was closed for being slow (`serve.rs` has the limits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slow {
+    /// Its request head was not complete in time.
+    Header,
+    /// Kept alive, it sent no new request in time.
+    Idle,
+    /// It took none of a response in time.
+    Write,
+}
+
+/// Counts an HTTP connection open while it lives.
+#[derive(Debug)]
+pub struct OpenConnection<'a>(&'a Metrics);
+
+impl Drop for OpenConnection<'_> {
+    fn drop(&mut self) {
+        self.0.http_open.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Metrics {
@@ -44,6 +71,45 @@ impl Metrics {
 
     pub fn alert_failed(&self) {
         self.alert_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn connection_opened(&self) -> OpenConnection<'_> {
+        self.http_open.fetch_add(1, Ordering::Relaxed);
+        OpenConnection(self)
+    }
+
+    pub fn connection_timed_out(&self, reason: Slow) {
+        let counter = match reason {
+            Slow::Header => &self.http_slow_header,
+            Slow::Idle => &self.http_slow_idle,
+            Slow::Write => &self.http_slow_write,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn connection_shed(&self) {
+        self.http_shed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn connection_cap_reached(&self) {
+        self.http_cap_reached.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The HTTP connection figures, for tests: open, timed out for (header, idle, write), shed,
+    /// cap reached.
+    #[cfg(test)]
+    pub(super) fn http_connections(&self) -> (u64, [u64; 3], u64, u64) {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        (
+            get(&self.http_open),
+            [
+                get(&self.http_slow_header),
+                get(&self.http_slow_idle),
+                get(&self.http_slow_write),
+            ],
+            get(&self.http_shed),
+            get(&self.http_cap_reached),
+        )
     }
 
     /// Renders every metric.
@@ -97,6 +163,16 @@ impl Metrics {
             "Failed store attempts.",
             get(&store.failures),
         );
+        counter(
+            "polaris_http_connections_shed_total",
+            "Idle kept-alive HTTP connections closed early to make room at the connection cap.",
+            get(&self.http_shed),
+        );
+        counter(
+            "polaris_http_connection_cap_reached_total",
+            "Times every HTTP connection slot was taken (new connections then wait).",
+            get(&self.http_cap_reached),
+        );
         let _ = writeln!(
             out,
             "# HELP polaris_status_transitions_total Status transitions, by new status.\n\
@@ -113,6 +189,30 @@ impl Metrics {
                 get(c)
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP polaris_http_connections_timed_out_total HTTP connections closed for being \
+             slow: no complete request head in 10 s (header), no new request in 60 s on a \
+             kept-alive connection (idle), none of a response taken in 30 s (write).\n\
+             # TYPE polaris_http_connections_timed_out_total counter"
+        );
+        for (reason, c) in [
+            ("header", &self.http_slow_header),
+            ("idle", &self.http_slow_idle),
+            ("write", &self.http_slow_write),
+        ] {
+            let _ = writeln!(
+                out,
+                "polaris_http_connections_timed_out_total{{reason=\"{reason}\"}} {}",
+                get(c)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP polaris_http_connections HTTP connections open.\n\
+             # TYPE polaris_http_connections gauge\npolaris_http_connections {}",
+            get(&self.http_open)
+        );
         let _ = writeln!(
             out,
             "# HELP polaris_store_queue_depth Writes queued for the store.\n\

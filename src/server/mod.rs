@@ -14,9 +14,9 @@ mod metrics;
 pub mod registry;
 pub mod relay;
 mod routes;
+mod serve;
 mod state;
 
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -35,9 +35,6 @@ use crate::store::writer::StoreWriter;
 use metrics::Metrics;
 use registry::Registry;
 use state::AppState;
-
-/// How long open connections may take to finish once a stop is asked for.
-const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Where the built-in relay listens and who it is.
 #[derive(Debug, Clone)]
@@ -170,25 +167,16 @@ impl Coordinator {
         let relay = self
             .relay
             .map(|relay| tokio::spawn(relay.run(cancel.child_token())));
-        let app = router(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-        let server = axum::serve(self.listener, app)
-            .with_graceful_shutdown(cancel.clone().cancelled_owned())
-            .into_future();
-        tokio::pin!(server);
-        // Serve until cancelled; then give open connections a bounded time to finish, so a
+        // Serves until cancelled, then gives open connections a bounded time to finish, so a
         // client that never completes its request cannot hold the shutdown (and the flush) back.
-        let served = tokio::select! {
-            served = &mut server => served,
-            () = cancel.cancelled() => {
-                match tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
-                    Ok(served) => served,
-                    Err(_) => {
-                        tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}; closing them");
-                        Ok(())
-                    }
-                }
-            }
-        };
+        serve::serve(
+            self.listener,
+            router(self.state.clone()),
+            Arc::clone(&self.state.metrics),
+            serve::Limits::standard(),
+            cancel.clone(),
+        )
+        .await;
         cancel.cancel();
         let _ = tokio::join!(health, prune);
         if let Some(relay) = relay {
@@ -198,6 +186,6 @@ impl Coordinator {
         let _ = self.writer_task.await;
         self.state.alerter.close().await;
         tracing::info!("coordinator stopped; store flushed");
-        served.context("the HTTP server failed")
+        Ok(())
     }
 }

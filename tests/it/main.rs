@@ -16,5 +16,6 @@ mod inventory;
 mod logs;
 mod register;
 mod relay;
+mod slow_clients;
 mod tunnel;
 mod wire_compat;
