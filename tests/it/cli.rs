@@ -151,7 +151,11 @@ fn flags_beat_the_environment() {
         &["server", "--offline-after", "never"],
         &[("POLARIS_OFFLINE_AFTER", "5s")],
     );
-    assert_eq!(out.status.code(), Some(2), "a flag's bad value is a usage error");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a flag's bad value is a usage error"
+    );
     let err = text(&out.stderr);
     assert!(
         err.contains("\"never\"") && err.contains("command-line flag"),
