@@ -24,6 +24,8 @@ pub struct Metrics {
     http_slow_write: AtomicU64,
     http_shed: AtomicU64,
     http_cap_reached: AtomicU64,
+    /// Refused heartbeats, by reason.
+    pub refusals: super::refusals::Refusals,
 }
 
 /// Why an HTTP connection was closed for being slow (`serve.rs` has the limits).
@@ -205,6 +207,17 @@ impl Metrics {
                 out,
                 "polaris_http_connections_timed_out_total{{reason=\"{reason}\"}} {}",
                 get(c)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP polaris_heartbeats_refused_total Heartbeats refused, by reason.\n\
+             # TYPE polaris_heartbeats_refused_total counter"
+        );
+        for (reason, n) in self.refusals.counts() {
+            let _ = writeln!(
+                out,
+                "polaris_heartbeats_refused_total{{reason=\"{reason}\"}} {n}"
             );
         }
         let _ = writeln!(

@@ -11,6 +11,7 @@ mod guards;
 mod health;
 mod limit;
 mod metrics;
+mod refusals;
 pub mod registry;
 pub mod relay;
 mod routes;

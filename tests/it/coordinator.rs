@@ -356,6 +356,68 @@ async fn the_coordinators_files_are_private_and_a_readable_token_is_refused() ->
     Ok(())
 }
 
+/// Refused heartbeats are counted in `/metrics` by reason and logged once per miner and reason:
+/// the original's miners, which never send the token they were given, show up instead of
+/// going silent (issue 11).
+#[tokio::test]
+async fn refused_heartbeats_are_counted_by_reason_and_logged_once_per_miner() -> TestResult {
+    let (home, server) = common::coordinator()?;
+    let http = reqwest::Client::new();
+    let (a, token_a) = register(&http, &server).await?;
+    let (b, _) = register(&http, &server).await?;
+    // The original's exact request: its body and User-Agent, and no token.
+    for _ in 0..3 {
+        let answer = http
+            .post(format!("{}/heart_beat", server.api))
+            .header("User-Agent", "PolarisHeartbeat/1.0")
+            .json(&fixture("heartbeat.json", &a))
+            .send()
+            .await?;
+        assert_eq!(answer.status().as_u16(), 401);
+    }
+    assert_eq!(
+        heartbeat(&http, &server, &a, "0123456789abcdef0123456789abcdef").await?,
+        401
+    );
+    assert_eq!(heartbeat(&http, &server, &b, &token_a).await?, 403);
+    assert_eq!(
+        heartbeat(&http, &server, "NoSuchMiner", &token_a).await?,
+        404
+    );
+    assert_eq!(heartbeat(&http, &server, &a, &token_a).await?, 200);
+    let text = common::metrics(&http, &server).await?;
+    for (reason, n) in [
+        ("missing_token", 3.0),
+        ("unknown_token", 1.0),
+        ("wrong_token", 1.0),
+        ("unknown_miner", 1.0),
+        ("bad_body", 0.0),
+    ] {
+        let name = format!("polaris_heartbeats_refused_total{{reason=\"{reason}\"}}");
+        assert_eq!(metric(&text, &name), n, "{name}\n{text}");
+    }
+    assert_eq!(metric(&text, "polaris_heartbeats_received_total"), 1.0);
+    // The log says who cannot get through, once however often.
+    let logged = wait_for(Duration::from_secs(5), || async {
+        let log: String = common::files_under(&home.path().join("logs"))
+            .iter()
+            .filter_map(|f| std::fs::read_to_string(f).ok())
+            .collect();
+        (log.matches("heartbeat refused").count() >= 4).then_some(log)
+    })
+    .await
+    .ok_or("the refusals were not logged")?;
+    let refusals_of_a = logged
+        .lines()
+        .filter(|l| {
+            l.contains("heartbeat refused") && l.contains(&a) && l.contains("missing_token")
+        })
+        .count();
+    assert_eq!(refusals_of_a, 1, "{logged}");
+    assert!(!logged.contains(&token_a), "never a token in the log");
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_client_that_never_finishes_its_request_cannot_block_the_stop() -> TestResult {
     use std::io::Write;

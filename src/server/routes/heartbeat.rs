@@ -16,6 +16,7 @@ use crate::api::{
 use crate::server::alerts::Alert;
 use crate::server::auth::Bearer;
 use crate::server::error::{ApiError, ApiJson};
+use crate::server::refusals::Refused;
 use crate::server::registry::{HeartbeatOutcome, Refusal};
 use crate::server::state::AppState;
 use crate::store::{StatusChange, Write};
@@ -31,20 +32,37 @@ use crate::store::{StatusChange, Write};
     ))]
 pub(super) async fn receive(
     State(state): State<AppState>,
-    bearer: Bearer,
+    bearer: Result<Bearer, ApiError>,
     body: Result<ApiJson<HeartbeatRequest>, ApiError>,
 ) -> Result<Json<HeartbeatResponse>, ApiError> {
+    let bearer = match bearer {
+        Ok(bearer) => bearer,
+        Err(err) => {
+            // The miner id, when the body names one, says who cannot get through.
+            let miner_id = body.as_ref().ok().map(|b| b.0.metrics.miner_id.as_str());
+            state
+                .metrics
+                .refusals
+                .record(Refused::MissingToken, miner_id);
+            return Err(err);
+        }
+    };
     // Who is calling is answered before what the body is (a stranger learns nothing of the
     // routes' rules); checked here only when the body fails, since the registry checks a good
     // one's token anyway.
     let ApiJson(body) = match body {
         Ok(body) => body,
         Err(err) => {
-            state.require_a_miner(&bearer)?;
-            return Err(err);
+            let (reason, answer) = match state.require_a_miner(&bearer) {
+                Err(auth) => (refusal_of(&auth), auth),
+                Ok(()) => (Refused::BadBody, err),
+            };
+            state.metrics.refusals.record(reason, None);
+            return Err(answer);
         }
     };
     let miner_id = body.metrics.miner_id.as_str();
+    let refused = |reason| state.metrics.refusals.record(reason, Some(miner_id));
     let now = Utc::now();
     let persist = |outcome: &HeartbeatOutcome| persist(&state, &body, outcome, now);
     let recorded = state.registry.heartbeat(
@@ -59,12 +77,20 @@ pub(super) async fn receive(
         Ok(_) => state.metrics.heartbeat(),
         Err(Refusal::NoSuchMiner) => {
             // Authenticate first, so an anonymous caller cannot probe which miners exist.
-            state.caller(&bearer)?;
+            if let Err(auth) = state.caller(&bearer) {
+                refused(Refused::UnknownToken);
+                return Err(auth);
+            }
+            refused(Refused::UnknownMiner);
             return Err(ApiError::no_such_miner(miner_id));
         }
         Err(Refusal::WrongToken) => {
-            state.require_miner(&bearer, miner_id)?;
-            return Err(ApiError::Forbidden("this token belongs to another miner"));
+            let why = state
+                .require_miner(&bearer, miner_id)
+                .err()
+                .unwrap_or(ApiError::Forbidden("this token belongs to another miner"));
+            refused(refusal_of(&why));
+            return Err(why);
         }
     }
     Ok(Json(HeartbeatResponse {
@@ -73,6 +99,14 @@ pub(super) async fn receive(
         last_seen: now,
         commands: Vec::new(),
     }))
+}
+
+/// The refusal an authentication error stands for.
+fn refusal_of(err: &ApiError) -> Refused {
+    match err {
+        ApiError::Unauthorized(_) => Refused::UnknownToken,
+        _ => Refused::WrongToken,
+    }
 }
 
 /// Queues what a heartbeat changed: a transition (state, history, alert), a miner_states refresh,
