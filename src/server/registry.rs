@@ -3,9 +3,12 @@
 //!
 //! Status rule (also in the README):
 //! - `online`: the last heartbeat said `online` and arrived less than `offline_after` ago.
-//! - `degraded`: the last heartbeat said `degraded`, or the miner is late: silent for more than
-//!   half of `offline_after` but less than all of it. Lateness is computed when read (it heals
-//!   with the next heartbeat), so it is neither recorded nor alerted.
+//! - `degraded`: the last heartbeat said `degraded`, or the miner is late: silent for longer
+//!   than 1.5 of its own recent intervals between heartbeats, and at least half of
+//!   `offline_after`, but less than all of it. A miner on a slower cadence (the original beats
+//!   every ~31 s) is not late between its beats; one that has not beaten twice yet is judged by
+//!   half of `offline_after`. Lateness is computed when read (it heals with the next heartbeat),
+//!   so it is neither recorded nor alerted.
 //! - `offline`: silent for `offline_after`, or the last heartbeat said `offline` (a sign-off).
 //!
 //! Only the first and second kinds of change of a stored status are transitions: they are written
@@ -24,6 +27,12 @@ use crate::store::MinerSummary;
 
 /// Fewest miners up for the mass-silence guard to apply: in a small fleet, every miner counts.
 pub const MASS_SILENCE_MIN_MINERS: usize = 10;
+
+/// Weight of the newest interval in a miner's cadence (an exponential moving average, so one
+/// slow beat moves it a quarter of the way).
+const CADENCE_WEIGHT: f64 = 0.25;
+/// A miner is late once silent for this many of its own intervals (see the module docs).
+const LATE_AFTER_INTERVALS: f64 = 1.5;
 
 /// How often miner_states and metrics_history are written for a miner whose status is unchanged.
 pub const SAMPLE_EVERY: Duration = Duration::from_secs(60);
@@ -68,6 +77,11 @@ struct Entry {
     last_seen: Option<DateTime<Utc>>,
     heartbeat_count: u64,
     last_sample: Option<Instant>,
+    /// When the last heartbeat arrived (this process's clock).
+    last_beat: Option<Instant>,
+    /// The miner's usual interval between heartbeats, once it has beaten twice; gaps longer than
+    /// `offline_after` (outages) do not count.
+    cadence: Option<Duration>,
 }
 
 /// Who presented a token.
@@ -156,6 +170,8 @@ impl Registry {
                 last_seen: summary.last_heartbeat,
                 heartbeat_count: summary.heartbeat_count,
                 last_sample: None,
+                last_beat: None,
+                cadence: None,
             });
         }
         Self {
@@ -187,6 +203,8 @@ impl Registry {
             last_seen: None,
             heartbeat_count: 0,
             last_sample: None,
+            last_beat: None,
+            cadence: None,
         });
     }
 
@@ -239,6 +257,15 @@ impl Registry {
         entry.status = Some(reported);
         entry.last_seen = Some(wall);
         entry.heartbeat_count += 1;
+        if let Some(gap) = entry.last_beat.map(|last| now.duration_since(last))
+            && gap <= self.offline_after
+        {
+            entry.cadence = Some(match entry.cadence {
+                Some(usual) => usual.mul_f64(1.0 - CADENCE_WEIGHT) + gap.mul_f64(CADENCE_WEIGHT),
+                None => gap,
+            });
+        }
+        entry.last_beat = Some(now);
         if reported.is_up() {
             entry.clock = Some(now);
             inner.silence.insert((now, i));
@@ -363,9 +390,13 @@ impl Registry {
     }
 
     fn effective(&self, e: &Entry, now: Instant) -> Option<HeartbeatStatus> {
+        let late_after = e
+            .cadence
+            .map_or(Duration::ZERO, |usual| usual.mul_f64(LATE_AFTER_INTERVALS))
+            .max(self.offline_after / 2);
         match (e.status, e.clock) {
             (Some(HeartbeatStatus::Online), Some(clock))
-                if now.duration_since(clock) > self.offline_after / 2 =>
+                if now.duration_since(clock) > late_after =>
             {
                 Some(HeartbeatStatus::Degraded)
             }
@@ -594,6 +625,48 @@ mod tests {
             Some(HeartbeatStatus::Degraded)
         );
         assert!(r.sweep(late, |_| {}).offline.is_empty());
+    }
+
+    /// The original beats every ~31 s: with offline_after 45 s it read degraded for ~8 s of
+    /// every cycle. Lateness now follows each miner's own cadence.
+    #[test]
+    fn a_slow_but_steady_miner_never_reads_late_and_a_fast_one_still_does() {
+        let r = registry(2);
+        let t0 = Instant::now();
+        let status = |id: &str, at: Instant| r.liveness_of(id, at).and_then(|l| l.status);
+        for n in 0..5u32 {
+            beat(&r, 0, t0 + Duration::from_secs(31) * n);
+            beat(&r, 1, t0 + Duration::from_secs(10) * n);
+        }
+        let slow_last = t0 + Duration::from_secs(31 * 4);
+        assert_eq!(
+            status("m0", slow_last + Duration::from_secs(30)),
+            Some(HeartbeatStatus::Online),
+            "30 s into a 31 s cycle is on time"
+        );
+        assert_eq!(
+            status("m0", slow_last + Duration::from_secs(44)),
+            Some(HeartbeatStatus::Online),
+            "not late before 1.5 intervals (46.5 s), which is past offline_after"
+        );
+        let fast_last = t0 + Duration::from_secs(40);
+        assert_eq!(
+            status("m1", fast_last + Duration::from_secs(21)),
+            Some(HeartbeatStatus::Online),
+            "never late before half of offline_after"
+        );
+        assert_eq!(
+            status("m1", fast_last + Duration::from_secs(23)),
+            Some(HeartbeatStatus::Degraded),
+            "a 10 s miner silent for 23 s is late"
+        );
+        // An outage is not a cadence: a 10 s miner back after 60 s keeps its 10 s.
+        beat(&r, 1, fast_last + Duration::from_secs(60));
+        beat(&r, 1, fast_last + Duration::from_secs(70));
+        assert_eq!(
+            status("m1", fast_last + Duration::from_secs(70 + 23)),
+            Some(HeartbeatStatus::Degraded)
+        );
     }
 
     #[test]
