@@ -37,4 +37,19 @@ pub struct ErrorBody {
     pub error: String,
     /// What exactly was wrong, for a person.
     pub detail: String,
+    /// The same text as `detail`: the original's clients read `message` (its Commune code).
+    /// Absent from older coordinators' answers.
+    #[serde(default)]
+    pub message: String,
+}
+
+impl ErrorBody {
+    pub fn new(error: impl Into<String>, detail: impl Into<String>) -> Self {
+        let detail = detail.into();
+        Self {
+            error: error.into(),
+            message: detail.clone(),
+            detail,
+        }
+    }
 }

@@ -14,8 +14,9 @@ use super::validate::{self, FieldError, Validate, fail};
 pub struct NetworkInfo {
     #[serde(default)]
     pub internal_ip: Option<String>,
-    /// `ssh://user@host:port`.
-    #[serde(default)]
+    /// `ssh://user@host:port`. The original's `ssh://None@None:None` (what it sends when its
+    /// SSH settings are missing) reads as none, at registration and in updates alike.
+    #[serde(default, deserialize_with = "address_or_none")]
     pub ssh: Option<String>,
     #[serde(default)]
     pub username: Option<String>,
@@ -26,8 +27,23 @@ pub struct NetworkInfo {
     pub(crate) discarded_password: Option<IgnoredAny>,
 }
 
+/// The original formats Python's `None` into the URL for each SSH setting it lacks.
+fn is_python_none_address(address: &str) -> bool {
+    address
+        .strip_prefix("ssh://")
+        .is_some_and(|rest| rest.split(['@', ':']).any(|part| part == "None"))
+}
+
+fn address_or_none<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
+    let address = Option::<String>::deserialize(deserializer)?;
+    Ok(address.filter(|a| !is_python_none_address(a)))
+}
+
 impl NetworkInfo {
-    fn check(&self, at: &str) -> Result<(), FieldError> {
+    /// The same checks wherever network facts arrive (registration, `network_update`).
+    pub(super) fn check(&self, at: &str) -> Result<(), FieldError> {
         if let Some(ssh) = &self.ssh
             && !ssh.is_empty()
         {

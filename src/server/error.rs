@@ -85,10 +85,7 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(cause) = &self {
             tracing::error!(error = format!("{cause:#}"), "request failed");
         }
-        let body = ErrorBody {
-            error: code.to_owned(),
-            detail: self.to_string(),
-        };
+        let body = ErrorBody::new(code, self.to_string());
         let mut response = (status, Json(body)).into_response();
         if let ApiError::RateLimited { retry_after, .. } = &self {
             // Whole seconds, rounded up (RFC 9110 §10.2.3): never earlier than useful.

@@ -418,6 +418,63 @@ async fn refused_heartbeats_are_counted_by_reason_and_logged_once_per_miner() ->
     Ok(())
 }
 
+/// What the original sends without its SSH settings, `ssh://None@None:None`, reads as no
+/// address at registration and in `network_update` alike (it was taken at one and refused at the
+/// other); a malformed address is refused at both; error bodies carry the original's `message`.
+#[tokio::test]
+async fn missing_ssh_settings_read_the_same_everywhere_and_errors_carry_message() -> TestResult {
+    let (_home, server) = common::coordinator()?;
+    let http = reqwest::Client::new();
+    let placeholder = "ssh://None@None:None";
+    let mut body = fixture("registration.json", "");
+    body["compute_resources"][0]["network"]["ssh"] = placeholder.into();
+    let answer = http
+        .post(format!("{}/miners/", server.api))
+        .json(&body)
+        .send()
+        .await?;
+    assert_eq!(answer.status().as_u16(), 201);
+    let registered: Value = answer.json().await?;
+    let id = registered["miner_id"].as_str().ok_or("no id")?.to_owned();
+    let token = registered["token"].as_str().ok_or("no token")?.to_owned();
+    let (_, pod) = get(&http, &format!("{}/miners/{id}", server.api), &token).await?;
+    let network = &pod["compute_resources"][0]["network"];
+    assert!(
+        network.is_object() && network["ssh"].is_null(),
+        "no address is kept: {pod}"
+    );
+    let mut update = fixture("network_update.json", &id);
+    update["network"]["ssh"] = placeholder.into();
+    let answer = http
+        .post(format!("{}/network_update", server.api))
+        .bearer_auth(&token)
+        .json(&update)
+        .send()
+        .await?;
+    assert_eq!(answer.status().as_u16(), 200);
+
+    body["compute_resources"][0]["network"]["ssh"] = "ssh://kato@203.0.113.7:port".into();
+    let answer = http
+        .post(format!("{}/miners/", server.api))
+        .json(&body)
+        .send()
+        .await?;
+    assert_eq!(
+        answer.status().as_u16(),
+        422,
+        "refused as network_update refuses it"
+    );
+    let error: Value = answer.json().await?;
+    assert!(
+        error["detail"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("compute_resources[0].network.ssh: ")),
+        "{error}"
+    );
+    assert_eq!(error["message"], error["detail"], "{error}");
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_client_that_never_finishes_its_request_cannot_block_the_stop() -> TestResult {
     use std::io::Write;

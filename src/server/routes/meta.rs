@@ -51,9 +51,9 @@ pub(super) async fn no_route(uri: Uri) -> ApiError {
 }
 
 pub(super) async fn wrong_method(method: Method, uri: Uri) -> impl IntoResponse {
-    let body = ErrorBody {
-        error: "method_not_allowed".into(),
-        detail: format!("{method} is not allowed on {}", uri.path()),
-    };
+    let body = ErrorBody::new(
+        "method_not_allowed",
+        format!("{method} is not allowed on {}", uri.path()),
+    );
     (axum::http::StatusCode::METHOD_NOT_ALLOWED, Json(body))
 }
