@@ -259,6 +259,10 @@ pub struct Pod {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Object)]
     pub commune_details: Option<serde_json::Value>,
+    /// It talks without its token (the original's client, accepted with `--legacy-clients`):
+    /// it should move to polaris.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub legacy: bool,
 }
 
 /// A page of `GET /miners`.

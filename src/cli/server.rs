@@ -34,6 +34,12 @@ pub struct ServerArgs {
     /// [default: 20000-20999]
     #[arg(long, value_name = "FIRST-LAST")]
     pub relay_ports: Option<String>,
+    /// Let the original Python miners in while they move to polaris: their heartbeats and
+    /// updates come without the token registration handed them, and are accepted for miners
+    /// that have never used it (shown as legacy in /metrics and the miner list)
+    /// [env: POLARIS_LEGACY_CLIENTS]
+    #[arg(long)]
+    pub legacy_clients: bool,
 }
 
 pub(super) fn run(args: ServerArgs, home: Option<PathBuf>) -> anyhow::Result<ExitCode> {
@@ -59,6 +65,9 @@ pub(super) fn run(args: ServerArgs, home: Option<PathBuf>) -> anyhow::Result<Exi
     }
     if let Some(ports) = args.relay_ports {
         flags.push((keys::RELAY_PORTS.env, ports));
+    }
+    if args.legacy_clients {
+        flags.push((keys::LEGACY_CLIENTS.env, "1".to_owned()));
     }
     let settings = Settings::load(home, &flags)?;
     // Everything the coordinator creates (its database with the WAL and shared-memory files,

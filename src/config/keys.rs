@@ -54,6 +54,7 @@ pub const ADMIN_TOKEN: Key = key("POLARIS_ADMIN_TOKEN", "server.admin_token");
 pub const FIRESTORE_PROJECT: Key = key("POLARIS_FIRESTORE_PROJECT", "server.firestore_project");
 pub const RELAY_LISTEN: Key = key("POLARIS_RELAY_LISTEN", "server.relay_listen");
 pub const RELAY_PORTS: Key = key("POLARIS_RELAY_PORTS", "server.relay_ports");
+pub const LEGACY_CLIENTS: Key = key("POLARIS_LEGACY_CLIENTS", "server.legacy_clients");
 
 /// Every key, for validating `polaris.toml`.
 pub const KEYS: &[Key] = &[
@@ -81,4 +82,5 @@ pub const KEYS: &[Key] = &[
     FIRESTORE_PROJECT,
     RELAY_LISTEN,
     RELAY_PORTS,
+    LEGACY_CLIENTS,
 ];

@@ -96,6 +96,9 @@ pub struct ServerSettings {
     pub firestore_project: Option<String>,
     pub relay_listen: Option<SocketAddr>,
     pub relay_ports: RangeInclusive<u16>,
+    /// Accept the original Python miners' token-less requests for miners that never used their
+    /// token (`--legacy-clients`); off by default.
+    pub legacy_clients: bool,
 }
 
 /// Every setting, parsed.
@@ -274,6 +277,16 @@ impl Settings {
                         (0 < lo && lo <= hi).then_some(lo..=hi)
                     })?
                     .unwrap_or(20000..=20999),
+                legacy_clients: p
+                    .parse(&keys::LEGACY_CLIENTS, "1 or 0 (true or false)", |v| match v
+                        .to_ascii_lowercase()
+                        .as_str()
+                    {
+                        "1" | "true" | "yes" | "on" => Some(true),
+                        "0" | "false" | "no" | "off" => Some(false),
+                        _ => None,
+                    })?
+                    .unwrap_or(false),
             },
             home,
         })

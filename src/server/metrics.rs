@@ -232,6 +232,13 @@ impl Metrics {
              # TYPE polaris_store_queue_depth gauge\npolaris_store_queue_depth {}",
             store.depth.load(Ordering::Relaxed).max(0)
         );
+        let _ = writeln!(
+            out,
+            "# HELP polaris_legacy_miners Miners heard from without their token since start \
+             (the original's client, --legacy-clients).\n\
+             # TYPE polaris_legacy_miners gauge\npolaris_legacy_miners {}",
+            registry.legacy_miners().len()
+        );
         let counts = registry.counts(now);
         let _ = writeln!(
             out,

@@ -123,7 +123,10 @@ impl Coordinator {
             store,
             alerter,
             metrics,
-            auth::hash_token(&admin_token),
+            state::Access {
+                admin_hash: auth::hash_token(&admin_token),
+                legacy_clients: server.legacy_clients,
+            },
             state::RelayParts {
                 keys: relay_keys,
                 view: relay.as_ref().map(relay::Relay::view),

@@ -82,6 +82,10 @@ struct Entry {
     /// The miner's usual interval between heartbeats, once it has beaten twice; gaps longer than
     /// `offline_after` (outages) do not count.
     cadence: Option<Duration>,
+    /// It has authenticated with its token (stored): token-less requests are refused for it.
+    token_used: bool,
+    /// A token-less request was accepted for it (`--legacy-clients`) since this process started.
+    legacy: bool,
 }
 
 /// Who presented a token.
@@ -96,6 +100,27 @@ pub enum TokenOwner {
 pub enum Refusal {
     NoSuchMiner,
     WrongToken,
+    /// A token-less request for a miner that has used its token.
+    TokenRequired,
+}
+
+/// How a request proves it speaks for a miner.
+#[derive(Debug, Clone, Copy)]
+pub enum Credential<'a> {
+    /// The hash of its bearer token.
+    Token(&'a [u8; 32]),
+    /// Nothing: the original's miners never send the token they were given. Accepted only with
+    /// `--legacy-clients` (the caller checks) and only for a miner that never used its token.
+    Legacy,
+}
+
+/// What accepting a credential changed, for the caller to store and say.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CredentialNews {
+    /// The token was used for the first time: store it, so token-less requests stay refused.
+    pub first_token_use: bool,
+    /// A token-less request was accepted for this miner for the first time since start.
+    pub first_legacy_use: bool,
 }
 
 /// What a heartbeat changed, for the caller to persist and alert.
@@ -109,6 +134,7 @@ pub struct HeartbeatOutcome {
     pub since_last: Option<Duration>,
     /// A periodic sample is due: a minute passed since the last one (or there was none).
     pub sample_due: bool,
+    pub credential: CredentialNews,
 }
 
 impl HeartbeatOutcome {
@@ -172,6 +198,8 @@ impl Registry {
                 last_sample: None,
                 last_beat: None,
                 cadence: None,
+                token_used: summary.token_used,
+                legacy: false,
             });
         }
         Self {
@@ -205,7 +233,33 @@ impl Registry {
             last_sample: None,
             last_beat: None,
             cadence: None,
+            token_used: false,
+            legacy: false,
         });
+    }
+
+    /// Checks `credential` for miner `id` and records its use (see [`CredentialNews`]).
+    pub fn admit(&self, id: &str, credential: Credential<'_>) -> Result<CredentialNews, Refusal> {
+        let mut inner = self.lock();
+        let &i = inner.by_id.get(id).ok_or(Refusal::NoSuchMiner)?;
+        admit(&mut inner.miners[i], credential)
+    }
+
+    /// Ids of the miners a token-less request was accepted for since start.
+    pub fn legacy_miners(&self) -> Vec<Arc<str>> {
+        let inner = self.lock();
+        inner
+            .miners
+            .iter()
+            .filter(|e| e.legacy)
+            .map(|e| Arc::clone(&e.id))
+            .collect()
+    }
+
+    /// A token-less request was accepted for `id` since start.
+    pub fn is_legacy(&self, id: &str) -> bool {
+        let inner = self.lock();
+        inner.by_id.get(id).is_some_and(|&i| inner.miners[i].legacy)
     }
 
     pub fn contains(&self, id: &str) -> bool {
@@ -235,7 +289,7 @@ impl Registry {
     pub fn heartbeat(
         &self,
         id: &str,
-        token_hash: &[u8; 32],
+        credential: Credential<'_>,
         reported: HeartbeatStatus,
         now: Instant,
         wall: DateTime<Utc>,
@@ -245,9 +299,7 @@ impl Registry {
         let inner = &mut *guard;
         let &i = inner.by_id.get(id).ok_or(Refusal::NoSuchMiner)?;
         let entry = &mut inner.miners[i];
-        if entry.token_hash != *token_hash {
-            return Err(Refusal::WrongToken);
-        }
+        let news = admit(entry, credential)?;
         let was_empty = inner.silence.is_empty();
         if let Some(clock) = entry.clock.take() {
             inner.silence.remove(&(clock, i));
@@ -283,6 +335,7 @@ impl Registry {
             heartbeat_count: entry.heartbeat_count,
             since_last,
             sample_due,
+            credential: news,
         };
         persist(&outcome);
         drop(guard);
@@ -405,6 +458,29 @@ impl Registry {
     }
 }
 
+/// The credential check itself: a token must be the miner's; no token passes only for a miner
+/// that never used its own.
+fn admit(entry: &mut Entry, credential: Credential<'_>) -> Result<CredentialNews, Refusal> {
+    let mut news = CredentialNews::default();
+    match credential {
+        Credential::Token(hash) => {
+            if entry.token_hash != *hash {
+                return Err(Refusal::WrongToken);
+            }
+            news.first_token_use = !entry.token_used;
+            entry.token_used = true;
+        }
+        Credential::Legacy => {
+            if entry.token_used {
+                return Err(Refusal::TokenRequired);
+            }
+            news.first_legacy_use = !entry.legacy;
+            entry.legacy = true;
+        }
+    }
+    Ok(news)
+}
+
 impl Inner {
     /// The mass silence is over; returns whether transitions were being held.
     fn end_silence(&mut self) -> bool {
@@ -448,7 +524,7 @@ mod tests {
     fn beat(r: &Registry, i: usize, at: Instant) -> HeartbeatOutcome {
         r.heartbeat(
             &format!("m{i}"),
-            &[i as u8; 32],
+            Credential::Token(&[i as u8; 32]),
             HeartbeatStatus::Online,
             at,
             Utc::now(),
@@ -509,7 +585,7 @@ mod tests {
         let now = Instant::now();
         let wrong = r.heartbeat(
             "m0",
-            &[1; 32],
+            Credential::Token(&[1; 32]),
             HeartbeatStatus::Online,
             now,
             Utc::now(),
@@ -518,7 +594,7 @@ mod tests {
         assert_eq!(wrong.err(), Some(Refusal::WrongToken));
         let unknown = r.heartbeat(
             "zz",
-            &[0; 32],
+            Credential::Token(&[0; 32]),
             HeartbeatStatus::Online,
             now,
             Utc::now(),
@@ -590,6 +666,7 @@ mod tests {
             last_heartbeat: Some(Utc::now() - chrono::Duration::hours(1)),
             current_status: Some(status),
             heartbeat_count: 9,
+            token_used: true,
         };
         let t0 = Instant::now();
         let r = Registry::new(
@@ -625,6 +702,38 @@ mod tests {
             Some(HeartbeatStatus::Degraded)
         );
         assert!(r.sweep(late, |_| {}).offline.is_empty());
+    }
+
+    #[test]
+    fn no_token_passes_only_for_a_miner_that_never_used_its_own() {
+        let r = registry(2);
+        let first = r
+            .admit("m0", Credential::Legacy)
+            .expect("never used its token");
+        assert!(first.first_legacy_use);
+        let again = r.admit("m0", Credential::Legacy).expect("still");
+        assert!(!again.first_legacy_use, "said once");
+        assert_eq!(r.legacy_miners().len(), 1);
+        let used = r
+            .admit("m1", Credential::Token(&[1; 32]))
+            .expect("its token");
+        assert!(used.first_token_use);
+        assert!(
+            !r.admit("m1", Credential::Token(&[1; 32]))
+                .expect("its token")
+                .first_token_use
+        );
+        assert_eq!(
+            r.admit("m1", Credential::Legacy),
+            Err(Refusal::TokenRequired)
+        );
+        // A miner that switched to its token is no longer reachable without it.
+        r.admit("m0", Credential::Token(&[0; 32]))
+            .expect("its token");
+        assert_eq!(
+            r.admit("m0", Credential::Legacy),
+            Err(Refusal::TokenRequired)
+        );
     }
 
     /// The original beats every ~31 s: with offline_after 45 s it read degraded for ~8 s of
@@ -679,7 +788,7 @@ mod tests {
         let degraded = r
             .heartbeat(
                 "m0",
-                &[0; 32],
+                Credential::Token(&[0; 32]),
                 HeartbeatStatus::Degraded,
                 t0 + SAMPLE_EVERY + Duration::from_secs(1),
                 Utc::now(),

@@ -9,7 +9,7 @@ use super::auth::{Bearer, same_hash};
 use super::error::ApiError;
 use super::limit::RegistrationLimiter;
 use super::metrics::Metrics;
-use super::registry::{Registry, TokenOwner};
+use super::registry::{Credential, CredentialNews, Refusal, Registry, TokenOwner};
 use super::relay::{RelayKeys, RelayView};
 use crate::api::HeartbeatStatus;
 use crate::store::writer::StoreWriter;
@@ -29,6 +29,16 @@ pub struct Shared {
     pub limiter: RegistrationLimiter,
     pub relay: RelayParts,
     admin_hash: [u8; 32],
+    /// `--legacy-clients`: the original's token-less requests are accepted for miners that never
+    /// used their token.
+    pub legacy_clients: bool,
+}
+
+/// Who gets in: the admin token's hash, and whether the original's token-less clients do.
+#[derive(Debug, Clone, Copy)]
+pub struct Access {
+    pub admin_hash: [u8; 32],
+    pub legacy_clients: bool,
 }
 
 /// What the routes know of the built-in relay.
@@ -54,6 +64,10 @@ impl std::ops::Deref for AppState {
     }
 }
 
+/// Why a token-less request is refused for a miner that has used its token.
+pub(super) const TOKEN_REQUIRED: &str =
+    "this miner has used its token: send it (Authorization: Bearer <token>)";
+
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
@@ -68,7 +82,7 @@ impl AppState {
         store: Arc<dyn Store>,
         alerter: Alerter,
         metrics: Arc<Metrics>,
-        admin_hash: [u8; 32],
+        access: Access,
         relay: RelayParts,
     ) -> Self {
         Self(Arc::new(Shared {
@@ -79,8 +93,53 @@ impl AppState {
             metrics,
             limiter: RegistrationLimiter::default(),
             relay,
-            admin_hash,
+            admin_hash: access.admin_hash,
+            legacy_clients: access.legacy_clients,
         }))
+    }
+
+    /// The request speaks for miner `miner_id`: with that miner's token, or (with
+    /// `--legacy-clients`) without any for a miner that never used its own. Records the first
+    /// use of each.
+    pub fn speak_for(&self, bearer: Option<&Bearer>, miner_id: &str) -> Result<(), ApiError> {
+        let credential = match bearer {
+            Some(bearer) => {
+                self.require_miner(bearer, miner_id)?;
+                Credential::Token(&bearer.0)
+            }
+            None if self.legacy_clients => Credential::Legacy,
+            None => {
+                return Err(ApiError::Unauthorized(
+                    "missing Authorization: Bearer <token> header",
+                ));
+            }
+        };
+        match self.registry.admit(miner_id, credential) {
+            Ok(news) => {
+                self.credential_news(miner_id, news);
+                Ok(())
+            }
+            Err(Refusal::NoSuchMiner) => Err(ApiError::no_such_miner(miner_id)),
+            Err(Refusal::WrongToken) => {
+                Err(ApiError::Forbidden("this token belongs to another miner"))
+            }
+            Err(Refusal::TokenRequired) => Err(ApiError::Unauthorized(TOKEN_REQUIRED)),
+        }
+    }
+
+    /// Stores a first token use and says a first token-less one.
+    pub fn credential_news(&self, miner_id: &str, news: CredentialNews) {
+        if news.first_token_use {
+            self.writer.send(Write::TokenUsed {
+                miner_id: miner_id.to_owned(),
+            });
+        }
+        if news.first_legacy_use {
+            tracing::warn!(
+                %miner_id,
+                "a request without a token was accepted (--legacy-clients): this miner runs the original client; once it moves to polaris and uses its token, token-less requests for it are refused"
+            );
+        }
     }
 
     /// Who a token belongs to; an unknown token is a 401.

@@ -21,6 +21,9 @@ pub struct MinerSummary {
     pub last_heartbeat: Option<DateTime<Utc>>,
     pub current_status: Option<HeartbeatStatus>,
     pub heartbeat_count: u64,
+    /// It has authenticated with its token at least once (then token-less requests are refused
+    /// for it even with `--legacy-clients`).
+    pub token_used: bool,
 }
 
 /// A miner as stored, registration details included.
@@ -95,6 +98,10 @@ pub enum Write {
         /// One OpenSSH public key line.
         public_key: String,
         at: DateTime<Utc>,
+    },
+    /// The miner authenticated with its token for the first time.
+    TokenUsed {
+        miner_id: String,
     },
     /// Upsert of miner_states.
     State {

@@ -71,8 +71,15 @@ CREATE TABLE relay_keys (
 PRAGMA user_version = 2;
 ";
 
+/// Whether a miner has ever authenticated with its token: only then are the original's
+/// token-less requests refused for it, across restarts (`--legacy-clients`).
+const SCHEMA_V3: &str = "
+ALTER TABLE miners ADD COLUMN token_used INTEGER NOT NULL DEFAULT 0;
+PRAGMA user_version = 3;
+";
+
 /// The schema version this build writes.
-const VERSION: i64 = 2;
+const VERSION: i64 = 3;
 
 /// The SQLite implementation of [`Store`].
 #[derive(Debug, Clone)]
@@ -109,9 +116,15 @@ impl SqliteStore {
                         tables.join(", ")
                     )));
                 }
-                writer.execute_batch(&format!("BEGIN; {SCHEMA_V1} {SCHEMA_V2} COMMIT;"))?
+                writer.execute_batch(&format!(
+                    "BEGIN; {SCHEMA_V1} {SCHEMA_V2} {SCHEMA_V3} COMMIT;"
+                ))?
             }
-            1 => writer.execute_batch(&format!("BEGIN; {SCHEMA_V2} COMMIT;"))?,
+            1 => {
+                writer.execute_batch(&format!("BEGIN; {SCHEMA_V2} COMMIT;"))?;
+                writer.execute_batch(&format!("BEGIN; {SCHEMA_V3} COMMIT;"))?
+            }
+            2 => writer.execute_batch(&format!("BEGIN; {SCHEMA_V3} COMMIT;"))?,
             VERSION => {}
             newer => {
                 return Err(StoreError::Unusable(format!(
@@ -149,7 +162,8 @@ impl Store for SqliteStore {
     async fn load_summaries(&self) -> Result<Vec<MinerSummary>, StoreError> {
         Self::with(&self.reader, |conn| {
             let mut stmt = conn.prepare(
-                "SELECT m.id, m.token_hash, s.last_heartbeat, s.current_status, s.heartbeat_count
+                "SELECT m.id, m.token_hash, s.last_heartbeat, s.current_status, s.heartbeat_count,
+                        m.token_used
                  FROM miners m LEFT JOIN miner_states s ON s.miner_id = m.id",
             )?;
             let rows = stmt.query_map([], |row| {
@@ -159,11 +173,12 @@ impl Store for SqliteStore {
                     row.get::<_, Option<String>>(2)?,
                     row.get::<_, Option<String>>(3)?,
                     row.get::<_, Option<i64>>(4)?,
+                    row.get::<_, i64>(5)? != 0,
                 ))
             })?;
             let mut out = Vec::new();
             for row in rows {
-                let (id, hash, last, status, count) = row?;
+                let (id, hash, last, status, count, token_used) = row?;
                 let token_hash = hash
                     .try_into()
                     .map_err(|_| StoreError::Corrupt(format!("token hash of miner {id}")))?;
@@ -171,6 +186,7 @@ impl Store for SqliteStore {
                     last_heartbeat: last.as_deref().map(parse_time).transpose()?,
                     current_status: status.as_deref().map(parse_status).transpose()?,
                     heartbeat_count: count.unwrap_or(0).max(0).unsigned_abs(),
+                    token_used,
                     token_hash,
                     id,
                 });
@@ -375,6 +391,10 @@ fn apply_one(tx: &Transaction<'_>, write: &Write) -> Result<(), StoreError> {
              ON CONFLICT(miner_id) DO UPDATE SET public_key = ?2, updated_at = ?3",
             params![miner_id, public_key, format_time(*at)],
         )?,
+        Write::TokenUsed { miner_id } => tx.execute(
+            "UPDATE miners SET token_used = 1 WHERE id = ?1",
+            params![miner_id],
+        )?,
         Write::State {
             miner_id,
             last_heartbeat,
@@ -450,6 +470,7 @@ fn miner_of(write: &Write) -> &str {
         | Write::Bittensor { miner_id, .. }
         | Write::Commune { miner_id, .. }
         | Write::RelayKey { miner_id, .. }
+        | Write::TokenUsed { miner_id }
         | Write::State { miner_id, .. }
         | Write::Metrics { miner_id, .. } => miner_id,
         Write::Transition(change) => &change.miner_id,

@@ -475,6 +475,130 @@ async fn missing_ssh_settings_read_the_same_everywhere_and_errors_carry_message(
     Ok(())
 }
 
+/// A request exactly as the original Python miner sends it: its body and User-Agent, no token.
+async fn as_the_original(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    body: Option<Value>,
+) -> Result<(u16, Value), Box<dyn std::error::Error>> {
+    let mut request = http
+        .request(method, url)
+        .header("User-Agent", "PolarisHeartbeat/1.0");
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let answer = request.send().await?;
+    let status = answer.status().as_u16();
+    Ok((status, answer.json().await.unwrap_or(Value::Null)))
+}
+
+/// `--legacy-clients`: the original's miners, which never send the token registration gave
+/// them, get through (heartbeat, network_update, Bittensor and Commune registration, their pod)
+/// and are marked legacy, until the miner uses its token once; from then on, across restarts,
+/// token-less requests for it are refused. Without the flag the same requests are refused and
+/// counted (issue 11).
+#[tokio::test]
+async fn the_originals_token_less_requests_pass_only_with_legacy_clients() -> TestResult {
+    let http = reqwest::Client::new();
+    let get = reqwest::Method::GET;
+    let post = reqwest::Method::POST;
+    let calls = |api: &str, id: &str| {
+        let mut update = fixture("network_update.json", id);
+        update["network"]["ssh"] = "ssh://None@None:None".into();
+        vec![
+            (
+                post.clone(),
+                format!("{api}/heart_beat"),
+                Some(fixture("heartbeat.json", id)),
+            ),
+            (post.clone(), format!("{api}/network_update"), Some(update)),
+            (
+                post.clone(),
+                format!("{api}/bittensor/register"),
+                Some(fixture("bittensor_register.json", id)),
+            ),
+            (
+                post.clone(),
+                format!("{api}/commune/register"),
+                Some(fixture("commune_register.json", id)),
+            ),
+            (get.clone(), format!("{api}/miners/{id}"), None),
+        ]
+    };
+
+    // Without the flag: every one is refused, and the heartbeat is counted.
+    let (_plain_home, plain) = common::coordinator()?;
+    let (id, _) = register(&http, &plain).await?;
+    for (method, url, body) in calls(&plain.api, &id) {
+        let (status, answer) = as_the_original(&http, method, url.clone(), body).await?;
+        assert_eq!(status, 401, "{url}: {answer}");
+    }
+    let text = common::metrics(&http, &plain).await?;
+    assert_eq!(
+        metric(
+            &text,
+            "polaris_heartbeats_refused_total{reason=\"missing_token\"}"
+        ),
+        1.0
+    );
+
+    // With it: all pass, and the miner is marked legacy.
+    let home = tempfile::tempdir()?;
+    let server = Server::start(home.path(), &["--legacy-clients"])?;
+    let (id, token) = register(&http, &server).await?;
+    for (method, url, body) in calls(&server.api, &id) {
+        let (status, answer) = as_the_original(&http, method, url.clone(), body).await?;
+        assert_eq!(status, 200, "{url}: {answer}");
+    }
+    let (_, pod) = as_the_original(
+        &http,
+        get.clone(),
+        format!("{}/miners/{id}", server.api),
+        None,
+    )
+    .await?;
+    assert_eq!(pod["legacy"], true, "{pod}");
+    assert_eq!(pod["heartbeat_status"], "online", "{pod}");
+    assert!(
+        pod["bittensor_details"].is_object() && pod["commune_details"].is_object(),
+        "{pod}"
+    );
+    let text = common::metrics(&http, &server).await?;
+    assert_eq!(metric(&text, "polaris_legacy_miners"), 1.0, "{text}");
+    let (unknown, _) = as_the_original(
+        &http,
+        post.clone(),
+        format!("{}/heart_beat", server.api),
+        Some(fixture("heartbeat.json", "NoSuchMiner")),
+    )
+    .await?;
+    assert_eq!(unknown, 404);
+
+    // The miner moves to polaris and uses its token: token-less requests for it stop, and stay
+    // stopped after a restart.
+    assert_eq!(heartbeat(&http, &server, &id, &token).await?, 200);
+    let refused = |server: &Server| {
+        let url = format!("{}/heart_beat", server.api);
+        let body = fixture("heartbeat.json", &id);
+        as_the_original(&http, post.clone(), url, Some(body))
+    };
+    let (status, answer) = refused(&server).await?;
+    assert_eq!(status, 401, "{answer}");
+    assert!(
+        answer["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("has used its token")),
+        "{answer}"
+    );
+    assert!(server.stop()?);
+    let server = Server::start(home.path(), &["--legacy-clients"])?;
+    let (status, answer) = refused(&server).await?;
+    assert_eq!(status, 401, "still refused after a restart: {answer}");
+    assert_eq!(heartbeat(&http, &server, &id, &token).await?, 200);
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_client_that_never_finishes_its_request_cannot_block_the_stop() -> TestResult {
     use std::io::Write;

@@ -17,8 +17,8 @@ use crate::server::alerts::Alert;
 use crate::server::auth::Bearer;
 use crate::server::error::{ApiError, ApiJson};
 use crate::server::refusals::Refused;
-use crate::server::registry::{HeartbeatOutcome, Refusal};
-use crate::server::state::AppState;
+use crate::server::registry::{Credential, HeartbeatOutcome, Refusal};
+use crate::server::state::{AppState, TOKEN_REQUIRED};
 use crate::store::{StatusChange, Write};
 
 /// Records a heartbeat. The server's clock stamps it; the body's `timestamp` is ignored.
@@ -32,30 +32,35 @@ use crate::store::{StatusChange, Write};
     ))]
 pub(super) async fn receive(
     State(state): State<AppState>,
-    bearer: Result<Bearer, ApiError>,
+    bearer: Result<Option<Bearer>, ApiError>,
     body: Result<ApiJson<HeartbeatRequest>, ApiError>,
 ) -> Result<Json<HeartbeatResponse>, ApiError> {
+    // No token at all is the original's client: taken with --legacy-clients (for a miner that
+    // never used its token), refused otherwise. A malformed header is refused either way.
     let bearer = match bearer {
-        Ok(bearer) => bearer,
-        Err(err) => {
+        Ok(Some(bearer)) => Some(bearer),
+        Ok(None) if state.legacy_clients => None,
+        Ok(None) | Err(_) => {
             // The miner id, when the body names one, says who cannot get through.
             let miner_id = body.as_ref().ok().map(|b| b.0.metrics.miner_id.as_str());
             state
                 .metrics
                 .refusals
                 .record(Refused::MissingToken, miner_id);
-            return Err(err);
+            return Err(bearer.err().unwrap_or(ApiError::Unauthorized(
+                "missing Authorization: Bearer <token> header",
+            )));
         }
     };
     // Who is calling is answered before what the body is (a stranger learns nothing of the
     // routes' rules); checked here only when the body fails, since the registry checks a good
-    // one's token anyway.
+    // one's token anyway. Without a token, only the body can say who it is.
     let ApiJson(body) = match body {
         Ok(body) => body,
         Err(err) => {
-            let (reason, answer) = match state.require_a_miner(&bearer) {
-                Err(auth) => (refusal_of(&auth), auth),
-                Ok(()) => (Refused::BadBody, err),
+            let (reason, answer) = match bearer.as_ref().map(|b| state.require_a_miner(b)) {
+                Some(Err(auth)) => (refusal_of(&auth), auth),
+                Some(Ok(())) | None => (Refused::BadBody, err),
             };
             state.metrics.refusals.record(reason, None);
             return Err(answer);
@@ -65,32 +70,46 @@ pub(super) async fn receive(
     let refused = |reason| state.metrics.refusals.record(reason, Some(miner_id));
     let now = Utc::now();
     let persist = |outcome: &HeartbeatOutcome| persist(&state, &body, outcome, now);
+    let credential = bearer
+        .as_ref()
+        .map_or(Credential::Legacy, |b| Credential::Token(&b.0));
     let recorded = state.registry.heartbeat(
         miner_id,
-        &bearer.0,
+        credential,
         body.status,
         Instant::now(),
         now,
         persist,
     );
-    match recorded {
-        Ok(_) => state.metrics.heartbeat(),
-        Err(Refusal::NoSuchMiner) => {
+    match (recorded, &bearer) {
+        (Ok(outcome), _) => {
+            state.metrics.heartbeat();
+            state.credential_news(miner_id, outcome.credential);
+        }
+        (Err(Refusal::NoSuchMiner), Some(bearer)) => {
             // Authenticate first, so an anonymous caller cannot probe which miners exist.
-            if let Err(auth) = state.caller(&bearer) {
+            if let Err(auth) = state.caller(bearer) {
                 refused(Refused::UnknownToken);
                 return Err(auth);
             }
             refused(Refused::UnknownMiner);
             return Err(ApiError::no_such_miner(miner_id));
         }
-        Err(Refusal::WrongToken) => {
+        (Err(Refusal::NoSuchMiner), None) => {
+            refused(Refused::UnknownMiner);
+            return Err(ApiError::no_such_miner(miner_id));
+        }
+        (Err(Refusal::WrongToken), Some(bearer)) => {
             let why = state
-                .require_miner(&bearer, miner_id)
+                .require_miner(bearer, miner_id)
                 .err()
                 .unwrap_or(ApiError::Forbidden("this token belongs to another miner"));
             refused(refusal_of(&why));
             return Err(why);
+        }
+        (Err(Refusal::WrongToken | Refusal::TokenRequired), _) => {
+            refused(Refused::MissingToken);
+            return Err(ApiError::Unauthorized(TOKEN_REQUIRED));
         }
     }
     Ok(Json(HeartbeatResponse {

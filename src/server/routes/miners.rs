@@ -123,11 +123,15 @@ fn new_miner_id() -> String {
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn show(
     State(state): State<AppState>,
-    bearer: Bearer,
+    bearer: Option<Bearer>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Pod>, ApiError> {
     let Path(id) = id?;
-    state.require_miner_or_admin(&bearer, &id)?;
+    match &bearer {
+        Some(bearer) => state.require_miner_or_admin(bearer, &id)?,
+        // The original's client shows its pod without a token (`--legacy-clients`).
+        None => state.speak_for(None, &id)?,
+    }
     let record = state
         .store
         .miner(&id)
@@ -236,7 +240,9 @@ fn pod(state: &AppState, record: MinerRecord) -> Pod {
         Some(l) => (l.status, l.last_seen),
         None => (record.current_status, record.last_heartbeat),
     };
+    let legacy = state.registry.is_legacy(&record.id);
     Pod {
+        legacy,
         heartbeat_status: status.map(|s| s.as_str().to_owned()),
         last_seen,
         id: record.id,

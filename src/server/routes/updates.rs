@@ -22,13 +22,11 @@ use crate::store::Write;
         (status = 422, body = ErrorBody)))]
 pub(super) async fn network(
     State(state): State<AppState>,
-    bearer: Bearer,
+    bearer: Option<Bearer>,
     body: Result<ApiJson<NetworkUpdate>, ApiError>,
 ) -> Result<Json<SimpleResponse>, ApiError> {
-    // The token before the body; then the body's miner must be the token's.
-    state.require_a_miner(&bearer)?;
-    let ApiJson(body) = body?;
-    state.require_miner(&bearer, &body.miner_id)?;
+    let body = token_then_body(&state, bearer.as_ref(), body)?;
+    state.speak_for(bearer.as_ref(), &body.miner_id)?;
     let write = Write::Network {
         miner_id: body.miner_id,
         network: body.network,
@@ -45,13 +43,11 @@ pub(super) async fn network(
         (status = 422, body = ErrorBody)))]
 pub(super) async fn bittensor(
     State(state): State<AppState>,
-    bearer: Bearer,
+    bearer: Option<Bearer>,
     body: Result<ApiJson<BittensorRegistration>, ApiError>,
 ) -> Result<Json<SimpleResponse>, ApiError> {
-    // The token before the body; then the body's miner must be the token's.
-    state.require_a_miner(&bearer)?;
-    let ApiJson(body) = body?;
-    state.require_miner(&bearer, &body.miner_id)?;
+    let body = token_then_body(&state, bearer.as_ref(), body)?;
+    state.speak_for(bearer.as_ref(), &body.miner_id)?;
     let details = serde_json::to_value(&body).map_err(ApiError::internal)?;
     let write = Write::Bittensor {
         miner_id: body.miner_id,
@@ -74,13 +70,11 @@ pub(super) async fn bittensor(
         (status = 422, body = ErrorBody)))]
 pub(super) async fn commune(
     State(state): State<AppState>,
-    bearer: Bearer,
+    bearer: Option<Bearer>,
     body: Result<ApiJson<CommuneRegistration>, ApiError>,
 ) -> Result<Json<SimpleResponse>, ApiError> {
-    // The token before the body; then the body's miner must be the token's.
-    state.require_a_miner(&bearer)?;
-    let ApiJson(body) = body?;
-    state.require_miner(&bearer, &body.miner_id)?;
+    let body = token_then_body(&state, bearer.as_ref(), body)?;
+    state.speak_for(bearer.as_ref(), &body.miner_id)?;
     let details = serde_json::to_value(&body).map_err(ApiError::internal)?;
     let write = Write::Commune {
         miner_id: body.miner_id,
@@ -93,6 +87,26 @@ pub(super) async fn commune(
         "Commune registration recorded; pending verification",
     )
     .await
+}
+
+/// The token is judged before the body; then the body's miner must be the token's (see
+/// [`AppState::speak_for`]). Without a token (the original's client, `--legacy-clients`) only
+/// the body can say who it is.
+fn token_then_body<T>(
+    state: &AppState,
+    bearer: Option<&Bearer>,
+    body: Result<ApiJson<T>, ApiError>,
+) -> Result<T, ApiError> {
+    match bearer {
+        Some(bearer) => state.require_a_miner(bearer)?,
+        None if state.legacy_clients => {}
+        None => {
+            return Err(ApiError::Unauthorized(
+                "missing Authorization: Bearer <token> header",
+            ));
+        }
+    }
+    body.map(|ApiJson(body)| body)
 }
 
 /// Commits an update and answers `{"status": "success", "message": message}`.
