@@ -41,14 +41,21 @@ pub enum ApiError {
     },
     #[error("the request took too long")]
     Timeout,
-    /// Anything on our side; the cause is logged, never sent.
+    /// Anything on our side; the cause was logged where it was known (see
+    /// [`ApiError::internal`]), never sent.
     #[error("internal error")]
-    Internal(#[source] anyhow::Error),
+    Internal,
 }
 
 impl ApiError {
-    pub fn internal(err: impl Into<anyhow::Error>) -> Self {
-        ApiError::Internal(err.into())
+    /// For `map_err`: logs what failed while doing `what`, once, with its cause, and answers
+    /// a bare 500 (the cause is ours, not the client's).
+    pub fn internal<E: Into<anyhow::Error>>(what: &'static str) -> impl FnOnce(E) -> Self {
+        move |err| {
+            let err: anyhow::Error = err.into();
+            tracing::error!(error = format!("{err:#}"), "{what} failed");
+            ApiError::Internal
+        }
     }
 
     pub fn no_such_miner(id: &str) -> Self {
@@ -74,7 +81,7 @@ impl ApiError {
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::Timeout => (StatusCode::REQUEST_TIMEOUT, "timeout"),
-            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
 }
@@ -82,9 +89,6 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        if let ApiError::Internal(cause) = &self {
-            tracing::error!(error = format!("{cause:#}"), "request failed");
-        }
         let body = ErrorBody::new(code, self.to_string());
         let mut response = (status, Json(body)).into_response();
         if let ApiError::RateLimited { retry_after, .. } = &self {

@@ -84,7 +84,7 @@ pub(super) async fn register(
         .writer
         .commit(Write::Register(Box::new(miner)))
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::internal("storing a registration"))?;
     state.registry.add(&miner_id, token_hash);
     if let Some(key) = &relay_key {
         // The miner exists now and keeps existing: a key that another miner already holds (a
@@ -136,7 +136,7 @@ pub(super) async fn show(
         .store
         .miner(&id)
         .await
-        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal("reading a miner"))?
         .ok_or_else(|| ApiError::no_such_miner(&id))?;
     Ok(Json(pod(&state, record)))
 }
@@ -170,7 +170,7 @@ pub(super) async fn list(
         .store
         .miners(params.after, limit)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::internal("listing miners"))?;
     let next = (records.len() == limit)
         .then(|| records.last().map(|r| r.id.clone()))
         .flatten();
@@ -206,7 +206,7 @@ pub(super) async fn set_verification(
             at: Utc::now(),
         })
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::internal("storing a verification"))?;
     Ok(Json(SimpleResponse::success(format!(
         "miner {id} is now {}",
         body.status.as_str()
@@ -229,7 +229,7 @@ pub(super) async fn history(
         .store
         .status_history(&id)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::internal("reading a status history"))?;
     Ok(Json(rows))
 }
 

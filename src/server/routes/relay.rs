@@ -45,7 +45,9 @@ pub(super) async fn store_key(
         .keys
         .check(miner_id, key)
         .map_err(|refusal| ApiError::Conflict(refusal.to_string()))?;
-    let line = key.to_openssh().map_err(ApiError::internal)?;
+    let line = key
+        .to_openssh()
+        .map_err(ApiError::internal("encoding a relay key"))?;
     state
         .writer
         .commit(Write::RelayKey {
@@ -54,7 +56,7 @@ pub(super) async fn store_key(
             at: Utc::now(),
         })
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::internal("storing a relay key"))?;
     state.relay.keys.set(miner_id, key);
     Ok(())
 }

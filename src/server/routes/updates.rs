@@ -48,7 +48,8 @@ pub(super) async fn bittensor(
 ) -> Result<Json<SimpleResponse>, ApiError> {
     let body = token_then_body(&state, bearer.as_ref(), body)?;
     state.speak_for(bearer.as_ref(), &body.miner_id)?;
-    let details = serde_json::to_value(&body).map_err(ApiError::internal)?;
+    let details =
+        serde_json::to_value(&body).map_err(ApiError::internal("encoding registration details"))?;
     let write = Write::Bittensor {
         miner_id: body.miner_id,
         details,
@@ -75,7 +76,8 @@ pub(super) async fn commune(
 ) -> Result<Json<SimpleResponse>, ApiError> {
     let body = token_then_body(&state, bearer.as_ref(), body)?;
     state.speak_for(bearer.as_ref(), &body.miner_id)?;
-    let details = serde_json::to_value(&body).map_err(ApiError::internal)?;
+    let details =
+        serde_json::to_value(&body).map_err(ApiError::internal("encoding registration details"))?;
     let write = Write::Commune {
         miner_id: body.miner_id,
         details,
@@ -119,6 +121,6 @@ async fn store(
         .writer
         .commit(write)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::internal("storing a miner's update"))?;
     Ok(Json(SimpleResponse::success(message)))
 }
