@@ -366,6 +366,9 @@ impl Validate for RegistrationRequest {
 impl ComputeResource {
     fn check(&self, at: &str) -> Result<(), FieldError> {
         validate::identifier(format_args!("{at}.id"), &self.id)?;
+        if let Some(network) = &self.network {
+            network.check(&format!("{at}.network"))?;
+        }
         let kind = self.resource_type.to_ascii_uppercase();
         if kind != "CPU" && kind != "GPU" {
             return Err(fail(

@@ -31,7 +31,8 @@ pub struct NetworkInfo {
 }
 
 impl NetworkInfo {
-    fn check(&self, at: &str) -> Result<(), FieldError> {
+    /// The same checks wherever network facts arrive (registration, `network_update`).
+    pub(super) fn check(&self, at: &str) -> Result<(), FieldError> {
         if let Some(ssh) = &self.ssh
             && !ssh.is_empty()
         {
