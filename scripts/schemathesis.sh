@@ -55,12 +55,13 @@ for who in miner admin; do
   if [ "$who" = miner ]; then token="$miner_token"; else token="$admin_token"; fi
   echo "=== schemathesis, the $who token, $examples cases per operation and phase"
   start=$(date +%s)
-  SCHEMATHESIS_HOOKS=schemathesis_hooks PYTHONPATH="scripts${PYTHONPATH:+:$PYTHONPATH}" \
+  # Run in the temp home: schemathesis leaves a .schemathesis/ folder where it runs.
+  (cd "$home" && SCHEMATHESIS_HOOKS=schemathesis_hooks PYTHONPATH="$OLDPWD/scripts${PYTHONPATH:+:$PYTHONPATH}" \
     "$st" --config-file "$config" run "$api/openapi.json" --url "$base" \
     --checks not_a_server_error,response_schema_conformance,status_code_conformance,positive_data_acceptance \
     --max-examples "$examples" --header "Authorization: Bearer $token" \
     --generation-database none --no-color --workers 1 \
-    --suppress-health-check all \
+    --suppress-health-check all) \
     || status=1
   echo "=== the $who token: $(( $(date +%s) - start )) s"
 done
