@@ -58,6 +58,11 @@ pub struct HeartbeatRequest {
 /// The original's `HeartbeatMetrics`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct HeartbeatMetrics {
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[A-Za-z0-9_.:-]{1,128}$"
+    )]
     pub miner_id: String,
     pub system_info: SystemInfo,
     pub metrics: SystemMetrics,
@@ -89,18 +94,25 @@ pub struct SystemInfo {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SystemMetrics {
     /// Percent.
+    #[schema(minimum = 0, maximum = 100)]
     pub cpu_usage: f64,
     /// Percent.
+    #[schema(minimum = 0, maximum = 100)]
     pub memory_usage: f64,
     /// Percent.
+    #[schema(minimum = 0, maximum = 100)]
     pub disk_usage: f64,
     /// Milliseconds (round trip of the previous heartbeat).
+    #[schema(minimum = 0, maximum = 3600000)]
     pub network_latency: f64,
+    #[schema(minimum = 0, maximum = 100)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu_usage: Option<f64>,
     /// Degrees Celsius.
+    #[schema(minimum = -100, maximum = 200)]
     #[serde(default)]
     pub temperature: Option<f64>,
+    #[schema(maximum = 4294967295_u64, format = Int64)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_processes: Option<u32>,
 }

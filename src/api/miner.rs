@@ -15,18 +15,38 @@ const MAX_RESOURCES: usize = 64;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct RegistrationRequest {
     /// The miner's display name (the username chosen at registration).
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     #[serde(alias = "username")]
     pub name: String,
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     #[serde(default)]
     pub location: Option<String>,
+    #[schema(
+        min_length = 1,
+        max_length = 1000,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     #[serde(default)]
     pub description: Option<String>,
+    #[schema(min_items = 1, max_items = 64)]
     pub compute_resources: Vec<ComputeResource>,
     /// `independent`, `bittensor` or `commune`; free text in the original.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registration_type: Option<String>,
     /// The OpenSSH public key the miner's tunnel logs in to the built-in relay with (ours;
     /// the original sends none). Rotated later with `POST /miners/{id}/relay_key`.
+    #[schema(
+        max_length = 8192,
+        pattern = r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,2}( [ -~]*)?$"
+    )]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub relay_key: Option<String>,
 }
@@ -47,14 +67,22 @@ pub struct SystemInventory {
 /// One CPU or GPU resource offered by a miner (original §4.3 wire object).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ComputeResource {
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[A-Za-z0-9_.:-]{1,128}$"
+    )]
     pub id: String,
     /// `CPU` or `GPU`.
+    #[schema(pattern = r"^([Cc][Pp][Uu]|[Gg][Pp][Uu])$")]
     pub resource_type: String,
     #[serde(default)]
     pub location: Option<String>,
+    #[schema(minimum = 0, maximum = 1000000)]
     #[serde(default)]
     pub hourly_price: f64,
     /// Total memory, e.g. `15.68GB`.
+    #[schema(pattern = r"^[0-9]+(\.[0-9]+)?GB$")]
     pub ram: String,
     pub storage: Storage,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -120,13 +148,21 @@ fn or_na(value: Option<impl ToString>) -> String {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Storage {
     /// `NVME`, `SSD` or `HDD`.
+    #[schema(
+        min_length = 1,
+        max_length = 32,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     #[serde(rename = "type")]
     pub kind: String,
     /// e.g. `467.91GB`.
+    #[schema(pattern = r"^[0-9]+(\.[0-9]+)?GB$")]
     pub capacity: String,
     /// Measured, e.g. `550MB/s`; null when not measured.
+    #[schema(pattern = r"^[0-9]+(\.[0-9]+)?MB/s$")]
     #[serde(default)]
     pub read_speed: Option<String>,
+    #[schema(pattern = r"^[0-9]+(\.[0-9]+)?MB/s$")]
     #[serde(default)]
     pub write_speed: Option<String>,
     /// Facts beyond the original's fields (device, model, when the speed was measured …).
@@ -144,25 +180,33 @@ pub struct CpuSpecs {
     pub address_sizes: Option<String>,
     #[serde(default)]
     pub byte_order: Option<String>,
+    #[schema(maximum = 4294967295_u64, format = Int64)]
     #[serde(default)]
     pub total_cpus: Option<u32>,
     /// The kernel's CPU list, e.g. `0-15` or `0-7,16-23`.
+    #[schema(pattern = r"^[0-9]{1,9}(-[0-9]{1,9})?(,[0-9]{1,9}(-[0-9]{1,9})?)*$")]
     #[serde(default)]
     pub online_cpus: Option<String>,
     #[serde(default)]
     pub vendor_id: Option<String>,
     #[serde(default)]
     pub cpu_name: Option<String>,
+    #[schema(maximum = 4294967295_u64, format = Int64)]
     #[serde(default)]
     pub cpu_family: Option<u32>,
+    #[schema(maximum = 4294967295_u64, format = Int64)]
     #[serde(default)]
     pub model: Option<u32>,
+    #[schema(maximum = 4294967295_u64, format = Int64)]
     #[serde(default)]
     pub threads_per_core: Option<u32>,
+    #[schema(maximum = 4294967295_u64, format = Int64)]
     #[serde(default)]
     pub cores_per_socket: Option<u32>,
+    #[schema(maximum = 4294967295_u64, format = Int64)]
     #[serde(default)]
     pub sockets: Option<u32>,
+    #[schema(maximum = 4294967295_u64, format = Int64)]
     #[serde(default)]
     pub stepping: Option<u32>,
     #[serde(default)]
@@ -177,10 +221,16 @@ pub struct CpuSpecs {
 /// GPU facts (original §4.2).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct GpuSpecs {
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub gpu_name: String,
     /// e.g. `80.00GB`.
     #[serde(default)]
     pub memory_size: Option<String>,
+    #[schema(maximum = 4294967295_u64, format = Int64)]
     #[serde(default)]
     pub cuda_cores: Option<u32>,
     /// e.g. `1980MHz`.

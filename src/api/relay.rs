@@ -16,6 +16,10 @@ const MAX_KEY: usize = 8 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RelayKey {
     /// One OpenSSH public key line, `ssh-ed25519 AAAA… comment`.
+    #[schema(
+        max_length = 8192,
+        pattern = r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,2}( [ -~]*)?$"
+    )]
     pub public_key: String,
 }
 

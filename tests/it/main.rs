@@ -14,6 +14,7 @@ mod coordinator;
 mod dashboard;
 mod inventory;
 mod logs;
+mod openapi;
 mod register;
 mod relay;
 mod slow_clients;

@@ -26,9 +26,12 @@ use crate::store::{StatusChange, Write};
     security(("bearer" = [])),
     responses(
         (status = 200, body = HeartbeatResponse),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 413, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 400, body = ErrorBody, description = "the body is not JSON"),
+        (status = 413, body = ErrorBody, description = "the body is over 64 KiB"),
+        (status = 415, body = ErrorBody, description = "the Content-Type is not JSON"),
+        (status = 422, body = ErrorBody, description = "a field is missing, of the wrong type or refused"),
     ))]
 pub(super) async fn receive(
     State(state): State<AppState>,

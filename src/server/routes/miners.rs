@@ -27,10 +27,14 @@ const MAX_PAGE: usize = 1000;
 /// Registers a miner. Anonymous callers are rate-limited per address; the admin token lifts the
 /// limit. The answer's `token` is shown only this once.
 #[utoipa::path(post, path = "/api/v1/miners/", request_body = RegistrationRequest,
+    security((), ("bearer" = [])),
     responses(
         (status = 201, body = RegistrationResponse),
-        (status = 400, body = ErrorBody), (status = 413, body = ErrorBody),
-        (status = 422, body = ErrorBody),
+        (status = 401, body = ErrorBody, description = "a token was sent and is unknown"),
+        (status = 400, body = ErrorBody, description = "the body is not JSON"),
+        (status = 413, body = ErrorBody, description = "the body is over 64 KiB"),
+        (status = 415, body = ErrorBody, description = "the Content-Type is not JSON"),
+        (status = 422, body = ErrorBody, description = "a field is missing, of the wrong type or refused"),
         (status = 429, body = ErrorBody, headers(
             ("Retry-After" = u64, description = "seconds until a registration is allowed again"))),
     ))]
@@ -118,7 +122,7 @@ fn new_miner_id() -> String {
 
 /// One miner with its compute resources (that miner's token, or the admin's).
 #[utoipa::path(get, path = "/api/v1/miners/{id}", security(("bearer" = [])),
-    params(("id" = String, Path, description = "miner id")),
+    params(("id" = String, Path, pattern = r"^[A-Za-z0-9_:-][A-Za-z0-9_.:-]{0,127}$", description = "miner id")),
     responses((status = 200, body = Pod), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn show(
@@ -150,7 +154,8 @@ pub(super) struct ListParams {
 /// Every miner, a page at a time (admin).
 #[utoipa::path(get, path = "/api/v1/miners", security(("bearer" = [])),
     params(("after" = Option<String>, Query, description = "the `next` of the previous page"),
-        ("limit" = Option<usize>, Query, description = "page size, 1 to 1000 (default 100)")),
+        ("limit" = Option<usize>, Query, minimum = 1, maximum = 1000,
+            description = "page size, 1 to 1000 (default 100)")),
     responses((status = 200, body = MinerList), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub(super) async fn list(
@@ -180,11 +185,14 @@ pub(super) async fn list(
 
 /// Sets a miner's verification status (admin; validators use it).
 #[utoipa::path(patch, path = "/api/v1/miners/{id}/status", security(("bearer" = [])),
-    params(("id" = String, Path, description = "miner id")),
+    params(("id" = String, Path, pattern = r"^[A-Za-z0-9_:-][A-Za-z0-9_.:-]{0,127}$", description = "miner id")),
     request_body = VerificationUpdate,
     responses((status = 200, body = SimpleResponse), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 422, body = ErrorBody)))]
+        (status = 400, body = ErrorBody, description = "the body is not JSON"),
+        (status = 413, body = ErrorBody, description = "the body is over 64 KiB"),
+        (status = 415, body = ErrorBody, description = "the Content-Type is not JSON"),
+        (status = 422, body = ErrorBody, description = "a field is missing, of the wrong type or refused")))]
 pub(super) async fn set_verification(
     State(state): State<AppState>,
     bearer: Bearer,
@@ -215,7 +223,7 @@ pub(super) async fn set_verification(
 
 /// A miner's status transitions, oldest first (that miner's token, or the admin's).
 #[utoipa::path(get, path = "/api/v1/miners/{id}/status_history", security(("bearer" = [])),
-    params(("id" = String, Path, description = "miner id")),
+    params(("id" = String, Path, pattern = r"^[A-Za-z0-9_:-][A-Za-z0-9_.:-]{0,127}$", description = "miner id")),
     responses((status = 200, body = Vec<StatusChange>), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn history(

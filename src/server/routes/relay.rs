@@ -14,11 +14,15 @@ use crate::store::Write;
 /// Sets the key the miner's tunnel logs in to the built-in relay with, replacing the previous
 /// one (the miner's own token only). Stored whether or not this coordinator runs the relay.
 #[utoipa::path(post, path = "/api/v1/miners/{id}/relay_key", security(("bearer" = [])),
-    params(("id" = String, Path, description = "miner id")),
+    params(("id" = String, Path, pattern = r"^[A-Za-z0-9_:-][A-Za-z0-9_.:-]{0,127}$", description = "miner id")),
     request_body = RelayKey,
     responses((status = 200, body = SimpleResponse), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+        (status = 409, body = ErrorBody, description = "another miner holds this key"),
+        (status = 400, body = ErrorBody, description = "the body is not JSON"),
+        (status = 413, body = ErrorBody, description = "the body is over 64 KiB"),
+        (status = 415, body = ErrorBody, description = "the Content-Type is not JSON"),
+        (status = 422, body = ErrorBody, description = "a field is missing, of the wrong type or refused")))]
 pub(super) async fn set_key(
     State(state): State<AppState>,
     bearer: Bearer,

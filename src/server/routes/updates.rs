@@ -19,7 +19,10 @@ use crate::store::Write;
     security(("bearer" = [])),
     responses((status = 200, body = SimpleResponse), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 422, body = ErrorBody)))]
+        (status = 400, body = ErrorBody, description = "the body is not JSON"),
+        (status = 413, body = ErrorBody, description = "the body is over 64 KiB"),
+        (status = 415, body = ErrorBody, description = "the Content-Type is not JSON"),
+        (status = 422, body = ErrorBody, description = "a field is missing, of the wrong type or refused")))]
 pub(super) async fn network(
     State(state): State<AppState>,
     bearer: Option<Bearer>,
@@ -40,7 +43,10 @@ pub(super) async fn network(
     security(("bearer" = [])),
     responses((status = 200, body = SimpleResponse), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 422, body = ErrorBody)))]
+        (status = 400, body = ErrorBody, description = "the body is not JSON"),
+        (status = 413, body = ErrorBody, description = "the body is over 64 KiB"),
+        (status = 415, body = ErrorBody, description = "the Content-Type is not JSON"),
+        (status = 422, body = ErrorBody, description = "a field is missing, of the wrong type or refused")))]
 pub(super) async fn bittensor(
     State(state): State<AppState>,
     bearer: Option<Bearer>,
@@ -68,7 +74,10 @@ pub(super) async fn bittensor(
     security(("bearer" = [])),
     responses((status = 200, body = SimpleResponse), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 422, body = ErrorBody)))]
+        (status = 400, body = ErrorBody, description = "the body is not JSON"),
+        (status = 413, body = ErrorBody, description = "the body is over 64 KiB"),
+        (status = 415, body = ErrorBody, description = "the Content-Type is not JSON"),
+        (status = 422, body = ErrorBody, description = "a field is missing, of the wrong type or refused")))]
 pub(super) async fn commune(
     State(state): State<AppState>,
     bearer: Option<Bearer>,
