@@ -104,6 +104,11 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             settings.server.relay_ports.end()
         );
     }
+    if settings.server.legacy_clients {
+        println!(
+            "legacy clients: the original's token-less requests are accepted for miners that never used their token (see polaris_legacy_miners in /metrics)"
+        );
+    }
     if let Some(path) = &coordinator.created_admin_token {
         println!(
             "Admin token written to {} (send it as `Authorization: Bearer <token>` on admin routes)",
