@@ -17,8 +17,9 @@ use super::log_files::Process;
 use super::{heartbeat, supervisor, tunnel};
 
 /// The version of this conversation; `Watch` carries the client's, `Hello` the agent's. Bump it
-/// when a change would make an older peer misread the lines.
-pub const PROTOCOL: u32 = 1;
+/// when a change would make an older peer misread the lines. 2: the heartbeat's `last_error` is
+/// an object (`{kind, status, message}`), no longer a string.
+pub const PROTOCOL: u32 = 2;
 
 /// How long a one-shot exchange, or a subscription's handshake, may take.
 const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
@@ -829,13 +830,16 @@ mod tests {
     #[tokio::test]
     async fn another_protocol_or_garbage_is_a_protocol_error() -> anyhow::Result<()> {
         let hello = Response::Hello {
-            protocol: 2,
+            protocol: PROTOCOL + 1,
             version: "0.2.0".to_owned(),
         };
         let (_dir, path) = fake_agent(json_line(&hello)?).await?;
         match watch(&path).await.err() {
             Some(ControlError::Protocol { detail }) => assert!(
-                detail.contains("agent protocol 2 (polaris 0.2.0), this polaris speaks 1"),
+                detail.contains(&format!(
+                    "agent protocol {} (polaris 0.2.0), this polaris speaks {PROTOCOL}",
+                    PROTOCOL + 1
+                )),
                 "{detail}"
             ),
             other => panic!("expected a protocol error, got {other:?}"),
