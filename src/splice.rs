@@ -18,6 +18,18 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+/// The SSH window each channel is granted, on both ends (keeper and built-in relay); russh's
+/// default is 2 MiB.
+///
+/// Why larger: while a key re-exchange that our side started is under way (russh re-keys every
+/// 1 GiB each way), russh ends the session ("Pending buffer limit reached") once the peer's
+/// channel data still arriving passes 2 × this window. Under two-way saturation that data is
+/// what sits in the TCP queues ahead of our KEXINIT, often past 4 MiB: a busy tunnel was dropped
+/// at a re-key (the saturating-transfer test saw it 9 and 28 s in). At 16 MiB the bound (32 MiB)
+/// is above what loopback and ordinary links hold in flight. The splice's own cap
+/// ([`MAX_QUEUED`]) still bounds what one connection may buffer.
+pub(crate) const CHANNEL_WINDOW: u32 = 16 << 20;
+
 /// Bytes one connection may have waiting for its socket before it is given up.
 const MAX_QUEUED: usize = 64 << 20;
 /// Read size from the socket; russh cuts it into packets of the channel's size.

@@ -143,6 +143,7 @@ fn ssh_config(config: &Config) -> Arc<client::Config> {
         inactivity_timeout: None,
         nodelay: true,
         preferred,
+        window_size: crate::splice::CHANNEL_WINDOW,
         ..Default::default()
     })
 }

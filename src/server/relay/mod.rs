@@ -105,6 +105,7 @@ impl Relay {
             // A quiet tunnel is a healthy one: keepalives decide, not silence.
             inactivity_timeout: None,
             nodelay: true,
+            window_size: crate::splice::CHANNEL_WINDOW,
             ..Default::default()
         };
         Ok(Self {
