@@ -237,7 +237,7 @@ impl Metrics {
             "# HELP polaris_legacy_miners Miners heard from without their token since start \
              (the original's client, --legacy-clients).\n\
              # TYPE polaris_legacy_miners gauge\npolaris_legacy_miners {}",
-            registry.legacy_miners().len()
+            registry.legacy_count()
         );
         let counts = registry.counts(now);
         let _ = writeln!(

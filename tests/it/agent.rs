@@ -924,11 +924,7 @@ async fn the_agents_files_are_private() -> TestResult {
     std::fs::set_permissions(agent.home.path(), std::fs::Permissions::from_mode(0o755))?;
     agent.register(&server).await?;
     agent.start()?;
-    let mode = |path: &std::path::Path| {
-        std::fs::metadata(path)
-            .map(|m| m.permissions().mode() & 0o777)
-            .unwrap_or(0)
-    };
+    let mode = common::mode;
     let files = common::files_under(agent.home.path());
     for name in [
         "polaris_stdout.log",
@@ -938,11 +934,7 @@ async fn the_agents_files_are_private() -> TestResult {
     ] {
         assert!(files.iter().any(|f| f.ends_with(name)), "{name}: {files:?}");
     }
-    let open_to_others: Vec<_> = files
-        .iter()
-        .filter(|f| mode(f) & 0o077 != 0)
-        .map(|f| format!("{} {:03o}", f.display(), mode(f)))
-        .collect();
+    let open_to_others = common::open_to_others(&files);
     assert!(open_to_others.is_empty(), "{open_to_others:?}");
     for dir in ["logs", "pids"] {
         assert_eq!(mode(&agent.home.path().join(dir)), 0o700, "{dir}");

@@ -308,11 +308,7 @@ async fn the_coordinators_files_are_private_and_a_readable_token_is_refused() ->
     let http = reqwest::Client::new();
     let (id, token) = register(&http, &server).await?;
     assert_eq!(heartbeat(&http, &server, &id, &token).await?, 200);
-    let mode = |path: &std::path::Path| {
-        std::fs::metadata(path)
-            .map(|m| m.permissions().mode() & 0o777)
-            .unwrap_or(0)
-    };
+    let mode = common::mode;
     let files = common::files_under(home.path());
     let named = |name: &str| files.iter().any(|f| f.ends_with(name));
     assert!(
@@ -328,11 +324,7 @@ async fn the_coordinators_files_are_private_and_a_readable_token_is_refused() ->
             .any(|f| f.starts_with(home.path().join("logs"))),
         "{files:?}"
     );
-    let open_to_others: Vec<_> = files
-        .iter()
-        .filter(|f| mode(f) & 0o077 != 0)
-        .map(|f| format!("{} {:03o}", f.display(), mode(f)))
-        .collect();
+    let open_to_others = common::open_to_others(&files);
     assert!(open_to_others.is_empty(), "{open_to_others:?}");
     assert_eq!(mode(&home.path().join("logs")), 0o700);
     assert!(server.stop()?);

@@ -361,6 +361,25 @@ pub(crate) fn files_under(dir: &Path) -> Vec<PathBuf> {
     found
 }
 
+/// A file's permission bits (0 when it cannot be read).
+#[cfg(unix)]
+pub(crate) fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .map(|m| m.permissions().mode() & 0o777)
+        .unwrap_or(0)
+}
+
+/// `path mode` of each file in `files` that its group or others may use.
+#[cfg(unix)]
+pub(crate) fn open_to_others(files: &[PathBuf]) -> Vec<String> {
+    files
+        .iter()
+        .filter(|f| mode(f) & 0o077 != 0)
+        .map(|f| format!("{} {:03o}", f.display(), mode(f)))
+        .collect()
+}
+
 /// Runs the test named `test` (`module::name`) again, alone, in a process of its own: this test
 /// binary, filtered to it. Returns how that went, or `None` in that process, where the test goes
 /// on with its body. For a test whose in-process code changes this whole process for good:
