@@ -68,6 +68,18 @@ pub struct Snapshot {
     /// The SSH tunnel, when POLARIS_RELAY is set (absent from an agent older than the field).
     #[serde(default)]
     pub tunnel: Option<tunnel::State>,
+    /// SSH access by key, when POLARIS_SSH_ACCESS=keys (absent from an agent older than the
+    /// field, and when it is off).
+    #[serde(default)]
+    pub ssh_access: Option<SshAccess>,
+}
+
+/// The keys the coordinator's commands let in, in the managed block of `user`'s
+/// `authorized_keys`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SshAccess {
+    pub user: String,
+    pub keys: Vec<crate::api::AuthorizedKey>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -684,6 +696,7 @@ mod tests {
             heartbeat: heartbeat::State::default(),
             coordinator: None,
             tunnel: None,
+            ssh_access: None,
         }
     }
 

@@ -10,8 +10,8 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::control::{self, Request, Response, Snapshot};
-use super::{heartbeat, pidfile, supervisor, tunnel};
-use crate::config::Settings;
+use super::{commands, heartbeat, orders, pidfile, ssh_keys, supervisor, tunnel};
+use crate::config::{Settings, SshAccess};
 
 pub const AGENT: &str = "polaris";
 pub const COMPUTE: &str = "compute_subnet";
@@ -94,25 +94,40 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     });
     tokio::spawn(keep_compute_pid_file(home.clone(), compute_rx.clone()));
 
+    // SSH access by key: the managed block is read before the first heartbeat reports it.
+    let ssh_keys = match settings.ssh.access {
+        SshAccess::Off => None,
+        SshAccess::Keys => Some(open_ssh_keys(&settings).await?),
+    };
+    let ssh_cancel = CancellationToken::new();
+    if let Some(keeper) = &ssh_keys {
+        tokio::spawn(keeper.clone().expire(ssh_cancel.clone()));
+    }
+
     let (heartbeat_state, heartbeat_rx) = watch::channel(heartbeat::State::default());
-    let (instructions_tx, mut instructions) = mpsc::channel(4);
+    let (orders_tx, orders) = mpsc::channel(8);
+    let reports = commands::Reports::default();
     let heartbeat_cancel = CancellationToken::new();
     let mut heartbeat_config = heartbeat::Config::new(home.clone(), settings.heartbeat_interval);
     heartbeat_config.nvml_library = settings.nvml_library.clone();
     let heartbeats = tokio::spawn(heartbeat::run(
         heartbeat_config,
         heartbeat_state,
-        Some(instructions_tx),
+        heartbeat::Links {
+            orders: Some(orders_tx),
+            reports: reports.clone(),
+            ssh_keys: ssh_keys.as_ref().map(ssh_keys::KeyKeeper::subscribe),
+        },
         heartbeat_cancel.clone(),
     ));
-    let restart_from_coordinator = compute_tx.clone();
-    tokio::spawn(async move {
-        while let Some(heartbeat::Instruction::RestartCompute) = instructions.recv().await {
-            let _ = restart_from_coordinator
-                .send(supervisor::Request::Restart)
-                .await;
-        }
-    });
+    tokio::spawn(orders::run(
+        orders,
+        orders::Targets {
+            compute: compute_configured.then(|| (compute_tx.clone(), compute_rx.clone())),
+            ssh: ssh_keys.clone(),
+        },
+        reports,
+    ));
 
     let tunnel_cancel = CancellationToken::new();
     let tunnel = tunnel::Config::from_settings(&settings).map(|config| {
@@ -131,6 +146,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         heartbeat: heartbeat_rx.borrow().clone(),
         coordinator,
         tunnel: tunnel_rx.as_ref().map(|t| t.borrow().clone()),
+        ssh_access: ssh_keys.as_ref().map(|keeper| control::SshAccess {
+            user: keeper.user().to_owned(),
+            keys: keeper.subscribe().borrow().clone(),
+        }),
     };
     let (snapshot_tx, snapshot_rx) = watch::channel(base.clone());
     tokio::spawn(publish_snapshots(
@@ -139,6 +158,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             compute: compute_configured.then(|| compute_rx.clone()),
             heartbeat: Some(heartbeat_rx),
             tunnel: tunnel_rx,
+            ssh_keys: ssh_keys.as_ref().map(ssh_keys::KeyKeeper::subscribe),
         },
         snapshot_tx,
     ));
@@ -208,6 +228,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     pidfile::remove(&home, COMPUTE);
     heartbeat_cancel.cancel();
     let _ = heartbeats.await;
+    ssh_cancel.cancel();
     // The session is closed, not left to time out: the relay frees our port at once.
     tunnel_cancel.cancel();
     if let Some((task, _)) = tunnel {
@@ -221,6 +242,21 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     pidfile::remove(&home, AGENT);
     tracing::info!("agent stopped");
     Ok(())
+}
+
+/// The managed block of SSH_USER's `authorized_keys` (the current user's without SSH_USER).
+async fn open_ssh_keys(settings: &Settings) -> anyhow::Result<ssh_keys::KeyKeeper> {
+    let user = settings
+        .ssh
+        .user
+        .clone()
+        .or_else(crate::inventory::current_user)
+        .context("POLARIS_SSH_ACCESS=keys needs SSH_USER: the account validators log in as")?;
+    ssh_keys::KeyKeeper::open(&user).await.map_err(|why| {
+        anyhow::anyhow!(
+            "POLARIS_SSH_ACCESS=keys, but the SSH keys of {user} cannot be managed: {why}"
+        )
+    })
 }
 
 /// Hands `request` to the supervisor without waiting (the control socket's handler is sync).
@@ -246,6 +282,7 @@ struct Sources {
     compute: Option<watch::Receiver<supervisor::State>>,
     heartbeat: Option<watch::Receiver<heartbeat::State>>,
     tunnel: Option<watch::Receiver<tunnel::State>>,
+    ssh_keys: Option<watch::Receiver<Vec<crate::api::AuthorizedKey>>>,
 }
 
 /// Waits for a change of a service; forever when it is absent. A service that is gone is
@@ -279,6 +316,9 @@ async fn publish_snapshots(
         if let Some(t) = sources.tunnel.as_mut() {
             current.tunnel = Some(t.borrow_and_update().clone());
         }
+        if let (Some(k), Some(access)) = (sources.ssh_keys.as_mut(), current.ssh_access.as_mut()) {
+            access.keys = k.borrow_and_update().clone();
+        }
         snapshots.send_if_modified(|s| {
             let changed = *s != current;
             if changed {
@@ -286,13 +326,18 @@ async fn publish_snapshots(
             }
             changed
         });
-        if sources.compute.is_none() && sources.heartbeat.is_none() && sources.tunnel.is_none() {
+        if sources.compute.is_none()
+            && sources.heartbeat.is_none()
+            && sources.tunnel.is_none()
+            && sources.ssh_keys.is_none()
+        {
             return;
         }
         tokio::select! {
             () = changed(&mut sources.compute) => {}
             () = changed(&mut sources.heartbeat) => {}
             () = changed(&mut sources.tunnel) => {}
+            () = changed(&mut sources.ssh_keys) => {}
         }
     }
 }

@@ -373,6 +373,7 @@ mod tests {
             heartbeat: Default::default(),
             coordinator: None,
             tunnel: None,
+            ssh_access: None,
         }
     }
 

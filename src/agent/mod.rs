@@ -4,14 +4,18 @@
 //! rotating log files and how they are read; the rules `polaris start` and `stop` follow
 //! (`lifecycle`); and where a systemd unit keeps its agent (`systemd`).
 
+pub mod commands;
 pub mod control;
 pub mod daemon;
 pub mod heartbeat;
 pub mod lifecycle;
 pub mod log_files;
+pub mod orders;
 pub mod pidfile;
 pub mod process;
 pub mod rotating_log;
+pub mod ssh_access;
+pub mod ssh_keys;
 pub mod subnet_update;
 pub mod supervisor;
 pub mod systemd;

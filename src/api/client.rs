@@ -8,8 +8,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{
-    BittensorRegistration, CommuneRegistration, ErrorBody, NetworkUpdate, Pod, RegistrationRequest,
-    RegistrationResponse, RelayKey, SimpleResponse,
+    BittensorRegistration, Command, CommandList, CommandQueued, CommuneRegistration, ErrorBody,
+    HeartbeatStatusEntry, MinerList, NetworkUpdate, Pod, RegistrationRequest, RegistrationResponse,
+    RelayKey, SimpleResponse,
 };
 
 /// The original's registration timeout.
@@ -100,6 +101,58 @@ impl CoordinatorClient {
         let url = self.miner_url(miner_id, Some("relay_key"))?;
         self.send(self.http.post(url).bearer_auth(token).json(body))
             .await
+    }
+
+    /// `GET /miners` (admin): one page of every miner.
+    pub async fn miners(
+        &self,
+        admin_token: &str,
+        after: Option<&str>,
+    ) -> Result<MinerList, ClientError> {
+        let mut url =
+            reqwest::Url::parse(&self.url("/miners")).map_err(|e| ClientError::Unexpected {
+                url: self.base.clone(),
+                detail: e.to_string(),
+            })?;
+        url.query_pairs_mut().append_pair("limit", "1000");
+        if let Some(after) = after {
+            url.query_pairs_mut().append_pair("after", after);
+        }
+        self.send(self.http.get(url).bearer_auth(admin_token)).await
+    }
+
+    /// `GET /miners/heartbeat_status` (admin): every miner's liveness.
+    pub async fn heartbeat_status(
+        &self,
+        admin_token: &str,
+    ) -> Result<std::collections::BTreeMap<String, HeartbeatStatusEntry>, ClientError> {
+        let request = self
+            .http
+            .get(self.url("/miners/heartbeat_status"))
+            .bearer_auth(admin_token);
+        self.send(request).await
+    }
+
+    /// `POST /miners/{id}/commands` (admin): queues a command for the miner.
+    pub async fn queue_command(
+        &self,
+        admin_token: &str,
+        miner_id: &str,
+        command: &Command,
+    ) -> Result<CommandQueued, ClientError> {
+        let url = self.miner_url(miner_id, Some("commands"))?;
+        self.send(self.http.post(url).bearer_auth(admin_token).json(command))
+            .await
+    }
+
+    /// `GET /miners/{id}/commands` (admin): the miner's recent commands and reported SSH keys.
+    pub async fn commands(
+        &self,
+        admin_token: &str,
+        miner_id: &str,
+    ) -> Result<CommandList, ClientError> {
+        let url = self.miner_url(miner_id, Some("commands"))?;
+        self.send(self.http.get(url).bearer_auth(admin_token)).await
     }
 
     /// `/miners/{id}[/{rest}]`, the id escaped as one path segment so it can never reach

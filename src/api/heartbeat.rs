@@ -6,7 +6,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::validate::{self, FieldError, Validate};
+use super::commands::{AuthorizedKey, CommandResult, MAX_REPORTED_KEYS, MAX_RESULTS};
+use super::validate::{self, FieldError, Validate, fail};
 
 /// A miner's liveness as the coordinator sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -53,6 +54,15 @@ pub struct HeartbeatRequest {
     #[serde(default)]
     pub version: Option<String>,
     pub metrics: HeartbeatMetrics,
+    /// How the commands of earlier answers ended (polaris agents; the original sends none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(max_items = 64)]
+    pub command_results: Vec<CommandResult>,
+    /// The keys in the managed block of SSH_USER's `authorized_keys`, when the miner lets the
+    /// coordinator manage them (`POLARIS_SSH_ACCESS=keys`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_items = 256)]
+    pub ssh_keys: Option<Vec<AuthorizedKey>>,
 }
 
 /// The original's `HeartbeatMetrics`.
@@ -140,6 +150,29 @@ impl Validate for HeartbeatRequest {
         if let Some(t) = s.temperature {
             validate::number_in("metrics.metrics.temperature", t, -100.0..=200.0)?;
         }
+        if self.command_results.len() > MAX_RESULTS {
+            return Err(fail(
+                "command_results",
+                format!("at most {MAX_RESULTS} per heartbeat"),
+            ));
+        }
+        for result in &self.command_results {
+            result.validate()?;
+        }
+        if let Some(keys) = &self.ssh_keys {
+            if keys.len() > MAX_REPORTED_KEYS {
+                return Err(fail(
+                    "ssh_keys",
+                    format!("at most {MAX_REPORTED_KEYS} keys"),
+                ));
+            }
+            for key in keys {
+                validate::text("ssh_keys.fingerprint", &key.fingerprint, 100)?;
+                if let Some(comment) = &key.comment {
+                    validate::text("ssh_keys.comment", comment, 200)?;
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -154,7 +187,9 @@ pub struct HeartbeatResponse {
     /// The server's time of this heartbeat.
     #[serde(serialize_with = "rfc3339_micros")]
     pub last_seen: DateTime<Utc>,
-    /// Instructions for the agent, e.g. `{"action": "restart", "target": "compute_subnet"}`.
+    /// Instructions for the agent, e.g. `{"id": "…", "action": "restart", "target":
+    /// "compute_subnet"}`: the open commands queued for this miner (`POST /miners/{id}/commands`),
+    /// sent again in each answer until a heartbeat reports them in `command_results`.
     #[schema(value_type = Vec<Object>)]
     pub commands: Vec<serde_json::Map<String, serde_json::Value>>,
 }

@@ -2,12 +2,17 @@
 //! the original Python tool's bodies (see `shared/reference/original-polaris.md` §4, §6, §12).
 
 pub mod client;
+mod commands;
 mod heartbeat;
 mod miner;
 mod network;
 mod relay;
 mod validate;
 
+pub use commands::{
+    AuthorizedKey, Command, CommandEntry, CommandList, CommandOutcome, CommandQueued,
+    CommandResult, CommandState, MAX_REPORTED_KEYS, MAX_RESULTS, RestartTarget, is_command_id,
+};
 pub use heartbeat::{
     HeartbeatMetrics, HeartbeatRequest, HeartbeatResponse, HeartbeatStatus, HeartbeatStatusEntry,
     SystemInfo, SystemMetrics,

@@ -257,6 +257,7 @@ pub(super) fn status(args: StatusArgs, home: Option<PathBuf>) -> anyhow::Result<
                 if let Some(tunnel) = &s.tunnel {
                     print_tunnel(tunnel);
                 }
+                print_ssh_access(s.ssh_access.as_ref());
             }
             None => {
                 println!("polaris is not running.");
@@ -352,6 +353,35 @@ fn problems(
         problems.push("the tunnel is not up".to_owned());
     }
     problems
+}
+
+/// Which keys the coordinator's commands let in (POLARIS_SSH_ACCESS=keys), or that it is off.
+fn print_ssh_access(access: Option<&crate::agent::control::SshAccess>) {
+    let Some(access) = access else {
+        println!(
+            "  SSH access by key: off (POLARIS_SSH_ACCESS=keys lets the coordinator authorize validators' keys)"
+        );
+        return;
+    };
+    match access.keys.len() {
+        0 => println!("  SSH access by key for {}: no key authorized", access.user),
+        n => println!(
+            "  SSH access by key for {}: {n} key{} authorized",
+            access.user,
+            if n == 1 { "" } else { "s" }
+        ),
+    }
+    for key in &access.keys {
+        let expires = key.expires_at.map_or_else(
+            || "no expiry".to_owned(),
+            |at| format!("expires {}", at.format("%Y-%m-%d %H:%M UTC")),
+        );
+        println!(
+            "    {} {} ({expires})",
+            key.fingerprint,
+            key.comment.as_deref().unwrap_or("")
+        );
+    }
 }
 
 fn print_tunnel(tunnel: &crate::agent::tunnel::State) {

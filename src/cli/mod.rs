@@ -6,6 +6,7 @@ mod agent;
 mod completions;
 mod inventory;
 mod logs;
+mod miners;
 mod register;
 mod server;
 mod update;
@@ -65,6 +66,9 @@ pub enum Command {
     Inventory(inventory::InventoryArgs),
     /// Run the coordinator: registration, heartbeats, health check, alerts
     Server(server::ServerArgs),
+    /// The coordinator's fleet, for its admin: list miners, show one, send it commands
+    /// (SERVER_URL, POLARIS_ADMIN_TOKEN)
+    Miners(miners::MinersArgs),
     /// Print shell completions (e.g. `polaris completions bash > /etc/bash_completion.d/polaris`)
     Completions(completions::CompletionsArgs),
     /// Open the dashboard (what `polaris` alone does on a terminal; the original's `monitor`)
@@ -75,6 +79,7 @@ pub enum Command {
 pub fn run(cli: Cli) -> ExitCode {
     let outcome = match cli.command {
         Some(Command::Server(args)) => server::run(args, cli.home),
+        Some(Command::Miners(args)) => miners::run(args, cli.home),
         Some(Command::Completions(args)) => completions::run(&args),
         Some(Command::Start) => agent::start(cli.home),
         Some(Command::Stop) => agent::stop(cli.home),
@@ -168,6 +173,7 @@ mod tests {
             &["polaris", "update", "subnet"],
             &["polaris", "inventory", "--json"],
             &["polaris", "server", "--offline-after", "2s"],
+            &["polaris", "miners", "restart", "abc", "--wait"],
         ] {
             assert!(Cli::try_parse_from(args).is_ok(), "{args:?}");
         }

@@ -47,6 +47,10 @@ pub struct RegisterArgs {
     /// The miner's uid on its subnet, if you know it
     #[arg(long)]
     pub uid: Option<u32>,
+    /// Whether validators may log in with SSH keys the coordinator sends (saved as
+    /// POLARIS_SSH_ACCESS in POLARIS_HOME/.env; asked when not set; off without a terminal)
+    #[arg(long, value_enum, value_name = "keys|off")]
+    pub ssh_access: Option<crate::config::SshAccess>,
     /// Answer yes to every confirmation, including replacing an existing registration
     #[arg(long, short = 'y')]
     pub yes: bool,
@@ -275,6 +279,12 @@ fn from_flags(args: &RegisterArgs, question: &Question, interactive: bool) -> Op
         }
         Question::Network => args.network.map(Answer::Network),
         Question::Username => args.username.clone().map(Answer::Text),
+        // Off unless asked for: a script (or --yes) never opens the machine by default.
+        Question::SshAccess => match args.ssh_access {
+            Some(access) => Some(Answer::Yes(access == crate::config::SshAccess::Keys)),
+            None if !interactive || args.yes => Some(Answer::Yes(false)),
+            None => None,
+        },
         Question::BittensorWallet => args.wallet.clone().map(Answer::Text),
         Question::BittensorHotkey { .. } => args.hotkey.clone().map(Answer::Text),
         Question::CommuneKey => args.key.clone().map(Answer::Text),
@@ -317,6 +327,13 @@ fn ask(engine: &Engine, question: &Question) -> anyhow::Result<Option<Answer>> {
             .with_help_message("3 to 32 of A-Z a-z 0-9 _ -")
             .prompt()
             .map(Answer::Text),
+        Question::SshAccess => Confirm::new(&prompt)
+            .with_default(false)
+            .with_help_message(
+                "the agent then keeps their keys in a marked block of SSH_USER's ~/.ssh/authorized_keys; no password is ever shared (POLARIS_SSH_ACCESS=keys)",
+            )
+            .prompt()
+            .map(Answer::Yes),
         Question::BittensorWallet => {
             let mut choices: Vec<Choice<String>> = context
                 .bittensor_wallets

@@ -40,6 +40,10 @@ pub struct ServerArgs {
     /// [env: POLARIS_LEGACY_CLIENTS]
     #[arg(long)]
     pub legacy_clients: bool,
+    /// How long a command queued for a miner (`polaris miners restart`) waits for it to report
+    /// back before it expires, e.g. 1h [env: POLARIS_COMMAND_EXPIRY] [default: 1h]
+    #[arg(long, value_name = "DURATION")]
+    pub command_expiry: Option<String>,
 }
 
 pub(super) fn run(args: ServerArgs, home: Option<PathBuf>) -> anyhow::Result<ExitCode> {
@@ -68,6 +72,9 @@ pub(super) fn run(args: ServerArgs, home: Option<PathBuf>) -> anyhow::Result<Exi
     }
     if args.legacy_clients {
         flags.push((keys::LEGACY_CLIENTS.env, "1".to_owned()));
+    }
+    if let Some(expiry) = args.command_expiry {
+        flags.push((keys::COMMAND_EXPIRY.env, expiry));
     }
     let settings = Settings::load(home, &flags)?;
     // Everything the coordinator creates (its database with the WAL and shared-memory files,

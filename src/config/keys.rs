@@ -39,6 +39,7 @@ pub const SSH_PASSWORD: Key = key("SSH_PASSWORD", "ssh.password");
 pub const SSH_USER: Key = key("SSH_USER", "ssh.user");
 pub const SSH_HOST: Key = key("SSH_HOST", "ssh.host");
 pub const SSH_PORT: Key = key("SSH_PORT", "ssh.port");
+pub const SSH_ACCESS: Key = key("POLARIS_SSH_ACCESS", "ssh.access");
 pub const COMPUTE_CMD: Key = key("POLARIS_COMPUTE_CMD", "compute.cmd");
 pub const COMPUTE_DIR: Key = key("POLARIS_COMPUTE_DIR", "compute.dir");
 pub const COMPUTE_REPO: Key = key("POLARIS_COMPUTE_REPO", "compute.repo");
@@ -55,6 +56,7 @@ pub const FIRESTORE_PROJECT: Key = key("POLARIS_FIRESTORE_PROJECT", "server.fire
 pub const RELAY_LISTEN: Key = key("POLARIS_RELAY_LISTEN", "server.relay_listen");
 pub const RELAY_PORTS: Key = key("POLARIS_RELAY_PORTS", "server.relay_ports");
 pub const LEGACY_CLIENTS: Key = key("POLARIS_LEGACY_CLIENTS", "server.legacy_clients");
+pub const COMMAND_EXPIRY: Key = key("POLARIS_COMMAND_EXPIRY", "server.command_expiry");
 
 /// Every key, for validating `polaris.toml`.
 pub const KEYS: &[Key] = &[
@@ -67,6 +69,7 @@ pub const KEYS: &[Key] = &[
     SSH_USER,
     SSH_HOST,
     SSH_PORT,
+    SSH_ACCESS,
     COMPUTE_CMD,
     COMPUTE_DIR,
     COMPUTE_REPO,
@@ -83,4 +86,5 @@ pub const KEYS: &[Key] = &[
     RELAY_LISTEN,
     RELAY_PORTS,
     LEGACY_CLIENTS,
+    COMMAND_EXPIRY,
 ];

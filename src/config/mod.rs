@@ -66,6 +66,30 @@ pub struct SshSettings {
     pub user: Option<String>,
     pub host: Option<String>,
     pub port: u16,
+    /// Whether the coordinator's key commands may change SSH_USER's `authorized_keys`.
+    pub access: SshAccess,
+    /// POLARIS_SSH_ACCESS is set somewhere (else registration asks).
+    pub access_given: bool,
+}
+
+/// `POLARIS_SSH_ACCESS`: how validators and renters log in to this machine.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum SshAccess {
+    /// The agent never changes `authorized_keys`; key commands are refused (the default).
+    #[default]
+    Off,
+    /// The coordinator's `authorize_key` / `revoke_key` commands edit a managed block of
+    /// SSH_USER's `~/.ssh/authorized_keys`.
+    Keys,
+}
+
+impl SshAccess {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::Keys => "keys",
+        }
+    }
 }
 
 /// The compute_subnet process the agent supervises.
@@ -99,6 +123,8 @@ pub struct ServerSettings {
     /// Accept the original Python miners' token-less requests for miners that never used their
     /// token (`--legacy-clients`); off by default.
     pub legacy_clients: bool,
+    /// How long a queued command waits for its miner to report it before it expires.
+    pub command_expiry: Duration,
 }
 
 /// Every setting, parsed.
@@ -195,6 +221,9 @@ impl Settings {
                 SocketAddr::from_str(v).ok()
             })?
             .unwrap_or_else(default_listen);
+        let ssh_access = p.parse(&keys::SSH_ACCESS, "keys or off", |v| {
+            <SshAccess as clap::ValueEnum>::from_str(v, true).ok()
+        })?;
         Ok(Self {
             server_url_set: server_url.is_some(),
             // Unset, the clients talk to the coordinator the standalone agent hosts, wherever
@@ -220,6 +249,8 @@ impl Settings {
                 user: p.string(&keys::SSH_USER),
                 host: p.string(&keys::SSH_HOST),
                 port: p.port(&keys::SSH_PORT)?.unwrap_or(22),
+                access: ssh_access.unwrap_or_default(),
+                access_given: ssh_access.is_some(),
             },
             compute: ComputeSettings {
                 cmd: p.string(&keys::COMPUTE_CMD),
@@ -287,6 +318,12 @@ impl Settings {
                         _ => None,
                     })?
                     .unwrap_or(false),
+                command_expiry: p
+                    .duration(
+                        &keys::COMMAND_EXPIRY,
+                        Duration::from_secs(1)..=Duration::from_secs(7 * 86_400),
+                    )?
+                    .unwrap_or(Duration::from_secs(3600)),
             },
             home,
         })
@@ -460,7 +497,40 @@ pub fn user_home() -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
-fn expand_tilde(path: &str) -> PathBuf {
+/// Sets `key` to `value` in `POLARIS_HOME/.env` (what registration answers for later runs):
+/// its line is replaced, or appended; every other line stays as it was. The file stays private
+/// (it may hold SSH_PASSWORD).
+pub fn save_in_home_dotenv(home: &Path, key: &Key, value: &str) -> std::io::Result<PathBuf> {
+    let path = home.join(".env");
+    let old = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(err) => return Err(err),
+    };
+    let prefix = format!("{}=", key.env);
+    let line = format!("{prefix}{value}");
+    let mut replaced = false;
+    let mut lines: Vec<String> = old
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with(&prefix) {
+                replaced = true;
+                line.clone()
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect();
+    if !replaced {
+        lines.push(line);
+    }
+    let mut text = lines.join("\n");
+    text.push('\n');
+    crate::files::write_private_atomically(&path, text.as_bytes())?;
+    Ok(path)
+}
+
+pub(crate) fn expand_tilde(path: &str) -> PathBuf {
     match path.strip_prefix("~/").zip(user_home()) {
         Some((rest, home)) => home.join(rest),
         None => PathBuf::from(path),

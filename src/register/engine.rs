@@ -3,6 +3,7 @@
 //! or flags) and the dashboard's wizard drive the same engine.
 
 use crate::api::{RegistrationRequest, SystemInventory, Validate};
+use crate::config::SshAccess;
 
 use super::record::{BittensorFacts, Chain, CommuneFacts, Network, RegistrationRecord};
 use super::wallets::{BittensorWallet, CommuneKey};
@@ -26,6 +27,8 @@ pub struct Context {
     pub system_info: SystemInventory,
     pub bittensor_wallets: Vec<BittensorWallet>,
     pub commune_keys: Vec<CommuneKey>,
+    /// POLARIS_SSH_ACCESS, when a setting already says it (then it is not asked).
+    pub ssh_access: Option<SshAccess>,
 }
 
 /// The next thing to ask.
@@ -40,6 +43,8 @@ pub enum Question {
     ConfirmSystemInfo,
     Network,
     Username,
+    /// Let validators in with keys the coordinator sends (POLARIS_SSH_ACCESS)? (default: no)
+    SshAccess,
     BittensorWallet,
     BittensorHotkey {
         wallet: String,
@@ -60,6 +65,9 @@ impl Question {
             Self::ConfirmSystemInfo => "Do you want to proceed with registration?".to_owned(),
             Self::Network => "Select registration type:".to_owned(),
             Self::Username => "Enter your desired username:".to_owned(),
+            Self::SshAccess => {
+                "Let validators log in over SSH with keys the coordinator sends?".to_owned()
+            }
             Self::BittensorWallet => "Select a wallet (coldkey):".to_owned(),
             Self::BittensorHotkey { wallet } => format!("Select a hotkey of {wallet}:"),
             Self::CommuneKey => "Select a Commune key:".to_owned(),
@@ -73,6 +81,7 @@ impl Question {
             Self::ReplaceExisting { .. } | Self::ConfirmSystemInfo => "--yes",
             Self::Network => "--network",
             Self::Username => "--username",
+            Self::SshAccess => "--ssh-access",
             Self::BittensorWallet => "--wallet",
             Self::BittensorHotkey { .. } => "--hotkey",
             Self::CommuneKey => "--key",
@@ -136,6 +145,9 @@ pub struct Plan {
     pub request: RegistrationRequest,
     pub bittensor: Option<BittensorFacts>,
     pub commune: Option<CommuneFacts>,
+    /// POLARIS_SSH_ACCESS as answered, to save with the registration; None when a setting
+    /// already said it.
+    pub ssh_access: Option<SshAccess>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -144,6 +156,7 @@ struct Answers {
     confirmed: Option<bool>,
     network: Option<Network>,
     username: Option<String>,
+    ssh_access: Option<bool>,
     wallet: Option<String>,
     hotkey: Option<String>,
     key: Option<String>,
@@ -275,6 +288,12 @@ impl Engine {
         let Some(username) = &a.username else {
             return Next::Ask(Question::Username);
         };
+        let ssh_access = match (self.context.ssh_access, a.ssh_access) {
+            (Some(_), _) => None,
+            (None, None) => return Next::Ask(Question::SshAccess),
+            (None, Some(true)) => Some(SshAccess::Keys),
+            (None, Some(false)) => Some(SshAccess::Off),
+        };
         let (bittensor, commune) = match network {
             Network::Standard => (None, None),
             Network::Bittensor => {
@@ -347,6 +366,7 @@ impl Engine {
             request,
             bittensor,
             commune,
+            ssh_access,
         }))
     }
 
@@ -374,6 +394,7 @@ impl Engine {
                 a.confirmed = Some(yes);
             }
             (Question::Network, Answer::Network(network)) => a.network = Some(network),
+            (Question::SshAccess, Answer::Yes(yes)) => a.ssh_access = Some(yes),
             (Question::Username, Answer::Text(name)) => {
                 let name = name.trim().to_owned();
                 check_username(&name)?;
@@ -477,6 +498,8 @@ mod tests {
                 name: "miner".into(),
                 ss58: None,
             }],
+            // Set already, so the flows below are not asked about it (see the SSH test).
+            ssh_access: Some(SshAccess::Off),
         }
     }
 
@@ -485,6 +508,37 @@ mod tests {
             Next::Ask(q) => q,
             other => panic!("expected a question, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn ssh_access_is_asked_after_the_username_unless_a_setting_says_it() -> Result<(), Refusal> {
+        let unset = Context {
+            ssh_access: None,
+            ..context()
+        };
+        let mut engine = Engine::new(unset, None);
+        engine.answer(Answer::Yes(true))?;
+        engine.answer(Answer::Network(Network::Standard))?;
+        engine.answer(Answer::Text("alice_01".into()))?;
+        assert_eq!(ask(&engine), Question::SshAccess);
+        engine.answer(Answer::Yes(true))?;
+        let Next::Ready(plan) = engine.next() else {
+            panic!("expected a plan");
+        };
+        assert_eq!(
+            plan.ssh_access,
+            Some(SshAccess::Keys),
+            "saved with the registration"
+        );
+        let mut engine = Engine::new(context(), None);
+        engine.answer(Answer::Yes(true))?;
+        engine.answer(Answer::Network(Network::Standard))?;
+        engine.answer(Answer::Text("alice_01".into()))?;
+        let Next::Ready(plan) = engine.next() else {
+            panic!("a setting answers it: no question");
+        };
+        assert_eq!(plan.ssh_access, None, "nothing to save over the setting");
+        Ok(())
     }
 
     #[test]

@@ -78,6 +78,7 @@ pub async fn prepare(settings: &Settings) -> Result<Prepared, PrepareError> {
         system_info: inventory::to_system_info(&found),
         bittensor_wallets,
         commune_keys,
+        ssh_access: settings.ssh.access_given.then_some(settings.ssh.access),
     };
     Ok(Prepared {
         inventory: found,

@@ -118,5 +118,20 @@ pub async fn submit(
         commune: plan.commune.clone(),
     };
     record::save(home, &record)?;
+    if let Some(access) = plan.ssh_access {
+        let saved = crate::config::save_in_home_dotenv(
+            home,
+            &crate::config::keys::SSH_ACCESS,
+            access.as_str(),
+        );
+        // The registration stands; only this answer is lost, and the user is told how to set it.
+        if let Err(err) = saved {
+            tracing::warn!(
+                "registered, but POLARIS_SSH_ACCESS={} could not be saved in {}: {err}; set it yourself",
+                access.as_str(),
+                home.join(".env").display()
+            );
+        }
+    }
     Ok(record)
 }

@@ -83,6 +83,19 @@ pub fn admin_token_path(home: &Path) -> PathBuf {
     home.join("admin_token")
 }
 
+/// The admin token a coordinator keeps in `POLARIS_HOME/admin_token`, if there is one (for the
+/// admin commands run on the coordinator's machine). Refused, like the coordinator refuses it,
+/// when others can read it.
+pub fn read_admin_token(home: &Path) -> anyhow::Result<Option<String>> {
+    let path = admin_token_path(home);
+    refuse_if_others_can_read(&path)?;
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(Some(text.trim().to_owned()).filter(|t| t.len() >= 16)),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(err).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
 /// The admin token from the settings, else from `POLARIS_HOME/admin_token`, else a new one
 /// written there (mode 0600). Returns the token and, when it was just created, its path.
 pub fn load_or_create_admin_token(

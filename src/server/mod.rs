@@ -6,6 +6,7 @@
 
 mod alerts;
 pub mod auth;
+pub mod commands;
 mod error;
 mod guards;
 mod health;
@@ -110,6 +111,10 @@ impl Coordinator {
                 .await
                 .context("cannot load the relay keys from the store")?,
         );
+        let open_commands = store
+            .open_commands()
+            .await
+            .context("cannot load the open commands from the store")?;
         let (admin_token, created_admin_token) = auth::load_or_create_admin_token(
             server.admin_token.as_ref().map(|s| s.expose()),
             &settings.home,
@@ -117,21 +122,25 @@ impl Coordinator {
         let metrics = Arc::new(Metrics::default());
         let alerter = alerts::Alerter::spawn(server.alert_webhook.clone(), Arc::clone(&metrics))?;
         let (writer, writer_task) = StoreWriter::spawn(Arc::clone(&store));
-        let state = AppState::new(
+        let state = AppState::new(state::Parts {
             registry,
             writer,
             store,
             alerter,
             metrics,
-            state::Access {
+            access: state::Access {
                 admin_hash: auth::hash_token(&admin_token),
                 legacy_clients: server.legacy_clients,
             },
-            state::RelayParts {
+            relay: state::RelayParts {
                 keys: relay_keys,
                 view: relay.as_ref().map(relay::Relay::view),
             },
-        );
+            commands: state::Commands {
+                book: commands::CommandBook::load(open_commands),
+                expiry: server.command_expiry,
+            },
+        });
         Ok(Self {
             listener,
             relay,
@@ -168,6 +177,7 @@ impl Coordinator {
     pub async fn run(self, cancel: CancellationToken) -> anyhow::Result<()> {
         let health = tokio::spawn(health::run(self.state.clone(), cancel.child_token()));
         let prune = tokio::spawn(health::prune(self.state.clone(), cancel.child_token()));
+        let expire = tokio::spawn(commands::expire(self.state.clone(), cancel.child_token()));
         let relay = self
             .relay
             .map(|relay| tokio::spawn(relay.run(cancel.child_token())));
@@ -182,7 +192,7 @@ impl Coordinator {
         )
         .await;
         cancel.cancel();
-        let _ = tokio::join!(health, prune);
+        let _ = tokio::join!(health, prune, expire);
         if let Some(relay) = relay {
             let _ = relay.await;
         }

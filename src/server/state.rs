@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 
 use super::alerts::{Alert, Alerter};
 use super::auth::{Bearer, same_hash};
+use super::commands::CommandBook;
 use super::error::ApiError;
 use super::limit::RegistrationLimiter;
 use super::metrics::Metrics;
@@ -28,10 +29,27 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub limiter: RegistrationLimiter,
     pub relay: RelayParts,
+    /// Commands queued for miners and not yet reported.
+    pub commands: CommandBook,
+    /// How long a command waits to be reported before it expires.
+    pub command_expiry: std::time::Duration,
     admin_hash: [u8; 32],
     /// `--legacy-clients`: the original's token-less requests are accepted for miners that never
     /// used their token.
     pub legacy_clients: bool,
+}
+
+/// What the shared state is made of, as the coordinator's start-up gathers it.
+#[derive(Debug)]
+pub struct Parts {
+    pub registry: Registry,
+    pub writer: StoreWriter,
+    pub store: Arc<dyn Store>,
+    pub alerter: Alerter,
+    pub metrics: Arc<Metrics>,
+    pub access: Access,
+    pub relay: RelayParts,
+    pub commands: Commands,
 }
 
 /// Who gets in: the admin token's hash, and whether the original's token-less clients do.
@@ -39,6 +57,13 @@ pub struct Shared {
 pub struct Access {
     pub admin_hash: [u8; 32],
     pub legacy_clients: bool,
+}
+
+/// The open commands as the store left them, and how long a new one waits.
+#[derive(Debug)]
+pub struct Commands {
+    pub book: CommandBook,
+    pub expiry: std::time::Duration,
 }
 
 /// What the routes know of the built-in relay.
@@ -76,15 +101,17 @@ pub enum Caller {
 }
 
 impl AppState {
-    pub fn new(
-        registry: Registry,
-        writer: StoreWriter,
-        store: Arc<dyn Store>,
-        alerter: Alerter,
-        metrics: Arc<Metrics>,
-        access: Access,
-        relay: RelayParts,
-    ) -> Self {
+    pub fn new(parts: Parts) -> Self {
+        let Parts {
+            registry,
+            writer,
+            store,
+            alerter,
+            metrics,
+            access,
+            relay,
+            commands,
+        } = parts;
         Self(Arc::new(Shared {
             registry,
             writer,
@@ -93,6 +120,8 @@ impl AppState {
             metrics,
             limiter: RegistrationLimiter::default(),
             relay,
+            commands: commands.book,
+            command_expiry: commands.expiry,
             admin_hash: access.admin_hash,
             legacy_clients: access.legacy_clients,
         }))

@@ -14,7 +14,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use records::{
-    MinerRecord, MinerSummary, NewMiner, StatusChange, TIMESTAMP_FORMAT, Write, format_time,
+    MinerRecord, MinerSummary, NewMiner, StatusChange, StoredCommand, TIMESTAMP_FORMAT, Write,
+    format_time,
 };
 
 /// Why the store failed.
@@ -79,4 +80,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every miner's relay key as `(miner id, OpenSSH public key line)`, read once at start-up.
     async fn relay_keys(&self) -> Result<Vec<(String, String)>, StoreError>;
+
+    /// Commands still to be delivered or reported (queued or delivered), read once at start-up.
+    async fn open_commands(&self) -> Result<Vec<StoredCommand>, StoreError>;
+
+    /// A miner's most recent `limit` commands, newest first.
+    async fn commands(
+        &self,
+        miner_id: &str,
+        limit: usize,
+    ) -> Result<Vec<StoredCommand>, StoreError>;
 }

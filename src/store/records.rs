@@ -4,7 +4,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::api::{ComputeResource, HeartbeatStatus, NetworkInfo, VerificationStatus};
+use crate::api::{
+    Command, CommandState, ComputeResource, HeartbeatStatus, NetworkInfo, VerificationStatus,
+};
 
 /// Timestamps are stored as fixed-width UTC text, so text order is time order.
 pub const TIMESTAMP_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.6fZ";
@@ -68,6 +70,20 @@ pub struct StatusChange {
     pub reason: String,
 }
 
+/// A command queued for a miner, with where it stands.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredCommand {
+    pub id: String,
+    pub miner_id: String,
+    pub command: Command,
+    pub state: CommandState,
+    pub reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub delivered_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
 /// One change to apply to the store.
 #[derive(Debug, Clone)]
 pub enum Write {
@@ -123,6 +139,22 @@ pub enum Write {
         /// JSON text.
         metrics: std::sync::Arc<str>,
         time_since_last: Option<f64>,
+    },
+    /// A new command for a miner.
+    QueueCommand(Box<StoredCommand>),
+    /// A queued command went out in a heartbeat answer.
+    CommandDelivered {
+        id: String,
+        at: DateTime<Utc>,
+    },
+    /// A command ended: reported done or failed by its miner (also after it expired, when it
+    /// had been delivered: the agent did act on it), or expired unreported.
+    CommandFinished {
+        id: String,
+        miner_id: String,
+        state: CommandState,
+        reason: Option<String>,
+        at: DateTime<Utc>,
     },
     /// Deletes metrics_history rows older than `before`.
     PruneMetrics {

@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 
 use super::records::format_time;
-use super::{MinerRecord, MinerSummary, StatusChange, Store, StoreError, Write};
-use crate::api::{HeartbeatStatus, VerificationStatus};
+use super::{MinerRecord, MinerSummary, StatusChange, Store, StoreError, StoredCommand, Write};
+use crate::api::{CommandState, HeartbeatStatus, VerificationStatus};
 
 /// The schema, applied when `user_version` is 0.
 const SCHEMA_V1: &str = "
@@ -78,8 +78,30 @@ ALTER TABLE miners ADD COLUMN token_used INTEGER NOT NULL DEFAULT 0;
 PRAGMA user_version = 3;
 ";
 
+/// Version 4: commands queued for miners (`POST /miners/{id}/commands`), kept after they end
+/// so their outcome can be read.
+const SCHEMA_V4: &str = "
+CREATE TABLE commands (
+    id TEXT PRIMARY KEY,
+    miner_id TEXT NOT NULL REFERENCES miners(id),
+    command TEXT NOT NULL,
+    state TEXT NOT NULL,
+    reason TEXT,
+    created_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    delivered_at TEXT,
+    finished_at TEXT
+);
+CREATE INDEX commands_by_miner ON commands(miner_id, created_at);
+CREATE INDEX commands_open ON commands(state) WHERE state IN ('queued', 'delivered');
+PRAGMA user_version = 4;
+";
+
+/// Each version's step, in order: `UPGRADES[n]` brings version n+1 to n+2.
+const UPGRADES: &[&str] = &[SCHEMA_V2, SCHEMA_V3, SCHEMA_V4];
+
 /// The schema version this build writes.
-const VERSION: i64 = 3;
+const VERSION: i64 = 4;
 
 /// The SQLite implementation of [`Store`].
 #[derive(Debug, Clone)]
@@ -116,15 +138,17 @@ impl SqliteStore {
                         tables.join(", ")
                     )));
                 }
-                writer.execute_batch(&format!(
-                    "BEGIN; {SCHEMA_V1} {SCHEMA_V2} {SCHEMA_V3} COMMIT;"
-                ))?
+                writer
+                    .execute_batch(&format!("BEGIN; {SCHEMA_V1} {} COMMIT;", UPGRADES.concat()))?
             }
-            1 => {
-                writer.execute_batch(&format!("BEGIN; {SCHEMA_V2} COMMIT;"))?;
-                writer.execute_batch(&format!("BEGIN; {SCHEMA_V3} COMMIT;"))?
+            older @ 1..VERSION => {
+                for step in UPGRADES
+                    .iter()
+                    .skip(usize::try_from(older - 1).unwrap_or(0))
+                {
+                    writer.execute_batch(&format!("BEGIN; {step} COMMIT;"))?;
+                }
             }
-            2 => writer.execute_batch(&format!("BEGIN; {SCHEMA_V3} COMMIT;"))?,
             VERSION => {}
             newer => {
                 return Err(StoreError::Unusable(format!(
@@ -278,6 +302,65 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn open_commands(&self) -> Result<Vec<StoredCommand>, StoreError> {
+        Self::with(&self.reader, |conn| {
+            let mut stmt = conn.prepare(&format!(
+                "{COMMAND_SELECT} WHERE state IN ('queued', 'delivered') ORDER BY created_at, id"
+            ))?;
+            let rows = stmt.query_map([], read_command)?;
+            rows.map(|row| row?).collect()
+        })
+        .await
+    }
+
+    async fn commands(
+        &self,
+        miner_id: &str,
+        limit: usize,
+    ) -> Result<Vec<StoredCommand>, StoreError> {
+        let miner_id = miner_id.to_owned();
+        Self::with(&self.reader, move |conn| {
+            let mut stmt = conn.prepare(&format!(
+                "{COMMAND_SELECT} WHERE miner_id = ?1 ORDER BY created_at DESC, id DESC LIMIT ?2"
+            ))?;
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let rows = stmt.query_map(params![miner_id, limit], read_command)?;
+            rows.map(|row| row?).collect()
+        })
+        .await
+    }
+}
+
+const COMMAND_SELECT: &str = "SELECT id, miner_id, command, state, reason, created_at,
+    expires_at, delivered_at, finished_at FROM commands";
+
+/// Reads one row of [`COMMAND_SELECT`]. The outer `Result` is SQLite's, the inner one ours.
+fn read_command(row: &Row<'_>) -> rusqlite::Result<Result<StoredCommand, StoreError>> {
+    let text = |i: usize| row.get::<_, Option<String>>(i);
+    let (id, miner_id, command, state): (String, String, String, String) =
+        (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
+    let (reason, created, expires, delivered, finished) = (
+        text(4)?,
+        row.get::<_, String>(5)?,
+        row.get::<_, String>(6)?,
+        text(7)?,
+        text(8)?,
+    );
+    Ok((|| {
+        Ok(StoredCommand {
+            command: serde_json::from_str(&command)?,
+            state: CommandState::parse(&state)
+                .ok_or_else(|| StoreError::Corrupt(format!("state of command {id}")))?,
+            reason,
+            created_at: parse_time(&created)?,
+            expires_at: parse_time(&expires)?,
+            delivered_at: delivered.as_deref().map(parse_time).transpose()?,
+            finished_at: finished.as_deref().map(parse_time).transpose()?,
+            id,
+            miner_id,
+        })
+    })())
 }
 
 const MINER_SELECT: &str = "SELECT m.id, m.name, m.location, m.description, m.registration_type,
@@ -446,6 +529,50 @@ fn apply_one(tx: &Transaction<'_>, write: &Write) -> Result<(), StoreError> {
                 time_since_last
             ],
         )?,
+        Write::QueueCommand(c) => tx.execute(
+            "INSERT INTO commands (id, miner_id, command, state, reason, created_at, expires_at,
+                delivered_at, finished_at)
+             SELECT ?1, id, ?3, ?4, ?5, ?6, ?7, ?8, ?9 FROM miners WHERE id = ?2",
+            params![
+                c.id,
+                c.miner_id,
+                serde_json::to_string(&c.command)?,
+                c.state.as_str(),
+                c.reason,
+                format_time(c.created_at),
+                format_time(c.expires_at),
+                c.delivered_at.map(format_time),
+                c.finished_at.map(format_time),
+            ],
+        )?,
+        // The two below may change nothing (a command that ended meanwhile; a late report of
+        // one that was never delivered): that is their rule, not a bug upstream.
+        Write::CommandDelivered { id, at } => {
+            tx.execute(
+                "UPDATE commands SET state = 'delivered', delivered_at = ?2
+                 WHERE id = ?1 AND state = 'queued'",
+                params![id, format_time(*at)],
+            )?;
+            return Ok(());
+        }
+        Write::CommandFinished {
+            id,
+            miner_id,
+            state,
+            reason,
+            at,
+        } => {
+            // Open commands end in any way; an expired one only by its miner's report, and only
+            // when it had been delivered (the agent did act on it).
+            tx.execute(
+                "UPDATE commands SET state = ?3, reason = ?4, finished_at = ?5
+                 WHERE id = ?1 AND miner_id = ?2
+                   AND (state IN ('queued', 'delivered')
+                        OR (state = 'expired' AND ?3 != 'expired' AND delivered_at IS NOT NULL))",
+                params![id, miner_id, state.as_str(), reason, format_time(*at)],
+            )?;
+            return Ok(());
+        }
         Write::PruneMetrics { before } => {
             tx.execute(
                 "DELETE FROM metrics_history WHERE timestamp < ?1",
@@ -472,9 +599,11 @@ fn miner_of(write: &Write) -> &str {
         | Write::RelayKey { miner_id, .. }
         | Write::TokenUsed { miner_id }
         | Write::State { miner_id, .. }
-        | Write::Metrics { miner_id, .. } => miner_id,
+        | Write::Metrics { miner_id, .. }
+        | Write::CommandFinished { miner_id, .. } => miner_id,
+        Write::QueueCommand(command) => &command.miner_id,
         Write::Transition(change) => &change.miner_id,
-        Write::PruneMetrics { .. } => "",
+        Write::CommandDelivered { .. } | Write::PruneMetrics { .. } => "",
     }
 }
 

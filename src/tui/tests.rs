@@ -377,6 +377,7 @@ fn the_heartbeats_box_tells_a_damaged_registration_a_refusal_and_late_figures_ap
 }
 
 fn context() -> Context {
+    // SSH access is set already (a setting), so the flows below are not asked about it.
     let info = json!({
         "location": "Lisbon, PT",
         "compute_resources": [{
@@ -419,6 +420,7 @@ fn context() -> Context {
             name: "miner".into(),
             ss58: None,
         }],
+        ssh_access: Some(crate::config::SshAccess::Off),
     }
 }
 

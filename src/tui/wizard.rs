@@ -95,6 +95,7 @@ fn question_key(question: &Question) -> &'static str {
         Question::ConfirmSystemInfo => "confirm",
         Question::Network => "network",
         Question::Username => "username",
+        Question::SshAccess => "ssh_access",
         Question::BittensorWallet => "wallet",
         Question::BittensorHotkey { .. } => "hotkey",
         Question::CommuneKey => "key",
@@ -160,6 +161,21 @@ impl Wizard {
                 ),
             ],
             Question::ConfirmSystemInfo | Question::Username => Vec::new(),
+            Question::SshAccess => vec![
+                answer(
+                    "No, not now",
+                    Some("key commands from the coordinator are refused".into()),
+                    Answer::Yes(false),
+                ),
+                answer(
+                    "Yes, by key",
+                    Some(
+                        "the agent keeps their keys in a marked block of SSH_USER's ~/.ssh/authorized_keys (POLARIS_SSH_ACCESS=keys)"
+                            .into(),
+                    ),
+                    Answer::Yes(true),
+                ),
+            ],
             Question::Network => [Network::Bittensor, Network::Commune, Network::Standard]
                 .into_iter()
                 .map(|n| {

@@ -31,7 +31,12 @@ async fn heartbeats_start_once_registered_and_stop_being_acknowledged_without_a_
     config.retry_start = Duration::from_millis(20);
     let (tx, mut state) = watch::channel(State::default());
     let cancel = CancellationToken::new();
-    let task = tokio::spawn(heartbeat::run(config, tx, None, cancel.clone()));
+    let task = tokio::spawn(heartbeat::run(
+        config,
+        tx,
+        Default::default(),
+        cancel.clone(),
+    ));
 
     // Not registered: it waits quietly.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -67,15 +72,16 @@ async fn heartbeats_start_once_registered_and_stop_being_acknowledged_without_a_
 
 /// `polaris start|status|stop` of the real binary, with a real coordinator and a real
 /// compute_subnet (a shell loop).
-struct Agent {
-    home: tempfile::TempDir,
+pub(crate) struct Agent {
+    pub(crate) home: tempfile::TempDir,
     api: String,
 }
 
 impl Agent {
     /// A coordinator in a home of its own (returned, to live as long as it) and an agent with
     /// a fresh home pointed at it.
-    fn with_coordinator() -> Result<(tempfile::TempDir, Server, Self), Box<dyn std::error::Error>> {
+    pub(crate) fn with_coordinator()
+    -> Result<(tempfile::TempDir, Server, Self), Box<dyn std::error::Error>> {
         let (server_home, server) = common::coordinator()?;
         let agent = Agent {
             home: tempfile::tempdir()?,
@@ -84,7 +90,7 @@ impl Agent {
         Ok((server_home, server, agent))
     }
 
-    fn polaris(&self, args: &[&str]) -> std::process::Command {
+    pub(crate) fn polaris(&self, args: &[&str]) -> std::process::Command {
         let mut command = common::polaris(self.home.path());
         command
             .args(args)
@@ -99,7 +105,10 @@ impl Agent {
 
     /// Registers a miner with `server` (the original body) and saves its registration.json in
     /// the agent's home; returns the miner's id.
-    async fn register(&self, server: &Server) -> Result<String, Box<dyn std::error::Error>> {
+    pub(crate) async fn register(
+        &self,
+        server: &Server,
+    ) -> Result<String, Box<dyn std::error::Error>> {
         let (miner_id, token) = common::register(&reqwest::Client::new(), server).await?;
         common::save_registration(
             self.home.path(),
@@ -112,13 +121,16 @@ impl Agent {
     }
 
     /// `polaris start`, which must exit 0; returns what it printed.
-    fn start(&self) -> Result<String, Box<dyn std::error::Error>> {
+    pub(crate) fn start(&self) -> Result<String, Box<dyn std::error::Error>> {
         let (code, out) = self.run(&["start"])?;
         assert_eq!(code, Some(0), "{out}");
         Ok(out)
     }
 
-    fn run(&self, args: &[&str]) -> Result<(Option<i32>, String), Box<dyn std::error::Error>> {
+    pub(crate) fn run(
+        &self,
+        args: &[&str],
+    ) -> Result<(Option<i32>, String), Box<dyn std::error::Error>> {
         let output = self.polaris(args).output()?;
         Ok((
             output.status.code(),
@@ -127,7 +139,7 @@ impl Agent {
         ))
     }
 
-    fn status(&self) -> Result<Value, Box<dyn std::error::Error>> {
+    pub(crate) fn status(&self) -> Result<Value, Box<dyn std::error::Error>> {
         let output = self.polaris(&["status", "--json"]).output()?;
         Ok(serde_json::from_slice(&output.stdout)?)
     }

@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{HeartbeatMetrics, HeartbeatRequest, HeartbeatStatus};
+use super::commands::{self, Order, Reports};
+use crate::api::{AuthorizedKey, HeartbeatMetrics, HeartbeatRequest, HeartbeatStatus};
 use crate::register::record::{self, RegistrationRecord};
 
 mod figures;
@@ -71,10 +72,16 @@ pub struct State {
     pub sampling_problem: Option<String>,
 }
 
-/// What the coordinator asked the agent to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Instruction {
-    RestartCompute,
+/// What heartbeats carry besides this machine's figures, and where the coordinator's commands
+/// go. The default carries nothing and drops commands (a sender on its own, in tests).
+#[derive(Debug, Clone, Default)]
+pub struct Links {
+    /// Where the commands of heartbeat answers are handed to be carried out.
+    pub orders: Option<mpsc::Sender<Order>>,
+    /// How the commands handed out ended, reported in the next heartbeats.
+    pub reports: Reports,
+    /// The keys of the managed `authorized_keys` block, when SSH access by key is on.
+    pub ssh_keys: Option<watch::Receiver<Vec<AuthorizedKey>>>,
 }
 
 /// The interval with ± 10 % jitter, so a fleet restarted together does not beat in step.
@@ -87,7 +94,7 @@ fn jittered(interval: Duration) -> Duration {
 pub async fn run(
     config: Config,
     state: watch::Sender<State>,
-    instructions: Option<mpsc::Sender<Instruction>>,
+    links: Links,
     cancel: CancellationToken,
 ) {
     let client = match reqwest::Client::builder()
@@ -121,17 +128,9 @@ pub async fn run(
             return;
         }
     };
-    beat(
-        &config,
-        &client,
-        &mut figures,
-        &state,
-        instructions,
-        &cancel,
-    )
-    .await;
+    beat(&config, &client, &mut figures, &state, &links, &cancel).await;
     if let Ok(Some(record)) = read_record(&config.home).await {
-        let body = request(
+        let mut body = request(
             &mut figures,
             &state,
             &record.miner_id,
@@ -139,6 +138,7 @@ pub async fn run(
             0.0,
         )
         .await;
+        links.attach(&mut body);
         // Quick: a coordinator that is gone must not hold the agent's stop.
         let quick =
             tokio::time::timeout(Duration::from_secs(2), send::send(&client, &record, &body));
@@ -200,6 +200,60 @@ async fn request(
             resource_usage,
             active_jobs: Vec::new(),
         },
+        command_results: Vec::new(),
+        ssh_keys: None,
+    }
+}
+
+impl Links {
+    /// Adds the command reports and the SSH keys to a heartbeat.
+    fn attach(&self, body: &mut HeartbeatRequest) {
+        body.command_results = self.reports.pending();
+        body.ssh_keys = self.ssh_keys.as_ref().map(|keys| keys.borrow().clone());
+    }
+
+    /// Hands the commands of an acknowledged heartbeat's answer on, each id once; one this
+    /// agent cannot take is reported failed at once.
+    async fn take(&self, answer: &crate::api::HeartbeatResponse) {
+        for entry in &answer.commands {
+            let (id, command) = commands::read(entry);
+            if let Some(id) = &id
+                && !self.reports.begin(id)
+            {
+                continue;
+            }
+            let command = match command {
+                Ok(command) => command,
+                Err(why) => {
+                    tracing::warn!("a command from the coordinator was refused: {why}");
+                    if let Some(id) = id {
+                        self.reports.end(id, Err(why));
+                    }
+                    continue;
+                }
+            };
+            let Some(orders) = &self.orders else {
+                if let Some(id) = id {
+                    self.reports
+                        .end(id, Err("this agent carries out no commands".to_owned()));
+                }
+                continue;
+            };
+            let action = command.action();
+            tracing::info!(action, "the coordinator sent a command");
+            if orders
+                .send(Order {
+                    id: id.clone(),
+                    command,
+                })
+                .await
+                .is_err()
+                && let Some(id) = id
+            {
+                self.reports
+                    .end(id, Err(format!("the agent is stopping: {action} not done")));
+            }
+        }
     }
 }
 
@@ -208,7 +262,7 @@ async fn beat(
     client: &reqwest::Client,
     figures: &mut figures::Reader,
     state: &watch::Sender<State>,
-    instructions: Option<mpsc::Sender<Instruction>>,
+    links: &Links,
     cancel: &CancellationToken,
 ) {
     let mut latency_ms = 0.0;
@@ -243,7 +297,7 @@ async fn beat(
         let deadline = beat_started + config.interval;
         let mut retry = config.retry_start;
         loop {
-            let body = request(
+            let mut body = request(
                 figures,
                 state,
                 &record.miner_id,
@@ -251,6 +305,7 @@ async fn beat(
                 latency_ms,
             )
             .await;
+            links.attach(&mut body);
             let sent = Instant::now();
             match send::send(client, &record, &body).await {
                 Ok(answer) => {
@@ -267,14 +322,8 @@ async fn beat(
                         s.failures = 0;
                         s.last_error = None;
                     });
-                    for command in &answer.commands {
-                        let restart = command.get("action").and_then(|a| a.as_str())
-                            == Some("restart")
-                            && command.get("target").and_then(|t| t.as_str()) != Some("polaris");
-                        if restart && let Some(tx) = &instructions {
-                            let _ = tx.send(Instruction::RestartCompute).await;
-                        }
-                    }
+                    links.reports.acknowledged(&body.command_results);
+                    links.take(&answer).await;
                     break;
                 }
                 Err(why) => {

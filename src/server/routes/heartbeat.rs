@@ -115,11 +115,20 @@ pub(super) async fn receive(
             return Err(ApiError::Unauthorized(TOKEN_REQUIRED));
         }
     }
+    let exchange = state
+        .commands
+        .exchange(miner_id, &body.command_results, now);
+    for write in exchange.writes {
+        state.writer.send(write);
+    }
+    if let Some(keys) = &body.ssh_keys {
+        state.commands.report_keys(miner_id, keys);
+    }
     Ok(Json(HeartbeatResponse {
         status: Cow::Borrowed("success"),
         message: Cow::Borrowed("Heartbeat processed successfully"),
         last_seen: now,
-        commands: Vec::new(),
+        commands: exchange.deliver,
     }))
 }
 

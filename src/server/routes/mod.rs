@@ -1,5 +1,6 @@
 //! The HTTP surface (base `/api/v1`, plus `/healthz` and `/metrics` at the root).
 
+mod commands;
 mod heartbeat;
 mod meta;
 mod miners;
@@ -28,6 +29,10 @@ pub fn router(state: AppState) -> Router {
         .route("/miners/{id}/status", patch(miners::set_verification))
         .route("/miners/{id}/status_history", get(miners::history))
         .route("/miners/{id}/relay_key", post(relay::set_key))
+        .route(
+            "/miners/{id}/commands",
+            get(commands::list).post(commands::queue),
+        )
         .route("/relay/sessions", get(relay::sessions))
         .route("/heart_beat", post(heartbeat::receive))
         .route("/network_update", post(updates::network))
@@ -55,6 +60,7 @@ pub fn router(state: AppState) -> Router {
     paths(
         miners::register, miners::list, miners::show, miners::set_verification, miners::history,
         heartbeat::receive, heartbeat::status,
+        commands::queue, commands::list,
         updates::network, updates::bittensor, updates::commune,
         relay::set_key, relay::sessions,
         meta::healthz, meta::metrics, meta::whoami,

@@ -228,6 +228,7 @@ fn step_title(question: &Question) -> &'static str {
         Question::ConfirmSystemInfo => "system information",
         Question::Network => "network",
         Question::Username => "username",
+        Question::SshAccess => "SSH access",
         Question::BittensorWallet => "wallet",
         Question::BittensorHotkey { .. } => "hotkey",
         Question::CommuneKey => "key",

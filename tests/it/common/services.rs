@@ -29,9 +29,31 @@ pub(crate) struct Sshd {
     _dir: tempfile::TempDir,
 }
 
+/// How a test's sshd differs from the default one (keys only, from a file in its temp dir, no
+/// StrictModes).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct SshdOptions {
+    /// Keys from each user's own `~/.ssh/authorized_keys`, with StrictModes on: as sshd runs
+    /// on a real machine.
+    pub(crate) user_keys: bool,
+}
+
+impl SshdOptions {
+    pub(crate) fn user_keys() -> Self {
+        Self { user_keys: true }
+    }
+}
+
 impl Sshd {
     /// Starts sshd, or returns `None` after `missing_service` when it is not installed.
     pub(crate) fn start() -> Result<Option<Self>, Box<dyn std::error::Error>> {
+        Self::start_options(SshdOptions::default())
+    }
+
+    /// [`Sshd::start`] as `options` say.
+    pub(crate) fn start_options(
+        options: SshdOptions,
+    ) -> Result<Option<Self>, Box<dyn std::error::Error>> {
         if !Path::new(SSHD).exists() || which("ssh-keygen").is_none() {
             missing_service(
                 "OpenSSH server",
@@ -55,15 +77,21 @@ impl Sshd {
         }
         let port = free_port()?;
         let config = dir.path().join("sshd_config");
+        let keys = if options.user_keys {
+            "AuthorizedKeysFile .ssh/authorized_keys\nStrictModes yes\n".to_owned()
+        } else {
+            format!(
+                "AuthorizedKeysFile {}\nStrictModes no\n",
+                dir.path().join("authorized_keys").display()
+            )
+        };
         std::fs::write(
             &config,
             format!(
-                "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile {}\n\
-                 AuthorizedKeysFile {}\nPasswordAuthentication no\n\
-                 KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n",
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile {}\n{keys}\
+                 PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n",
                 host_key.display(),
                 dir.path().join("sshd.pid").display(),
-                dir.path().join("authorized_keys").display(),
             ),
         )?;
         let mut child = Command::new(SSHD)

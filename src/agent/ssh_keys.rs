@@ -1,0 +1,167 @@
+//! SSH access by key (`POLARIS_SSH_ACCESS=keys`): the coordinator's `authorize_key` and
+//! `revoke_key` commands applied to the managed block of SSH_USER's `authorized_keys`
+//! ([`super::ssh_access`]), keys removed when they expire, and the keys there published for the
+//! heartbeats and `polaris status`.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::ssh_access::{self, ManagedKeys};
+use crate::api::{AuthorizedKey, Command};
+
+/// Longest the expiry loop sleeps with no key to expire (a new key wakes it).
+const IDLE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// The managed block and what is known to be in it. Cheap to clone (shared).
+#[derive(Debug, Clone)]
+pub struct KeyKeeper {
+    user: Arc<str>,
+    keys: Arc<ManagedKeys>,
+    published: Arc<watch::Sender<Vec<AuthorizedKey>>>,
+    /// Wakes the expiry loop: a key with an earlier expiry may have come.
+    changed: Arc<Notify>,
+}
+
+impl KeyKeeper {
+    /// The managed block of `user`'s `authorized_keys`, read now.
+    pub async fn open(user: &str) -> Result<Self, String> {
+        let name = user.to_owned();
+        let keys = blocking(move || ManagedKeys::for_user(&name)).await?;
+        let keys = Arc::new(keys);
+        let listed = {
+            let keys = Arc::clone(&keys);
+            blocking(move || keys.list()).await?
+        };
+        let (published, _) = watch::channel(listed.iter().map(reported).collect());
+        Ok(Self {
+            user: user.into(),
+            keys,
+            published: Arc::new(published),
+            changed: Arc::new(Notify::new()),
+        })
+    }
+
+    /// The account whose `authorized_keys` is managed.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// The keys in the block, as the heartbeats and `status` show them.
+    pub fn subscribe(&self) -> watch::Receiver<Vec<AuthorizedKey>> {
+        self.published.subscribe()
+    }
+
+    /// Carries out a key command; any other command is not this keeper's.
+    pub async fn carry_out(&self, command: Command) -> Result<(), String> {
+        let keys = Arc::clone(&self.keys);
+        let result = match command {
+            Command::AuthorizeKey {
+                public_key,
+                comment,
+                expires_at,
+            } => {
+                blocking(move || {
+                    keys.authorize(&public_key, comment.as_deref().unwrap_or(""), expires_at, Utc::now())
+                        .map(|key| tracing::info!(fingerprint = %key.fingerprint, "SSH key authorized"))
+                })
+                .await
+            }
+            Command::RevokeKey { fingerprint } => {
+                blocking(move || {
+                    keys.revoke(&fingerprint).map(|found| {
+                        if found {
+                            tracing::info!(%fingerprint, "SSH key revoked");
+                        } else {
+                            tracing::info!(%fingerprint, "SSH key to revoke was not authorized: nothing to do");
+                        }
+                    })
+                })
+                .await
+            }
+            Command::Restart { .. } => return Err("not a key command".to_owned()),
+        };
+        self.publish().await;
+        self.changed.notify_one();
+        result
+    }
+
+    /// Removes keys when they expire, until `cancel`.
+    pub async fn expire(self, cancel: CancellationToken) {
+        loop {
+            let keys = Arc::clone(&self.keys);
+            let next = match blocking(move || {
+                let removed = keys.remove_expired(Utc::now())?;
+                Ok((removed, keys.next_expiry()?))
+            })
+            .await
+            {
+                Ok((removed, next)) => {
+                    for key in &removed {
+                        tracing::info!(fingerprint = %key.fingerprint, "SSH key expired and removed");
+                    }
+                    if !removed.is_empty() {
+                        self.publish().await;
+                    }
+                    next
+                }
+                Err(why) => {
+                    tracing::warn!("cannot remove expired SSH keys: {why}");
+                    // sshd refuses them anyway (expiry-time); try again in a minute.
+                    Some(Utc::now() + chrono::TimeDelta::minutes(1))
+                }
+            };
+            let wait = next
+                .and_then(|at| (at - Utc::now()).to_std().ok())
+                .unwrap_or(if next.is_some() {
+                    std::time::Duration::ZERO
+                } else {
+                    IDLE
+                })
+                .min(IDLE);
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = self.changed.notified() => {}
+                () = cancel.cancelled() => return,
+            }
+        }
+    }
+
+    /// Reads the block again and publishes it when it changed.
+    async fn publish(&self) {
+        let keys = Arc::clone(&self.keys);
+        match blocking(move || keys.list()).await {
+            Ok(listed) => {
+                let listed: Vec<AuthorizedKey> = listed.iter().map(reported).collect();
+                self.published.send_if_modified(|now| {
+                    let changed = *now != listed;
+                    if changed {
+                        *now = listed;
+                    }
+                    changed
+                });
+            }
+            Err(why) => tracing::warn!("cannot read the managed SSH keys: {why}"),
+        }
+    }
+}
+
+fn reported(key: &ssh_access::AuthorizedKey) -> AuthorizedKey {
+    AuthorizedKey {
+        fingerprint: key.fingerprint.clone(),
+        comment: (!key.comment.is_empty()).then(|| key.comment.clone()),
+        expires_at: key.expires_at,
+    }
+}
+
+/// Runs file work off the async threads; its error as text for the command's report.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ssh_access::SshAccessError> + Send + 'static,
+) -> Result<T, String> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result.map_err(|err| err.to_string()),
+        Err(err) => Err(format!("the file work stopped: {err}")),
+    }
+}
