@@ -16,6 +16,7 @@ pub mod location;
 pub mod memory;
 pub mod network;
 mod render;
+pub mod ssh_login;
 mod system_info;
 pub mod units;
 
