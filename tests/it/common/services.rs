@@ -30,8 +30,14 @@ pub(crate) struct Sshd {
 }
 
 impl Sshd {
-    /// Starts sshd, or returns `None` after `missing_service` when it is not installed.
+    /// Starts sshd, keys only, or returns `None` after `missing_service` when it is not
+    /// installed.
     pub(crate) fn start() -> Result<Option<Self>, Box<dyn std::error::Error>> {
+        Self::start_with(false)
+    }
+
+    /// [`start`](Self::start), with `PasswordAuthentication` as `passwords` says.
+    pub(crate) fn start_with(passwords: bool) -> Result<Option<Self>, Box<dyn std::error::Error>> {
         if !Path::new(SSHD).exists() || which("ssh-keygen").is_none() {
             missing_service(
                 "OpenSSH server",
@@ -59,11 +65,12 @@ impl Sshd {
             &config,
             format!(
                 "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile {}\n\
-                 AuthorizedKeysFile {}\nPasswordAuthentication no\n\
+                 AuthorizedKeysFile {}\nPasswordAuthentication {}\n\
                  KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n",
                 host_key.display(),
                 dir.path().join("sshd.pid").display(),
                 dir.path().join("authorized_keys").display(),
+                if passwords { "yes" } else { "no" },
             ),
         )?;
         let mut child = Command::new(SSHD)
