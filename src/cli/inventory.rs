@@ -28,8 +28,8 @@ pub struct InventoryArgs {
     /// the result is kept and sent at registration
     #[arg(long)]
     pub bench: bool,
-    /// Run the self-test gates (RAM ≥ VRAM, 2 CPUs per GPU, 100 GiB free, SSH, coordinator)
-    /// and exit 1 if any fails
+    /// Run the self-test gates (RAM ≥ VRAM, 2 CPUs per GPU, 100 GiB free, SSH at the advertised
+    /// address, coordinator) and exit 1 if any fails; sshd taking passwords is a warning
     #[arg(long)]
     pub check: bool,
     /// Also write the system_info JSON to this file (replaced atomically; its directory must
@@ -63,10 +63,20 @@ pub(super) fn run(args: InventoryArgs, home: Option<PathBuf>) -> anyhow::Result<
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let found = runtime.block_on(inventory::collect(&settings));
+    let found = runtime.block_on(async {
+        let found = inventory::collect(&settings).await?;
+        // The SSH gate's probes need the public address the coordinator sees, so they follow
+        // the inventory; only `--check` pays for them.
+        let ssh = if args.check {
+            Some(check::probe_ssh(&found, &settings).await)
+        } else {
+            None
+        };
+        anyhow::Ok((found, ssh))
+    });
     // A probe past its time limit may still sit in the kernel: do not wait for it.
     runtime.shutdown_background();
-    let found = found?;
+    let (found, ssh) = found?;
     if let Some(warning) = &found.location.warning {
         eprintln!("polaris: warning: {warning}");
     }
@@ -77,8 +87,8 @@ pub(super) fn run(args: InventoryArgs, home: Option<PathBuf>) -> anyhow::Result<
             .with_context(|| format!("cannot write {}", path.display()))?;
         eprintln!("Wrote the system_info JSON to {}", path.display());
     }
-    if args.check {
-        return Ok(report_gates(&check::evaluate(&found), args.json));
+    if let Some(ssh) = &ssh {
+        return Ok(report_gates(&check::evaluate(&found, ssh), args.json));
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&system_info)?);
@@ -104,6 +114,10 @@ fn report_gates(gates: &[check::Gate], json: bool) -> ExitCode {
             let verdict = if gate.passed { "pass" } else { "FAIL" };
             let pad = width - gate.name.chars().count();
             println!("{verdict}  {}{:pad$}  {}", gate.name, "", gate.detail);
+            if let Some(warning) = &gate.warning {
+                // Under the detail, so the verdicts stay one column a script can cut.
+                println!("      {:width$}  warning: {warning}", "");
+            }
         }
         println!("{passed} of {} checks passed", gates.len());
     }

@@ -16,6 +16,7 @@ pub mod location;
 pub mod memory;
 pub mod network;
 mod render;
+pub mod ssh_login;
 mod system_info;
 pub mod units;
 
@@ -27,7 +28,7 @@ use chrono::{DateTime, Utc};
 use crate::config::Settings;
 
 pub use render::render_table;
-pub use system_info::{resource_ids, to_system_info};
+pub use system_info::{SshAddress, advertised_ssh, resource_ids, to_system_info};
 
 /// Everything `collect` found.
 #[derive(Debug, Clone)]

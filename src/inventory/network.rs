@@ -130,33 +130,14 @@ const SSH_TIMEOUT: Duration = Duration::from_secs(1);
 /// on `::1` or the LAN address) and reads the identification line of the first that accepts.
 pub async fn probe_ssh(port: u16, addresses: &[IpAddr]) -> SshProbe {
     for &ip in addresses {
-        let address = SocketAddr::new(ip, port);
-        let Ok(Ok(mut stream)) =
-            tokio::time::timeout(SSH_TIMEOUT, TcpStream::connect(address)).await
-        else {
+        let Ok(banner) = banner_at(SocketAddr::new(ip, port)).await else {
             continue;
         };
-        let mut buffer = vec![0u8; 256];
-        let mut filled = 0;
-        let read_banner = async {
-            while filled < buffer.len() && !buffer[..filled].contains(&b'\n') {
-                match stream.read(&mut buffer[filled..]).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => filled += n,
-                }
-            }
-        };
-        let _ = tokio::time::timeout(SSH_TIMEOUT, read_banner).await;
-        let text = String::from_utf8_lossy(&buffer[..filled]);
         return SshProbe {
             port,
             listening: true,
             address: Some(ip),
-            banner: text
-                .lines()
-                .next()
-                .map(|l| l.trim().to_owned())
-                .filter(|l| !l.is_empty()),
+            banner,
         };
     }
     SshProbe {
@@ -164,6 +145,96 @@ pub async fn probe_ssh(port: u16, addresses: &[IpAddr]) -> SshProbe {
         listening: false,
         address: None,
         banner: None,
+    }
+}
+
+/// What one SSH address answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshAnswer {
+    /// The address that accepted (the first of a name's addresses that did).
+    pub address: SocketAddr,
+    /// Its identification line, if it sent one in time.
+    pub banner: Option<String>,
+}
+
+impl SshAnswer {
+    /// Speaking SSH, not just accepting connections.
+    pub fn is_ssh(&self) -> bool {
+        self.banner
+            .as_deref()
+            .is_some_and(|b| b.starts_with("SSH-"))
+    }
+}
+
+/// Connects to `address` (`host:port`, IPv6 in brackets; a name is resolved and each of its
+/// addresses tried in turn) and reads the identification line. The error says why nothing
+/// accepted: "connection refused", no answer in time, or a name that does not resolve.
+pub async fn probe_ssh_at(address: &str) -> Result<SshAnswer, String> {
+    let addresses: Vec<SocketAddr> =
+        match tokio::time::timeout(SSH_TIMEOUT, tokio::net::lookup_host(address)).await {
+            Ok(Ok(found)) => found.collect(),
+            Ok(Err(err)) => return Err(format!("cannot resolve {address}: {err}")),
+            Err(_) => {
+                return Err(format!(
+                    "cannot resolve {address} within {} s",
+                    SSH_TIMEOUT.as_secs()
+                ));
+            }
+        };
+    let mut why = format!("{address} has no address");
+    for socket in addresses {
+        match banner_at(socket).await {
+            Ok(banner) => {
+                return Ok(SshAnswer {
+                    address: socket,
+                    banner,
+                });
+            }
+            Err(err) => why = err,
+        }
+    }
+    Err(why)
+}
+
+/// Connects and reads the first line the server sends (`SSH-2.0-…`), each step within
+/// [`SSH_TIMEOUT`]; a server that accepts and says nothing gives `Ok(None)`.
+async fn banner_at(address: SocketAddr) -> Result<Option<String>, String> {
+    let mut stream = match tokio::time::timeout(SSH_TIMEOUT, TcpStream::connect(address)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(err)) => return Err(io_reason(&err)),
+        Err(_) => {
+            return Err(format!(
+                "no answer within {} s (a firewall dropping packets?)",
+                SSH_TIMEOUT.as_secs()
+            ));
+        }
+    };
+    let mut buffer = vec![0u8; 256];
+    let mut filled = 0;
+    let read_banner = async {
+        while filled < buffer.len() && !buffer[..filled].contains(&b'\n') {
+            match stream.read(&mut buffer[filled..]).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => filled += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(SSH_TIMEOUT, read_banner).await;
+    let text = String::from_utf8_lossy(&buffer[..filled]);
+    Ok(text
+        .lines()
+        .next()
+        .map(|l| l.trim().to_owned())
+        .filter(|l| !l.is_empty()))
+}
+
+/// "connection refused" rather than "Connection refused (os error 111)": it reads inside a
+/// sentence, and the number means nothing to the reader.
+fn io_reason(err: &std::io::Error) -> String {
+    match err.kind() {
+        std::io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
+        std::io::ErrorKind::TimedOut => "the connection timed out".to_owned(),
+        _ => err.to_string(),
     }
 }
 
@@ -293,6 +364,25 @@ mod tests {
         assert_eq!(probe.address, "127.0.0.1".parse().ok());
         assert_eq!(probe.banner.as_deref(), Some("SSH-2.0-OpenSSH_9.2p1"));
         assert!(probe.is_ssh());
+    }
+
+    #[tokio::test]
+    async fn an_address_probe_says_why_nothing_answered() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let why = probe_ssh_at(&format!("127.0.0.1:{port}"))
+            .await
+            .expect_err("nothing listens");
+        assert_eq!(why, "connection refused");
+        let why = probe_ssh_at("no-such-host.invalid:22")
+            .await
+            .expect_err("no such name");
+        assert!(
+            why.starts_with("cannot resolve no-such-host.invalid:22"),
+            "{why}"
+        );
     }
 
     /// Serves `router` on a loopback port; returns the API base URL.

@@ -158,9 +158,30 @@ fn gpu_specs(inventory: &Inventory, gpu: &super::gpu::Gpu) -> GpuSpecs {
     }
 }
 
+/// Where registration tells validators to log in: `host` (bare, an IPv6 address without
+/// brackets) and the SSH port. `polaris inventory --check` probes exactly this address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshAddress {
+    pub host: String,
+    pub port: u16,
+}
+
+impl SshAddress {
+    /// `host:port`, IPv6 in brackets, as people (and URLs) write it.
+    pub fn host_port(&self) -> String {
+        // SSH_HOST may come bracketed already.
+        if self.host.contains(':') && !self.host.starts_with('[') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
 /// How validators reach this machine: SSH_HOST, else the public address (unless the
-/// coordinator runs on this machine and so sees loopback), else the internal one.
-fn network(inventory: &Inventory) -> NetworkInfo {
+/// coordinator runs on this machine and so sees loopback), else the internal one; `None` when
+/// none of them is known.
+pub fn advertised_ssh(inventory: &Inventory) -> Option<SshAddress> {
     let reachable_from_outside =
         |ip: &std::net::IpAddr| !ip.is_loopback() && !ip.is_unspecified() && !is_link_local(ip);
     let host = inventory
@@ -173,17 +194,17 @@ fn network(inventory: &Inventory) -> NetworkInfo {
                 .filter(reachable_from_outside)
                 .map(|ip| ip.to_string())
         })
-        .or_else(|| inventory.network.internal_ip.map(|ip| ip.to_string()));
+        .or_else(|| inventory.network.internal_ip.map(|ip| ip.to_string()))?;
+    Some(SshAddress {
+        host,
+        port: inventory.ssh.port,
+    })
+}
+
+fn network(inventory: &Inventory) -> NetworkInfo {
     let port = inventory.ssh.port;
-    let ssh = match (&inventory.ssh_user, host) {
-        (Some(user), Some(host)) => {
-            let host = if host.contains(':') {
-                format!("[{host}]") // an IPv6 address
-            } else {
-                host
-            };
-            Some(format!("ssh://{user}@{host}:{port}"))
-        }
+    let ssh = match (&inventory.ssh_user, advertised_ssh(inventory)) {
+        (Some(user), Some(address)) => Some(format!("ssh://{user}@{}", address.host_port())),
         _ => None,
     };
     NetworkInfo {

@@ -334,8 +334,11 @@ fn check_reports_every_gate_against_real_ssh_and_coordinator() -> TestResult {
     };
     let (_server_home, server) = common::coordinator()?;
     let home = tempfile::tempdir()?;
+    // The test's sshd listens on loopback only, and the coordinator (on this machine) sees
+    // loopback: without SSH_HOST registration would advertise the LAN address.
     let output = inventory(home.path(), Some(&server.api), &["--check", "--json"])
         .env("SSH_PORT", sshd.port.to_string())
+        .env("SSH_HOST", "127.0.0.1")
         .output()?;
     let report: Value = serde_json::from_slice(&output.stdout)?;
     let gates = report["gates"].as_array().ok_or("no gates")?;
@@ -370,6 +373,149 @@ fn check_reports_every_gate_against_real_ssh_and_coordinator() -> TestResult {
     let text = String::from_utf8(output.stdout)?;
     assert!(text.contains("FAIL  SSH port listening"), "{text}");
     assert!(text.contains("FAIL  coordinator reachable"), "{text}");
+    Ok(())
+}
+
+/// `inventory --check --json` with SSH_* set as given and no coordinator; the report and the
+/// SSH gate.
+fn ssh_gate(
+    home: &Path,
+    env: &[(&str, String)],
+) -> Result<(Value, Value), Box<dyn std::error::Error>> {
+    let mut command = inventory(home, None, &["--check", "--json"]);
+    // A fixed user: the login question is asked for it, whoever runs the tests.
+    command.env("SSH_USER", "validator");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let output = command.output()?;
+    let report: Value = serde_json::from_slice(&output.stdout)
+        .map_err(|e| format!("{e}: {}", String::from_utf8_lossy(&output.stderr)))?;
+    let gate = report["gates"]
+        .as_array()
+        .ok_or("no gates")?
+        .iter()
+        .find(|g| g["id"] == "ssh")
+        .cloned()
+        .ok_or("no SSH gate")?;
+    Ok((report, gate))
+}
+
+const PASSWORD_WARNING: &str =
+    "sshd allows password logins: set `PasswordAuthentication no` (validators log in with keys)";
+
+#[test]
+fn check_warns_when_sshd_allows_passwords() -> TestResult {
+    for passwords in [true, false] {
+        let Some(sshd) = services::Sshd::start_options(services::SshdOptions {
+            passwords,
+            ..Default::default()
+        })?
+        else {
+            return Ok(());
+        };
+        let home = tempfile::tempdir()?;
+        let env = [
+            ("SSH_PORT", sshd.port.to_string()),
+            ("SSH_HOST", "127.0.0.1".to_owned()),
+        ];
+        let (_, ssh) = ssh_gate(home.path(), &env)?;
+        // A warning, not a failure: the gate still passes.
+        assert_eq!(ssh["passed"], true, "passwords {passwords}: {ssh}");
+        if passwords {
+            assert_eq!(ssh["warning"], PASSWORD_WARNING, "{ssh}");
+        } else {
+            assert!(ssh["warning"].is_null(), "keys only: {ssh}");
+        }
+
+        // The text report shows it under the gate's line.
+        let mut command = inventory(home.path(), None, &["--check"]);
+        command.env("SSH_USER", "validator");
+        for (key, value) in &env {
+            command.env(key, value);
+        }
+        let text = String::from_utf8(command.output()?.stdout)?;
+        assert!(text.contains("pass  SSH port listening"), "{text}");
+        assert_eq!(
+            text.contains(&format!("warning: {PASSWORD_WARNING}")),
+            passwords,
+            "{text}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn check_probes_the_address_registration_advertises() -> TestResult {
+    let Some(sshd) = services::Sshd::start()? else {
+        return Ok(());
+    };
+    let home = tempfile::tempdir()?;
+    // sshd answers on 127.0.0.1; the advertised 127.0.0.2 (loopback too) has nothing on that
+    // port. Loopback answering must not pass the gate.
+    let env = [
+        ("SSH_PORT", sshd.port.to_string()),
+        ("SSH_HOST", "127.0.0.2".to_owned()),
+    ];
+    let (report, ssh) = ssh_gate(home.path(), &env)?;
+    assert_eq!(ssh["passed"], false, "{ssh}");
+    let detail = ssh["detail"].as_str().unwrap_or("");
+    assert!(
+        detail.starts_with(&format!(
+            "127.0.0.1 answers but the advertised 127.0.0.2:{} refuses: connection refused",
+            sshd.port
+        )),
+        "{detail}"
+    );
+    assert!(ssh["warning"].is_null(), "nothing to log in to: {ssh}");
+    assert_eq!(report["passed"], false);
+    Ok(())
+}
+
+#[test]
+fn check_with_a_relay_probes_what_the_tunnel_forwards_to() -> TestResult {
+    let Some(sshd) = services::Sshd::start()? else {
+        return Ok(());
+    };
+    let home = tempfile::tempdir()?;
+    // Nothing on SSH_PORT or at the relay (the agent is not running): the tunnel's target is
+    // what renters reach, and it answers.
+    let relay_port = services::free_port()?;
+    let remote_port = services::free_port()?;
+    let target = format!("127.0.0.1:{}", sshd.port);
+    let mut env = vec![
+        ("SSH_PORT", services::free_port()?.to_string()),
+        (
+            "POLARIS_RELAY",
+            format!("ssh://tunnel@127.0.0.1:{relay_port}"),
+        ),
+        ("POLARIS_RELAY_REMOTE_PORT", remote_port.to_string()),
+        ("POLARIS_TUNNEL_TARGET", target.clone()),
+    ];
+    let (_, ssh) = ssh_gate(home.path(), &env)?;
+    assert_eq!(ssh["passed"], true, "{ssh}");
+    let detail = ssh["detail"].as_str().unwrap_or("");
+    assert!(
+        detail.starts_with(&format!(
+            "the agent advertises the relay's ssh://validator@127.0.0.1:{remote_port}; \
+             the tunnel forwards to {target}, which answers SSH-2.0-OpenSSH"
+        )),
+        "{detail}"
+    );
+
+    // The same relay, forwarding to a port where nothing listens: the gate fails and says where.
+    let closed = format!("127.0.0.1:{}", services::free_port()?);
+    env.retain(|(key, _)| *key != "POLARIS_TUNNEL_TARGET");
+    env.push(("POLARIS_TUNNEL_TARGET", closed.clone()));
+    let (_, ssh) = ssh_gate(home.path(), &env)?;
+    assert_eq!(ssh["passed"], false, "{ssh}");
+    let detail = ssh["detail"].as_str().unwrap_or("");
+    assert!(
+        detail.contains(&format!(
+            "the tunnel forwards to {closed}, which refuses: connection refused"
+        )),
+        "{detail}"
+    );
     Ok(())
 }
 

@@ -146,8 +146,9 @@ impl Config {
         }
     }
 
-    /// `ssh://user@relay:port`: where renters log in.
-    fn advertised(&self, port: u16) -> String {
+    /// `ssh://user@relay:port`: where renters log in (what the keeper tells the coordinator,
+    /// and what `inventory --check` names).
+    pub fn advertised(&self, port: u16) -> String {
         let host = RelayAddress {
             port,
             ..self.relay.clone()

@@ -30,22 +30,28 @@ pub(crate) struct Sshd {
 }
 
 /// How a test's sshd differs from the default one (keys only, from a file in its temp dir, no
-/// StrictModes).
+/// StrictModes, no passwords).
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct SshdOptions {
     /// Keys from each user's own `~/.ssh/authorized_keys`, with StrictModes on: as sshd runs
     /// on a real machine.
     pub(crate) user_keys: bool,
+    /// `PasswordAuthentication yes` (for the check that warns about it).
+    pub(crate) passwords: bool,
 }
 
 impl SshdOptions {
     pub(crate) fn user_keys() -> Self {
-        Self { user_keys: true }
+        Self {
+            user_keys: true,
+            ..Self::default()
+        }
     }
 }
 
 impl Sshd {
-    /// Starts sshd, or returns `None` after `missing_service` when it is not installed.
+    /// Starts sshd, keys only, or returns `None` after `missing_service` when it is not
+    /// installed.
     pub(crate) fn start() -> Result<Option<Self>, Box<dyn std::error::Error>> {
         Self::start_options(SshdOptions::default())
     }
@@ -89,9 +95,10 @@ impl Sshd {
             &config,
             format!(
                 "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile {}\n{keys}\
-                 PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n",
+                 PasswordAuthentication {}\nKbdInteractiveAuthentication no\nUsePAM no\n",
                 host_key.display(),
                 dir.path().join("sshd.pid").display(),
+                if options.passwords { "yes" } else { "no" },
             ),
         )?;
         let mut child = Command::new(SSHD)
