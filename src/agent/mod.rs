@@ -2,7 +2,9 @@
 //! that runs the heartbeat sender, the supervisor of compute_subnet, the SSH tunnel keeper, the
 //! control socket and, standalone, the coordinator; PID files that know their process; the
 //! rotating log files and how they are read; the rules `polaris start` and `stop` follow
-//! (`lifecycle`); and where a systemd unit keeps its agent (`systemd`).
+//! (`lifecycle`); where a systemd unit keeps its agent (`systemd`); the coordinator's commands
+//! as the agent tracks (`commands`) and carries them out (`orders`); and the block of SSH_USER's
+//! authorized_keys that lets validators log in (`ssh_access`, kept by `ssh_keys`).
 
 pub mod commands;
 pub mod control;

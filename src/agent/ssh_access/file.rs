@@ -315,7 +315,7 @@ mod portable {
     }
 }
 
-/// On Unix only: elsewhere the path-based calls are `crate::files`', tested there.
+/// Unix only: elsewhere `replace` is `crate::files::write_private_atomically`, tested there.
 #[cfg(all(test, unix))]
 mod tests {
     use std::path::Path;

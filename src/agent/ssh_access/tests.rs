@@ -316,11 +316,15 @@ fn a_user_is_found_in_the_passwd_database() -> TestResult {
 /// (options included) are the ones we report. Skipped where ssh-keygen is not installed.
 #[test]
 fn fingerprints_are_the_ones_ssh_keygen_prints() -> TestResult {
-    let Ok(version) = std::process::Command::new("ssh-keygen").arg("-?").output() else {
+    // `-?` only prints the usage: whether it runs at all is the question.
+    if std::process::Command::new("ssh-keygen")
+        .arg("-?")
+        .output()
+        .is_err()
+    {
         eprintln!("ssh-keygen not found: skipped");
         return Ok(());
-    };
-    let _ = version;
+    }
     let (home, path, keys) = setup()?;
     let mut expected = Vec::new();
     for kind in ["ed25519", "rsa", "ecdsa"] {
