@@ -5,6 +5,7 @@ gpu_specs"), and JSON Schema's `integer` admits `519.0`, which the server's inte
 (serde's u32) refuse. Generated bodies are brought within them, so positive data stays positive."""
 
 import base64
+from datetime import datetime, timedelta, timezone
 import os
 import re
 
@@ -72,6 +73,9 @@ def _body(body):
         body["public_key"] = _relay_key()
     if isinstance(body.get("relay_key"), str):
         body["relay_key"] = _relay_key()
+    # A key's expiry must lie ahead (a rule of time, which a schema cannot say).
+    if body.get("action") == "authorize_key" and isinstance(body.get("expires_at"), str):
+        body["expires_at"] = (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()
     if isinstance(body.get("compute_resources"), list):
         _resources(body["compute_resources"])
     return body

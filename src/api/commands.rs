@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::relay::RelayKey;
-use super::validate::{self, FieldError, Validate, fail};
+use super::validate::{FieldError, Validate, fail};
 
 /// What a miner is asked to do. On the wire (the POST body, the heartbeat answer) it is one flat
 /// object tagged by `action`, as the original's `{"action": "restart", "target": …}`.
@@ -97,22 +97,7 @@ impl Validate for Command {
                 }
                 Ok(())
             }
-            Command::RevokeKey { fingerprint } => {
-                let ok = fingerprint.strip_prefix("SHA256:").is_some_and(|b64| {
-                    b64.len() == 43
-                        && b64
-                            .bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
-                });
-                if ok {
-                    Ok(())
-                } else {
-                    Err(fail(
-                        "fingerprint",
-                        "expected a SHA256 fingerprint as `ssh-keygen -lf` prints it (SHA256: and 43 characters)",
-                    ))
-                }
-            }
+            Command::RevokeKey { fingerprint: print } => fingerprint("fingerprint", print),
         }
     }
 }
@@ -208,7 +193,7 @@ pub struct CommandResult {
     pub outcome: CommandOutcome,
     /// Why it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(max_length = 500)]
+    #[schema(max_length = 500, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
     pub reason: Option<String>,
 }
 
@@ -240,7 +225,7 @@ impl Validate for CommandResult {
             return Err(fail("command_results.id", "expected 32 of 0-9 a-f"));
         }
         if let Some(reason) = &self.reason {
-            validate::text("command_results.reason", reason, MAX_REASON)?;
+            plain("command_results.reason", reason, MAX_REASON)?;
         }
         Ok(())
     }
@@ -250,13 +235,52 @@ impl Validate for CommandResult {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct AuthorizedKey {
     /// `SHA256:…`, as `ssh-keygen -lf` prints it.
-    #[schema(max_length = 100)]
+    #[schema(pattern = r"^SHA256:[A-Za-z0-9+/]{43}$")]
     pub fingerprint: String,
     #[serde(default)]
-    #[schema(max_length = 200)]
+    #[schema(max_length = 256, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
     pub comment: Option<String>,
     #[serde(default)]
     pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl Validate for AuthorizedKey {
+    fn validate(&self) -> Result<(), FieldError> {
+        fingerprint("ssh_keys.fingerprint", &self.fingerprint)?;
+        if let Some(comment) = &self.comment {
+            plain("ssh_keys.comment", comment, 256)?;
+        }
+        Ok(())
+    }
+}
+
+/// At most `max` characters, none of them a control character (empty is fine).
+fn plain(field: &str, value: &str, max: usize) -> Result<(), FieldError> {
+    if value.chars().count() > max {
+        return Err(fail(field, format!("must be at most {max} characters")));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(fail(field, "must not contain control characters"));
+    }
+    Ok(())
+}
+
+/// `SHA256:` and 43 characters of unpadded base64, as `ssh-keygen -lf` prints it.
+fn fingerprint(field: &str, value: &str) -> Result<(), FieldError> {
+    let ok = value.strip_prefix("SHA256:").is_some_and(|b64| {
+        b64.len() == 43
+            && b64
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(fail(
+            field,
+            "expected a SHA256 fingerprint as `ssh-keygen -lf` prints it (SHA256: and 43 characters)",
+        ))
+    }
 }
 
 /// Most keys a heartbeat may report.

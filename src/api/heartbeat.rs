@@ -167,10 +167,7 @@ impl Validate for HeartbeatRequest {
                 ));
             }
             for key in keys {
-                validate::text("ssh_keys.fingerprint", &key.fingerprint, 100)?;
-                if let Some(comment) = &key.comment {
-                    validate::text("ssh_keys.comment", comment, 200)?;
-                }
+                key.validate()?;
             }
         }
         Ok(())
