@@ -242,7 +242,10 @@ async fn list(client: &CoordinatorClient, token: &str, json: bool) -> anyhow::Re
         ]);
     }
     println!("{table}");
-    println!("{} miners", miners.len());
+    match miners.len() {
+        1 => println!("1 miner"),
+        n => println!("{n} miners"),
+    }
     Ok(ExitCode::SUCCESS)
 }
 

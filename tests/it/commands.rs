@@ -1,6 +1,8 @@
 //! Commands from the coordinator to a miner: queued by the admin (`polaris miners …` or the
 //! HTTP API), delivered in heartbeat answers, carried out by the real agent and reported back;
 //! expired when nobody asks for them; kept across a restart of the coordinator.
+// The agent tests' parts (and the agent itself, with its control socket) are Linux-only.
+#![cfg(target_os = "linux")]
 
 use std::time::Duration;
 

@@ -4,6 +4,8 @@
 //! `ssh -i` in with it; revoked or expired, the key is refused again. A line written by hand
 //! outside the block survives every change, and the file keeps the mode and owner sshd's
 //! StrictModes insists on.
+// The agent tests' parts (and the agent itself, with its control socket) are Linux-only.
+#![cfg(target_os = "linux")]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
