@@ -17,6 +17,7 @@ pub mod relay;
 mod routes;
 mod serve;
 mod state;
+mod transitions;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
