@@ -69,18 +69,22 @@ pub(super) async fn receive(
     let miner_id = body.metrics.miner_id.as_str();
     let refused = |reason| state.metrics.refusals.record(reason, Some(miner_id));
     let now = Utc::now();
-    let persist = |outcome: &HeartbeatOutcome| persist(&state, &body, outcome, now);
+    // The registry's clock (deadlines, the sampling gate); `now` stamps what is stored.
+    let clock = Instant::now();
+    // Serialized before the registry's lock is taken (every other heartbeat waits on it), and
+    // only when a write is due: at the agent's cadence, one heartbeat in six.
+    let metrics = state
+        .registry
+        .state_due(miner_id, body.status, clock)
+        .then(|| metrics_json(&body))
+        .flatten();
+    let persist = |outcome: &HeartbeatOutcome| persist(&state, &body, metrics, outcome, now);
     let credential = bearer
         .as_ref()
         .map_or(Credential::Legacy, |b| Credential::Token(&b.0));
-    let recorded = state.registry.heartbeat(
-        miner_id,
-        credential,
-        body.status,
-        Instant::now(),
-        now,
-        persist,
-    );
+    let recorded = state
+        .registry
+        .heartbeat(miner_id, credential, body.status, clock, now, persist);
     match (recorded, &bearer) {
         (Ok(outcome), _) => {
             state.metrics.heartbeat();
@@ -133,13 +137,16 @@ fn refusal_of(err: &ApiError) -> Refused {
 fn persist(
     state: &AppState,
     body: &HeartbeatRequest,
+    metrics: Option<Arc<str>>,
     outcome: &HeartbeatOutcome,
     now: chrono::DateTime<Utc>,
 ) {
     if !outcome.state_due() {
         return;
     }
-    let Some(metrics) = metrics_json(body) else {
+    // Not prepared only when another request for this miner changed its state between the hint
+    // and the lock: rare enough to serialize here.
+    let Some(metrics) = metrics.or_else(|| metrics_json(body)) else {
         return;
     };
     transitions::after_heartbeat(outcome, metrics, now).queue(state);
