@@ -3,6 +3,7 @@
 
 pub mod client;
 mod heartbeat;
+mod history;
 mod miner;
 mod network;
 mod relay;
@@ -12,6 +13,7 @@ pub use heartbeat::{
     HeartbeatMetrics, HeartbeatRequest, HeartbeatResponse, HeartbeatStatus, HeartbeatStatusEntry,
     SystemInfo, SystemMetrics,
 };
+pub use history::StatusChangeEntry;
 pub use miner::{
     ComputeResource, CpuSpecs, GpuSpecs, MinerList, Pod, RegistrationRequest, RegistrationResponse,
     Storage, SystemInventory, VerificationStatus, VerificationUpdate,
