@@ -12,6 +12,7 @@ pub mod log_files;
 pub mod pidfile;
 pub mod process;
 pub mod rotating_log;
+pub mod status_report;
 pub mod subnet_update;
 pub mod supervisor;
 pub mod systemd;
