@@ -4,6 +4,8 @@
 //! rotating log files and how they are read; the rules `polaris start` and `stop` follow
 //! (`lifecycle`); and where a systemd unit keeps its agent (`systemd`).
 
+#[cfg(test)]
+mod contracts;
 pub mod control;
 pub mod daemon;
 pub mod heartbeat;
