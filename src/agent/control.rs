@@ -17,8 +17,9 @@ use super::log_files::Process;
 use super::{heartbeat, supervisor, tunnel};
 
 /// The version of this conversation; `Watch` carries the client's, `Hello` the agent's. Bump it
-/// when a change would make an older peer misread the lines. 2: the heartbeat's `last_error` is
-/// an object (`{kind, status, message}`), no longer a string.
+/// when a change would make an older peer misread the lines (the snapshot tests of
+/// `agent::contracts` fail on any change of their shape, the state structs' included). 2: the
+/// heartbeat's `last_error` is an object (`{kind, status, message}`), no longer a string.
 pub const PROTOCOL: u32 = 2;
 
 /// How long a one-shot exchange, or a subscription's handshake, may take.

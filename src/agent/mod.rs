@@ -7,6 +7,8 @@
 //! authorized_keys that lets validators log in (`ssh_access`, kept by `ssh_keys`).
 
 pub mod commands;
+#[cfg(test)]
+mod contracts;
 pub mod control;
 pub mod daemon;
 pub mod heartbeat;
@@ -18,6 +20,7 @@ pub mod process;
 pub mod rotating_log;
 pub mod ssh_access;
 pub mod ssh_keys;
+pub mod status_report;
 pub mod subnet_update;
 pub mod supervisor;
 pub mod systemd;

@@ -4,6 +4,7 @@
 pub mod client;
 mod commands;
 mod heartbeat;
+mod history;
 mod miner;
 mod network;
 mod relay;
@@ -17,6 +18,7 @@ pub use heartbeat::{
     HeartbeatMetrics, HeartbeatRequest, HeartbeatResponse, HeartbeatStatus, HeartbeatStatusEntry,
     SystemInfo, SystemMetrics,
 };
+pub use history::StatusChangeEntry;
 pub use miner::{
     ComputeResource, CpuSpecs, GpuSpecs, MinerList, Pod, RegistrationRequest, RegistrationResponse,
     Storage, SystemInventory, VerificationStatus, VerificationUpdate,

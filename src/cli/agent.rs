@@ -13,6 +13,7 @@ use crate::agent::daemon::COMPUTE;
 use crate::agent::lifecycle::{self, ComputeStart};
 use crate::agent::log_files::{self, Process, Stream};
 use crate::agent::pidfile;
+use crate::agent::status_report::StatusReport;
 use crate::agent::supervisor::Phase;
 use crate::config::Settings;
 
@@ -218,14 +219,17 @@ pub(super) fn status(args: StatusArgs, home: Option<PathBuf>) -> anyhow::Result<
     let healthy = problems.is_empty();
     let usage = compute_pid.and_then(crate::agent::usage::of_tree);
     if args.json {
-        let body = serde_json::json!({
-            "polaris": snapshot,
-            "compute_subnet_configured": compute_configured,
-            "compute_subnet_usage": usage,
-            "healthy": healthy,
-            "problems": problems,
-        });
-        println!("{body:#}");
+        let report = StatusReport {
+            polaris: snapshot.as_ref(),
+            compute_subnet_configured: compute_configured,
+            compute_subnet_usage: usage,
+            healthy,
+            problems: &problems,
+        };
+        println!(
+            "{}",
+            report.to_json().context("writing the status as JSON")?
+        );
     } else {
         match &snapshot {
             Some(s) => {

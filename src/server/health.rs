@@ -10,8 +10,8 @@ use tokio_util::sync::CancellationToken;
 use super::alerts::Alert;
 use super::registry::MAX_HOLD_FACTOR;
 use super::state::AppState;
-use crate::api::HeartbeatStatus;
-use crate::store::{StatusChange, Write};
+use super::transitions;
+use crate::store::Write;
 
 /// How long metrics_history is kept.
 pub(super) const METRICS_RETENTION: chrono::TimeDelta = chrono::TimeDelta::days(30);
@@ -21,31 +21,10 @@ const IDLE: Duration = Duration::from_secs(3600);
 
 /// Runs sweeps until `cancel` fires.
 pub(super) async fn run(state: AppState, cancel: CancellationToken) {
-    let silence = humantime::format_duration(state.registry.offline_after()).to_string();
+    let reason = transitions::silence_reason(state.registry.offline_after());
     loop {
-        let reason = format!("no heartbeat for {silence}");
         let sweep = state.registry.sweep(Instant::now(), |miner| {
-            let now = Utc::now();
-            let change = StatusChange {
-                miner_id: miner.miner_id.to_string(),
-                timestamp: now,
-                old_status: Some(miner.old_status),
-                new_status: HeartbeatStatus::Offline,
-                reason: reason.clone(),
-            };
-            let state_write = AppState::state_write(
-                &miner.miner_id,
-                miner.last_seen.unwrap_or(now),
-                HeartbeatStatus::Offline,
-                miner.heartbeat_count,
-                None,
-            );
-            let alert = Alert::MinerOffline {
-                miner_id: miner.miner_id.to_string(),
-                last_seen: miner.last_seen,
-                reason: reason.clone(),
-            };
-            state.record_transition(change, state_write, Some(alert));
+            transitions::after_silence(miner, &reason, Utc::now()).queue(&state);
         });
         if let Some((silent, up)) = sweep.hold_started {
             state.alerter.send(Alert::MassSilence { silent, up });

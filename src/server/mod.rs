@@ -18,6 +18,7 @@ pub mod relay;
 mod routes;
 mod serve;
 mod state;
+mod transitions;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -277,9 +277,23 @@ impl Registry {
         }
     }
 
+    /// Whether a heartbeat of `id` reporting `reported` at `now` will want miner_states written
+    /// ([`HeartbeatOutcome::state_due`]), so the caller can prepare that write (serialize the
+    /// metrics) before [`Registry::heartbeat`] takes the lock, and skip it for the heartbeats
+    /// that write nothing. A hint: another request for the same miner, or a sweep, may change the
+    /// answer before then, so `persist` must still cope with either.
+    pub fn state_due(&self, id: &str, reported: HeartbeatStatus, now: Instant) -> bool {
+        let inner = self.lock();
+        inner.by_id.get(id).is_some_and(|&i| {
+            let entry = &inner.miners[i];
+            entry.status != Some(reported) || entry.sample_due(now)
+        })
+    }
+
     /// Records a heartbeat of `id`, authenticated by `token_hash`. `persist` runs while the lock
     /// is held, so the writes it queues enter the store's queue in the same order as the changes
-    /// they describe (a sweep cannot slip its writes in between).
+    /// they describe (a sweep cannot slip its writes in between); it should only queue what it
+    /// has prepared (see [`Registry::state_due`]), since every other heartbeat waits for it.
     pub fn heartbeat(
         &self,
         id: &str,
@@ -316,9 +330,7 @@ impl Registry {
             entry.clock = Some(now);
             inner.silence.insert((now, i));
         }
-        let sample_due = entry
-            .last_sample
-            .is_none_or(|at| now.duration_since(at) >= SAMPLE_EVERY);
+        let sample_due = entry.sample_due(now);
         if sample_due {
             entry.last_sample = Some(now);
         }
@@ -449,6 +461,14 @@ impl Registry {
             }
             (status, _) => status,
         }
+    }
+}
+
+impl Entry {
+    /// A minute passed since the last periodic sample, or there was none.
+    fn sample_due(&self, now: Instant) -> bool {
+        self.last_sample
+            .is_none_or(|at| now.duration_since(at) >= SAMPLE_EVERY)
     }
 }
 
@@ -794,5 +814,42 @@ mod tests {
             "a status change does not force a metrics sample"
         );
         assert!(degraded.state_due() && degraded.is_transition());
+    }
+
+    #[test]
+    fn the_write_hint_agrees_with_the_heartbeat_that_follows_it() {
+        let r = registry(1);
+        let t0 = Instant::now();
+        let secs = Duration::from_secs;
+        let beats = [
+            (HeartbeatStatus::Online, t0, true),
+            (HeartbeatStatus::Online, t0 + secs(10), false),
+            (HeartbeatStatus::Degraded, t0 + secs(20), true),
+            (HeartbeatStatus::Degraded, t0 + secs(30), false),
+            (HeartbeatStatus::Degraded, t0 + SAMPLE_EVERY, true),
+            (HeartbeatStatus::Offline, t0 + SAMPLE_EVERY + secs(1), true),
+        ];
+        for (status, at, due) in beats {
+            let hint = r.state_due("m0", status, at);
+            let outcome = r
+                .heartbeat(
+                    "m0",
+                    Credential::Token(&[0; 32]),
+                    status,
+                    at,
+                    Utc::now(),
+                    |_| {},
+                )
+                .expect("known");
+            assert_eq!(
+                (hint, outcome.state_due()),
+                (due, due),
+                "{status:?} at {at:?}"
+            );
+        }
+        assert!(
+            !r.state_due("zz", HeartbeatStatus::Online, t0),
+            "an unknown miner writes nothing"
+        );
     }
 }

@@ -2,9 +2,7 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
-
-use super::alerts::{Alert, Alerter};
+use super::alerts::Alerter;
 use super::auth::{Bearer, same_hash};
 use super::commands::CommandBook;
 use super::error::ApiError;
@@ -12,9 +10,8 @@ use super::limit::RegistrationLimiter;
 use super::metrics::Metrics;
 use super::registry::{Credential, CredentialNews, Refusal, Registry, TokenOwner};
 use super::relay::{RelayKeys, RelayView};
-use crate::api::HeartbeatStatus;
 use crate::store::writer::StoreWriter;
-use crate::store::{StatusChange, Store, Write};
+use crate::store::{Store, Write};
 
 /// The coordinator's shared state. Cloning is cheap.
 #[derive(Debug, Clone)]
@@ -226,37 +223,6 @@ impl AppState {
                 Err(ApiError::no_such_miner(miner_id))
             }
             Caller::Miner(_) => Err(ApiError::Forbidden("this token belongs to another miner")),
-        }
-    }
-
-    /// Records a status transition: miner_states and status_history are queued together, and the
-    /// alert (if any) is raised once the transition is committed. Never blocks, so callers run it
-    /// with the registry lock held, keeping the store's queue in the order of the changes.
-    pub fn record_transition(&self, change: StatusChange, state: Write, alert: Option<Alert>) {
-        self.metrics.transition(change.new_status);
-        let at = change.timestamp;
-        self.writer.send(state);
-        let committed = self.writer.send_acked(Write::Transition(change));
-        if let Some(alert) = alert {
-            self.alerter.send_after_commit(alert, at, committed);
-        }
-    }
-
-    /// The miner_states write for a miner's current facts.
-    pub fn state_write(
-        miner_id: &str,
-        last_heartbeat: DateTime<Utc>,
-        status: HeartbeatStatus,
-        heartbeat_count: u64,
-        metrics: Option<Arc<str>>,
-    ) -> Write {
-        Write::State {
-            miner_id: miner_id.to_owned(),
-            last_heartbeat,
-            status,
-            heartbeat_count,
-            metrics,
-            at: Utc::now(),
         }
     }
 }

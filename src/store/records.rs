@@ -1,11 +1,10 @@
 //! The rows the store reads and writes.
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use crate::api::{
-    Command, CommandState, ComputeResource, HeartbeatStatus, NetworkInfo, VerificationStatus,
+    Command, CommandState, ComputeResource, HeartbeatStatus, NetworkInfo, StatusChangeEntry,
+    VerificationStatus,
 };
 
 /// Timestamps are stored as fixed-width UTC text, so text order is time order.
@@ -60,14 +59,27 @@ pub struct NewMiner {
     pub at: DateTime<Utc>,
 }
 
-/// One row of status_history.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+/// One row of status_history. Not a body: `GET /miners/{id}/status_history` answers with
+/// [`StatusChangeEntry`], so the row can change without changing the API.
+#[derive(Debug, Clone, PartialEq)]
 pub struct StatusChange {
     pub miner_id: String,
     pub timestamp: DateTime<Utc>,
     pub old_status: Option<HeartbeatStatus>,
     pub new_status: HeartbeatStatus,
     pub reason: String,
+}
+
+impl From<StatusChange> for StatusChangeEntry {
+    fn from(row: StatusChange) -> Self {
+        Self {
+            miner_id: row.miner_id,
+            timestamp: row.timestamp,
+            old_status: row.old_status,
+            new_status: row.new_status,
+            reason: row.reason,
+        }
+    }
 }
 
 /// A command queued for a miner, with where it stands.
@@ -160,4 +172,29 @@ pub enum Write {
     PruneMetrics {
         before: DateTime<Utc>,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_change_becomes_the_same_entry_of_the_api() {
+        let row = StatusChange {
+            miner_id: "m0".into(),
+            timestamp: Utc::now(),
+            old_status: None,
+            new_status: HeartbeatStatus::Online,
+            reason: "reported by the miner's heartbeat".into(),
+        };
+        let entry = StatusChangeEntry::from(row.clone());
+        assert_eq!(
+            (entry.miner_id, entry.timestamp, entry.old_status),
+            (row.miner_id, row.timestamp, row.old_status)
+        );
+        assert_eq!(
+            (entry.new_status, entry.reason),
+            (row.new_status, row.reason)
+        );
+    }
 }

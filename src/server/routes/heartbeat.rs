@@ -10,16 +10,13 @@ use axum::extract::State;
 use chrono::Utc;
 use tokio::time::Instant;
 
-use crate::api::{
-    ErrorBody, HeartbeatRequest, HeartbeatResponse, HeartbeatStatus, HeartbeatStatusEntry,
-};
-use crate::server::alerts::Alert;
+use crate::api::{ErrorBody, HeartbeatRequest, HeartbeatResponse, HeartbeatStatusEntry};
 use crate::server::auth::Bearer;
 use crate::server::error::{ApiError, ApiJson};
 use crate::server::refusals::Refused;
 use crate::server::registry::{Credential, HeartbeatOutcome, Refusal};
 use crate::server::state::{AppState, TOKEN_REQUIRED};
-use crate::store::{StatusChange, Write};
+use crate::server::transitions;
 
 /// Records a heartbeat. The server's clock stamps it; the body's `timestamp` is ignored.
 #[utoipa::path(post, path = "/api/v1/heart_beat", request_body = HeartbeatRequest,
@@ -72,18 +69,22 @@ pub(super) async fn receive(
     let miner_id = body.metrics.miner_id.as_str();
     let refused = |reason| state.metrics.refusals.record(reason, Some(miner_id));
     let now = Utc::now();
-    let persist = |outcome: &HeartbeatOutcome| persist(&state, &body, outcome, now);
+    // The registry's clock (deadlines, the sampling gate); `now` stamps what is stored.
+    let clock = Instant::now();
+    // Serialized before the registry's lock is taken (every other heartbeat waits on it), and
+    // only when a write is due: at the agent's cadence, one heartbeat in six.
+    let metrics = state
+        .registry
+        .state_due(miner_id, body.status, clock)
+        .then(|| metrics_json(&body))
+        .flatten();
+    let persist = |outcome: &HeartbeatOutcome| persist(&state, &body, metrics, outcome, now);
     let credential = bearer
         .as_ref()
         .map_or(Credential::Legacy, |b| Credential::Token(&b.0));
-    let recorded = state.registry.heartbeat(
-        miner_id,
-        credential,
-        body.status,
-        Instant::now(),
-        now,
-        persist,
-    );
+    let recorded = state
+        .registry
+        .heartbeat(miner_id, credential, body.status, clock, now, persist);
     match (recorded, &bearer) {
         (Ok(outcome), _) => {
             state.metrics.heartbeat();
@@ -140,67 +141,35 @@ fn refusal_of(err: &ApiError) -> Refused {
     }
 }
 
-/// Queues what a heartbeat changed: a transition (state, history, alert), a miner_states refresh,
-/// a metrics_history sample. Runs with the registry lock held: it only queues, never waits.
+/// Queues what a heartbeat changed (the rules: [`transitions::after_heartbeat`]). Runs with the
+/// registry lock held: it only queues, never waits.
 fn persist(
     state: &AppState,
     body: &HeartbeatRequest,
+    metrics: Option<Arc<str>>,
     outcome: &HeartbeatOutcome,
     now: chrono::DateTime<Utc>,
 ) {
     if !outcome.state_due() {
         return;
     }
-    let miner_id = outcome.miner_id.as_ref();
-    let metrics: Arc<str> = match serde_json::to_string(&body.metrics) {
-        Ok(text) => text.into(),
-        Err(err) => {
-            tracing::error!(error = %err, miner_id, "cannot serialize heartbeat metrics");
-            return;
-        }
+    // Not prepared only when another request for this miner changed its state between the hint
+    // and the lock: rare enough to serialize here.
+    let Some(metrics) = metrics.or_else(|| metrics_json(body)) else {
+        return;
     };
-    let state_write = AppState::state_write(
-        miner_id,
-        now,
-        outcome.new_status,
-        outcome.heartbeat_count,
-        Some(Arc::clone(&metrics)),
-    );
-    if outcome.old_status == Some(outcome.new_status) {
-        state.writer.send_sample(state_write);
-    } else if outcome.is_transition() {
-        let alert = match (outcome.old_status, outcome.new_status.is_up()) {
-            (Some(HeartbeatStatus::Offline), true) => Some(Alert::MinerRecovered {
-                miner_id: miner_id.to_owned(),
-                offline_for_secs: outcome.since_last.map(|d| d.as_secs_f64()),
-            }),
-            (Some(old), false) if old.is_up() => Some(Alert::MinerOffline {
-                miner_id: miner_id.to_owned(),
-                last_seen: Some(now),
-                reason: "the miner signed off".into(),
-            }),
-            _ => None,
-        };
-        let change = StatusChange {
-            miner_id: miner_id.to_owned(),
-            timestamp: now,
-            old_status: outcome.old_status,
-            new_status: outcome.new_status,
-            reason: "reported by the miner's heartbeat".into(),
-        };
-        state.record_transition(change, state_write, alert);
-    } else {
-        // The first heartbeat: not a transition, but its state is always kept.
-        state.writer.send(state_write);
-    }
-    if outcome.sample_due {
-        state.writer.send_sample(Write::Metrics {
-            miner_id: miner_id.to_owned(),
-            at: now,
-            status: outcome.new_status,
-            metrics,
-            time_since_last: outcome.since_last.map(|d| d.as_secs_f64()),
-        });
+    transitions::after_heartbeat(outcome, metrics, now).queue(state);
+}
+
+/// The heartbeat's metrics as the JSON text miner_states and metrics_history keep.
+fn metrics_json(body: &HeartbeatRequest) -> Option<Arc<str>> {
+    match serde_json::to_string(&body.metrics) {
+        Ok(text) => Some(text.into()),
+        Err(err) => {
+            let miner_id = body.metrics.miner_id.as_str();
+            tracing::error!(error = %err, miner_id, "cannot serialize heartbeat metrics");
+            None
+        }
     }
 }
 

@@ -14,12 +14,12 @@ use tokio::time::Instant;
 
 use crate::api::{
     ErrorBody, MinerList, Pod, RegistrationRequest, RegistrationResponse, RelayKey, SimpleResponse,
-    VerificationUpdate,
+    StatusChangeEntry, VerificationUpdate,
 };
 use crate::server::auth::{Bearer, generate_token, hash_token};
 use crate::server::error::{ApiError, ApiJson};
 use crate::server::state::{AppState, Caller};
-use crate::store::{MinerRecord, NewMiner, StatusChange, Write};
+use crate::store::{MinerRecord, NewMiner, Write};
 
 /// Most miners on one page of `GET /miners`.
 const MAX_PAGE: usize = 1000;
@@ -224,13 +224,13 @@ pub(super) async fn set_verification(
 /// A miner's status transitions, oldest first (that miner's token, or the admin's).
 #[utoipa::path(get, path = "/api/v1/miners/{id}/status_history", security(("bearer" = [])),
     params(("id" = String, Path, pattern = r"^[A-Za-z0-9_:-][A-Za-z0-9_.:-]{0,127}$", description = "miner id")),
-    responses((status = 200, body = Vec<StatusChange>), (status = 401, body = ErrorBody),
+    responses((status = 200, body = Vec<StatusChangeEntry>), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn history(
     State(state): State<AppState>,
     bearer: Bearer,
     id: Result<Path<String>, PathRejection>,
-) -> Result<Json<Vec<StatusChange>>, ApiError> {
+) -> Result<Json<Vec<StatusChangeEntry>>, ApiError> {
     let Path(id) = id?;
     state.require_miner_or_admin(&bearer, &id)?;
     let rows = state
@@ -238,7 +238,9 @@ pub(super) async fn history(
         .status_history(&id)
         .await
         .map_err(ApiError::internal("reading a status history"))?;
-    Ok(Json(rows))
+    Ok(Json(
+        rows.into_iter().map(StatusChangeEntry::from).collect(),
+    ))
 }
 
 /// The pod view of a stored miner, with its live status from memory.
