@@ -173,7 +173,7 @@ pub(super) fn run(args: RegisterArgs, home: Option<PathBuf>) -> anyhow::Result<E
         }
     }
     let mut engine = Engine::new(context, args.uid);
-    let plan = loop {
+    let mut plan = loop {
         let question = match engine.next() {
             Next::Ready(plan) => break plan,
             Next::Stop(stop) => match stopped(&stop, &mut engine, interactive, &user_home)? {
@@ -230,6 +230,11 @@ pub(super) fn run(args: RegisterArgs, home: Option<PathBuf>) -> anyhow::Result<E
             Err(Refusal::Invalid(why)) => eprintln!("{why}"),
         }
     };
+    // Off by default (a script, --yes) is not a choice to write down: POLARIS_HOME/.env is
+    // changed only by an answer or by --ssh-access.
+    if args.ssh_access.is_none() && (!interactive || args.yes) {
+        plan.ssh_access = None;
+    }
     submit::check(&plan)?;
     if let Some(warning) = session::ssh_warning(&found) {
         eprintln!("polaris: warning: {warning}");

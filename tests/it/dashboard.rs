@@ -189,6 +189,9 @@ async fn register_watch_online_restart_compute_and_see_its_lines() -> TestResult
     ui.wait_for("Enter your desired username", wait).await?;
     ui.type_text("wizard_user")?;
     ui.press(KeyCode::Enter)?;
+    ui.wait_for("Let validators log in over SSH with keys", wait)
+        .await?;
+    ui.press(KeyCode::Enter)?; // No, not now
     ui.wait_for("this is what will be sent", wait).await?;
     ui.press(KeyCode::Enter)?;
     let done = ui.wait_for("Registration Complete", wait).await?;
@@ -196,6 +199,11 @@ async fn register_watch_online_restart_compute_and_see_its_lines() -> TestResult
     let record: serde_json::Value =
         serde_json::from_slice(&std::fs::read(home.path().join("registration.json"))?)?;
     assert_eq!(record["username"], "wizard_user");
+    let dotenv = std::fs::read_to_string(home.path().join(".env"))?;
+    assert!(
+        dotenv.lines().any(|l| l == "POLARIS_SSH_ACCESS=off"),
+        "{dotenv}"
+    );
 
     ui.press(KeyCode::Char('1'))?;
     let online = ui

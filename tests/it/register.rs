@@ -581,6 +581,8 @@ fn the_prompts_lead_from_start_to_registration_complete() -> TestResult {
     // Type only once the prompt is drawn again (its terminal mode is set by then).
     tmux.wait_for_count("Enter your desired username:", 2, wait)?;
     tmux.send(&["tmux_user", "Enter"])?;
+    tmux.wait_for("Let validators log in over SSH with keys", wait)?;
+    tmux.send(&["y", "Enter"])?;
     tmux.wait_for("Select a wallet (coldkey):", wait)?;
     tmux.send(&["Down", "Enter"])?; // backup, then miner
     tmux.wait_for("Select a hotkey of miner:", wait)?;
@@ -595,6 +597,12 @@ fn the_prompts_lead_from_start_to_registration_complete() -> TestResult {
     assert_eq!(record["bittensor"]["wallet_name"], "miner");
     assert_eq!(record["bittensor"]["hotkey_name"], "second");
     assert_eq!(record["bittensor"]["netuid"], 100);
+    // The SSH answer is a setting from now on.
+    let dotenv = std::fs::read_to_string(miner.home.path().join(".env"))?;
+    assert!(
+        dotenv.lines().any(|l| l == "POLARIS_SSH_ACCESS=keys"),
+        "{dotenv}"
+    );
     Ok(())
 }
 
