@@ -92,8 +92,8 @@ impl CommandBook {
 
     /// Opens a command the store has committed; it goes out with the miner's next heartbeat.
     pub fn open(&self, command: &StoredCommand) {
-        lock(&self.open)
-            .entry(command.miner_id.clone())
+        let mut open = lock(&self.open);
+        open.entry(command.miner_id.clone())
             .or_default()
             .push(Open {
                 id: command.id.clone(),
@@ -101,7 +101,9 @@ impl CommandBook {
                 expires_at: command.expires_at,
                 delivered: false,
             });
+        // Counted under the lock, as every change of the count is: it never dips below zero.
         self.count.fetch_add(1, Ordering::Relaxed);
+        drop(open);
         self.queued.notify_one();
     }
 
