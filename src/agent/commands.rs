@@ -3,7 +3,7 @@
 //! however often it is delivered, and reports it until the coordinator has acknowledged a
 //! heartbeat that carried the report.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::api::{Command, CommandOutcome, CommandResult};
@@ -51,7 +51,8 @@ pub struct Reports(Arc<Mutex<Inner>>);
 struct Inner {
     /// Ids acted on (in flight or ended), oldest first, bounded.
     seen: VecDeque<String>,
-    seen_set: HashSet<String>,
+    /// How each seen id ended; None while it is carried out.
+    ended: HashMap<String, Option<CommandResult>>,
     /// Ended and not yet acknowledged by the coordinator.
     unreported: Vec<CommandResult>,
 }
@@ -62,19 +63,26 @@ impl Reports {
         self.0.lock().unwrap_or_else(|poison| poison.into_inner())
     }
 
-    /// True the first time `id` is seen: act on it. False when it was delivered again.
+    /// True the first time `id` is seen: act on it. False when it was delivered again; if it
+    /// had ended and been reported, the report goes again (the coordinator lost it: it stopped
+    /// before storing it).
     pub fn begin(&self, id: &str) -> bool {
         let mut inner = self.lock();
-        if inner.seen_set.contains(id) {
+        if let Some(ended) = inner.ended.get(id) {
+            if let Some(result) = ended.clone()
+                && !inner.unreported.iter().any(|r| r.id == id)
+            {
+                inner.unreported.push(result);
+            }
             return false;
         }
         if inner.seen.len() >= REMEMBERED
             && let Some(oldest) = inner.seen.pop_front()
         {
-            inner.seen_set.remove(&oldest);
+            inner.ended.remove(&oldest);
         }
         inner.seen.push_back(id.to_owned());
-        inner.seen_set.insert(id.to_owned());
+        inner.ended.insert(id.to_owned(), None);
         true
     }
 
@@ -84,11 +92,16 @@ impl Reports {
             Ok(()) => (CommandOutcome::Done, None),
             Err(why) => (CommandOutcome::Failed, Some(clip(why))),
         };
-        self.lock().unreported.push(CommandResult {
+        let result = CommandResult {
             id,
             outcome,
             reason,
-        });
+        };
+        let mut inner = self.lock();
+        if let Some(ended) = inner.ended.get_mut(&result.id) {
+            *ended = Some(result.clone());
+        }
+        inner.unreported.push(result);
     }
 
     /// The reports the next heartbeat carries (at most what the coordinator takes at once).
@@ -175,5 +188,10 @@ mod tests {
         reports.acknowledged(&sent);
         assert!(reports.pending().is_empty());
         assert!(!reports.begin("a"), "still remembered after the report");
+        assert_eq!(
+            reports.pending(),
+            sent,
+            "delivered again after its report was acknowledged: the coordinator lost it, so it is reported again"
+        );
     }
 }

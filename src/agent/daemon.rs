@@ -244,19 +244,42 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The managed block of SSH_USER's `authorized_keys` (the current user's without SSH_USER).
+/// The managed block of SSH_USER's `authorized_keys`; without SSH_USER, that of the account
+/// the agent runs as (by its uid, not `$USER`), except root: validators are never let in as
+/// root unless SSH_USER says so.
 async fn open_ssh_keys(settings: &Settings) -> anyhow::Result<ssh_keys::KeyKeeper> {
-    let user = settings
-        .ssh
-        .user
-        .clone()
-        .or_else(crate::inventory::current_user)
-        .context("POLARIS_SSH_ACCESS=keys needs SSH_USER: the account validators log in as")?;
+    let user = match settings.ssh.user.clone() {
+        Some(user) => user,
+        None => agent_account()?,
+    };
     ssh_keys::KeyKeeper::open(&user).await.map_err(|why| {
         anyhow::anyhow!(
             "POLARIS_SSH_ACCESS=keys, but the SSH keys of {user} cannot be managed: {why}"
         )
     })
+}
+
+/// The account the agent runs as, for SSH access without SSH_USER.
+fn agent_account() -> anyhow::Result<String> {
+    #[cfg(unix)]
+    {
+        let uid = nix::unistd::Uid::effective();
+        anyhow::ensure!(
+            !uid.is_root(),
+            "POLARIS_SSH_ACCESS=keys and the agent runs as root: set SSH_USER to the account validators log in as (it is never root unless you name it)"
+        );
+        match nix::unistd::User::from_uid(uid) {
+            Ok(Some(user)) => Ok(user.name),
+            _ => anyhow::bail!(
+                "POLARIS_SSH_ACCESS=keys, but uid {uid} has no name in the passwd database: set SSH_USER"
+            ),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        crate::inventory::current_user()
+            .context("POLARIS_SSH_ACCESS=keys needs SSH_USER: the account validators log in as")
+    }
 }
 
 /// Hands `request` to the supervisor without waiting (the control socket's handler is sync).

@@ -1,6 +1,8 @@
 //! Carries out the coordinator's commands (handed over by the heartbeats) and records how each
-//! ended, to be reported in the next heartbeats. Each runs on its own task, so a slow restart
-//! never holds the heartbeats or another command back.
+//! ended, to be reported in the next heartbeats. A restart runs on a task of its own, so a slow
+//! one never holds the heartbeats or the key commands back; key commands run one after another
+//! in the order they came (an `authorize_key` then a `revoke_key` of the same key must end with
+//! the key revoked).
 
 use std::time::Duration;
 
@@ -9,6 +11,10 @@ use tokio::sync::{mpsc, watch};
 use super::commands::{Order, Reports};
 use super::supervisor::{self, Phase};
 use crate::api::Command;
+
+/// Why a key command fails on a miner that did not opt in.
+const KEYS_OFF: &str =
+    "SSH access by key is off on this miner: it takes key commands with POLARIS_SSH_ACCESS=keys";
 
 /// Longest a `restart` waits for compute_subnet to run again before it is reported failed.
 const RESTART_LIMIT: Duration = Duration::from_secs(60);
@@ -27,20 +33,39 @@ pub struct Targets {
 
 /// Runs every order that arrives, until the heartbeats stop sending them.
 pub async fn run(mut orders: mpsc::Receiver<Order>, targets: Targets, reports: Reports) {
-    while let Some(order) = orders.recv().await {
-        let targets = targets.clone();
-        let reports = reports.clone();
+    let (key_orders, mut keys_in_order) = mpsc::unbounded_channel::<Order>();
+    {
+        let (targets, reports) = (targets.clone(), reports.clone());
         tokio::spawn(async move {
-            let action = order.command.action();
-            let outcome = carry_out(order.command, &targets).await;
-            match &outcome {
-                Ok(()) => tracing::info!(action, "command from the coordinator done"),
-                Err(why) => tracing::warn!(action, "command from the coordinator failed: {why}"),
-            }
-            if let Some(id) = order.id {
-                reports.end(id, outcome);
+            while let Some(order) = keys_in_order.recv().await {
+                finish(order, &targets, &reports).await;
             }
         });
+    }
+    while let Some(order) = orders.recv().await {
+        match order.command {
+            Command::Restart { .. } => {
+                let (targets, reports) = (targets.clone(), reports.clone());
+                tokio::spawn(async move { finish(order, &targets, &reports).await });
+            }
+            Command::AuthorizeKey { .. } | Command::RevokeKey { .. } => {
+                // The key task ends once this sender is dropped, when the heartbeats stop.
+                let _ = key_orders.send(order);
+            }
+        }
+    }
+}
+
+/// Carries out one order and records how it ended.
+async fn finish(order: Order, targets: &Targets, reports: &Reports) {
+    let action = order.command.action();
+    let outcome = carry_out(order.command, targets).await;
+    match &outcome {
+        Ok(()) => tracing::info!(action, "command from the coordinator done"),
+        Err(why) => tracing::warn!(action, "command from the coordinator failed: {why}"),
+    }
+    if let Some(id) = order.id {
+        reports.end(id, outcome);
     }
 }
 
@@ -48,16 +73,14 @@ async fn carry_out(command: Command, targets: &Targets) -> Result<(), String> {
     match command {
         Command::Restart { .. } => {
             let Some((requests, state)) = &targets.compute else {
-                return Err("compute_subnet is not configured on this miner (POLARIS_COMPUTE_CMD)".to_owned());
+                let why = "compute_subnet is not configured on this miner (POLARIS_COMPUTE_CMD)";
+                return Err(why.to_owned());
             };
             restart(requests, state.clone()).await
         }
         Command::AuthorizeKey { .. } | Command::RevokeKey { .. } => match &targets.ssh {
             Some(keeper) => keeper.carry_out(command).await,
-            None => Err(
-                "SSH access by key is off on this miner: it takes key commands with POLARIS_SSH_ACCESS=keys"
-                    .to_owned(),
-            ),
+            None => Err(KEYS_OFF.to_owned()),
         },
     }
 }

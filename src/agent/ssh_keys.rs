@@ -9,6 +9,7 @@ use chrono::Utc;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::heartbeat::MAX_KEYS_REPORTED;
 use super::ssh_access::{self, ManagedKeys};
 use crate::api::{AuthorizedKey, Command};
 
@@ -26,14 +27,19 @@ pub struct KeyKeeper {
 }
 
 impl KeyKeeper {
-    /// The managed block of `user`'s `authorized_keys`, read now.
+    /// The managed block of `user`'s `authorized_keys`, read now. An unknown user is an error
+    /// (a setting to fix); a block that cannot be read is not: the agent runs on, said once in
+    /// the log, and each key command says why it fails.
     pub async fn open(user: &str) -> Result<Self, String> {
         let name = user.to_owned();
         let keys = blocking(move || ManagedKeys::for_user(&name)).await?;
         let keys = Arc::new(keys);
         let listed = {
             let keys = Arc::clone(&keys);
-            blocking(move || keys.list()).await?
+            blocking(move || keys.list()).await.unwrap_or_else(|why| {
+                tracing::warn!("the managed SSH keys cannot be read: {why}");
+                Vec::new()
+            })
         };
         let (published, _) = watch::channel(listed.iter().map(reported).collect());
         Ok(Self {
@@ -63,29 +69,36 @@ impl KeyKeeper {
                 comment,
                 expires_at,
             } => {
-                blocking(move || {
-                    keys.authorize(&public_key, comment.as_deref().unwrap_or(""), expires_at, Utc::now())
-                        .map(|key| tracing::info!(fingerprint = %key.fingerprint, "SSH key authorized"))
-                })
-                .await
+                self.has_room_for(&public_key)?;
+                blocking(move || authorize(&keys, &public_key, comment, expires_at)).await
             }
             Command::RevokeKey { fingerprint } => {
-                blocking(move || {
-                    keys.revoke(&fingerprint).map(|found| {
-                        if found {
-                            tracing::info!(%fingerprint, "SSH key revoked");
-                        } else {
-                            tracing::info!(%fingerprint, "SSH key to revoke was not authorized: nothing to do");
-                        }
-                    })
-                })
-                .await
+                blocking(move || revoke(&keys, &fingerprint)).await
             }
             Command::Restart { .. } => return Err("not a key command".to_owned()),
         };
         self.publish().await;
         self.changed.notify_one();
         result
+    }
+
+    /// A new key fits: the block holds fewer than [`MAX_KEYS_REPORTED`] keys, or this one (being
+    /// renewed). More would not fit in a heartbeat's report.
+    fn has_room_for(&self, public_key: &str) -> Result<(), String> {
+        let published = self.published.borrow();
+        if published.len() < MAX_KEYS_REPORTED {
+            return Ok(());
+        }
+        let print = russh::keys::PublicKey::from_openssh(public_key.trim())
+            .map(|k| k.fingerprint(russh::keys::HashAlg::Sha256).to_string())
+            .unwrap_or_default();
+        if published.iter().any(|k| k.fingerprint == print) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{MAX_KEYS_REPORTED} keys are authorized already: revoke one first"
+            ))
+        }
     }
 
     /// Removes keys when they expire, until `cancel`.
@@ -146,6 +159,28 @@ impl KeyKeeper {
             Err(why) => tracing::warn!("cannot read the managed SSH keys: {why}"),
         }
     }
+}
+
+/// Adds (or renews) a key.
+fn authorize(
+    keys: &ManagedKeys,
+    public_key: &str,
+    comment: Option<String>,
+    expires_at: Option<chrono::DateTime<Utc>>,
+) -> Result<(), ssh_access::SshAccessError> {
+    let comment = comment.unwrap_or_default();
+    let key = keys.authorize(public_key, &comment, expires_at, Utc::now())?;
+    tracing::info!(fingerprint = %key.fingerprint, "SSH key authorized");
+    Ok(())
+}
+
+fn revoke(keys: &ManagedKeys, fingerprint: &str) -> Result<(), ssh_access::SshAccessError> {
+    if keys.revoke(fingerprint)? {
+        tracing::info!(%fingerprint, "SSH key revoked");
+    } else {
+        tracing::info!(%fingerprint, "SSH key to revoke was not authorized: nothing to do");
+    }
+    Ok(())
 }
 
 fn reported(key: &ssh_access::AuthorizedKey) -> AuthorizedKey {

@@ -52,6 +52,17 @@ pub enum RestartTarget {
     ComputeSubnet,
 }
 
+/// The key types an `authorize_key` takes (the schema's pattern names the same).
+const KEY_TYPES: &[&str] = &[
+    "ssh-ed25519",
+    "ssh-rsa",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+];
+
 /// Longest comment of an `authorize_key`.
 const MAX_KEY_COMMENT: usize = 200;
 
@@ -75,6 +86,20 @@ impl Validate for Command {
                 comment,
                 expires_at,
             } => {
+                // What the schema states and the agent takes: one line of printable ASCII, of a
+                // key type sshd accepts, that decodes.
+                let algorithm = public_key.split(' ').next().unwrap_or_default();
+                if !KEY_TYPES.contains(&algorithm)
+                    || !public_key.chars().all(|c| c == ' ' || c.is_ascii_graphic())
+                {
+                    return Err(fail(
+                        "public_key",
+                        format!(
+                            "expected one OpenSSH public key line of printable ASCII, of type {}",
+                            KEY_TYPES.join(", ")
+                        ),
+                    ));
+                }
                 RelayKey {
                     public_key: public_key.clone(),
                 }
@@ -325,6 +350,12 @@ mod tests {
         assert!(authorize(key, Some("validator 5F3s")).validate().is_ok());
         assert!(authorize("ssh-ed25519 nope", None).validate().is_err());
         assert!(authorize(key, Some("a\nb")).validate().is_err());
+        assert!(authorize(&format!("{key}\tx"), None).validate().is_err());
+        assert!(
+            authorize(&key.replace("ssh-ed25519", "ssh-dss"), None)
+                .validate()
+                .is_err()
+        );
         let past = Command::AuthorizeKey {
             public_key: key.to_owned(),
             comment: None,

@@ -54,10 +54,13 @@ pub struct HeartbeatRequest {
     #[serde(default)]
     pub version: Option<String>,
     pub metrics: HeartbeatMetrics,
-    /// How the commands of earlier answers ended (polaris agents; the original sends none).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// How the commands of earlier answers ended. Polaris agents always send it (empty when
+    /// there is nothing to report), which tells the coordinator that they report commands: an
+    /// open command is sent to them again until reported, and to other clients (the original)
+    /// once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(max_items = 64)]
-    pub command_results: Vec<CommandResult>,
+    pub command_results: Option<Vec<CommandResult>>,
     /// The keys in the managed block of SSH_USER's `authorized_keys`, when the miner lets the
     /// coordinator manage them (`POLARIS_SSH_ACCESS=keys`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -150,13 +153,14 @@ impl Validate for HeartbeatRequest {
         if let Some(t) = s.temperature {
             validate::number_in("metrics.metrics.temperature", t, -100.0..=200.0)?;
         }
-        if self.command_results.len() > MAX_RESULTS {
+        let results = self.command_results.as_deref().unwrap_or_default();
+        if results.len() > MAX_RESULTS {
             return Err(fail(
                 "command_results",
                 format!("at most {MAX_RESULTS} per heartbeat"),
             ));
         }
-        for result in &self.command_results {
+        for result in results {
             result.validate()?;
         }
         if let Some(keys) = &self.ssh_keys {

@@ -265,6 +265,10 @@ pub(super) fn status(args: StatusArgs, home: Option<PathBuf>) -> anyhow::Result<
             }
             None => {
                 println!("polaris is not running.");
+                println!(
+                    "  SSH access by key: {} (POLARIS_SSH_ACCESS; the agent takes it when it starts)",
+                    settings.ssh.access.as_str()
+                );
                 if let Some(home) = crate::agent::systemd::unit_home_other_than(&settings.home) {
                     println!(
                         "  a systemd unit (polaris.service) keeps its agent in {0}: `sudo POLARIS_HOME={0} polaris status`",

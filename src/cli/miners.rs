@@ -165,17 +165,20 @@ fn admin_token(settings: &Settings) -> anyhow::Result<String> {
 }
 
 fn authorize_command(args: &AuthorizeKeyArgs) -> Result<Command, String> {
-    let line = if args.key.trim_start().starts_with("ssh-")
-        || args.key.trim_start().starts_with("ecdsa-")
-        || args.key.trim_start().starts_with("sk-")
-    {
-        args.key.trim().to_owned()
-    } else {
-        let path = crate::config::expand_tilde(&args.key);
+    // A file when there is one by that name (`ssh-keys/v.pub` too), else the key line itself.
+    let path = crate::config::expand_tilde(&args.key);
+    let line = if path.is_file() {
         std::fs::read_to_string(&path)
             .map_err(|err| format!("--key: cannot read {}: {err}", path.display()))?
             .trim()
             .to_owned()
+    } else if args.key.contains(' ') {
+        args.key.trim().to_owned()
+    } else {
+        return Err(format!(
+            "--key: no file {} (give a .pub file or the key line itself)",
+            path.display()
+        ));
     };
     let expires_at = args
         .expires_in

@@ -232,8 +232,11 @@ pub(super) fn run(args: RegisterArgs, home: Option<PathBuf>) -> anyhow::Result<E
     };
     // Off by default (a script, --yes) is not a choice to write down: POLARIS_HOME/.env is
     // changed only by an answer or by --ssh-access.
-    if args.ssh_access.is_none() && (!interactive || args.yes) {
-        plan.ssh_access = None;
+    match args.ssh_access {
+        // The flag is the user's word, also over a setting that said otherwise.
+        Some(access) => plan.ssh_access = Some(access),
+        None if !interactive || args.yes => plan.ssh_access = None,
+        None => {}
     }
     submit::check(&plan)?;
     if let Some(warning) = session::ssh_warning(&found) {
@@ -249,6 +252,18 @@ pub(super) fn run(args: RegisterArgs, home: Option<PathBuf>) -> anyhow::Result<E
         "Saved to {} (keep it private: it holds this miner's token).",
         record::path(&settings.home).display()
     );
+    match (
+        submit::save_settings(&plan, &settings.home),
+        plan.ssh_access,
+    ) {
+        (Ok(Some(path)), Some(access)) => println!(
+            "SSH access by key: {} (POLARIS_SSH_ACCESS, saved in {}; the agent takes it at its next start)",
+            access.as_str(),
+            path.display()
+        ),
+        (Ok(_), _) => {}
+        (Err(why), _) => eprintln!("polaris: warning: {why}"),
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -509,18 +509,20 @@ pub fn save_in_home_dotenv(home: &Path, key: &Key, value: &str) -> std::io::Resu
     };
     let prefix = format!("{}=", key.env);
     let line = format!("{prefix}{value}");
+    // The first line that sets it (also as `export KEY=`) is replaced; later ones are dropped,
+    // so the file says it once.
     let mut replaced = false;
-    let mut lines: Vec<String> = old
-        .lines()
-        .map(|l| {
-            if l.trim_start().starts_with(&prefix) {
-                replaced = true;
-                line.clone()
-            } else {
-                l.to_owned()
-            }
-        })
-        .collect();
+    let mut lines: Vec<String> = Vec::new();
+    for l in old.lines() {
+        let set = l.trim_start();
+        let set = set.strip_prefix("export ").unwrap_or(set).trim_start();
+        if !set.starts_with(&prefix) {
+            lines.push(l.to_owned());
+        } else if !replaced {
+            replaced = true;
+            lines.push(line.clone());
+        }
+    }
     if !replaced {
         lines.push(line);
     }
@@ -540,6 +542,34 @@ pub(crate) fn expand_tilde(path: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_saved_setting_replaces_its_line_and_keeps_every_other() -> std::io::Result<()> {
+        let home = tempfile::tempdir()?;
+        let key = keys::SSH_ACCESS;
+        // Nothing there: the file is made, owner-only.
+        save_in_home_dotenv(home.path(), &key, "keys")?;
+        let path = home.path().join(".env");
+        assert_eq!(std::fs::read_to_string(&path)?, "POLARIS_SSH_ACCESS=keys\n");
+        std::fs::write(
+            &path,
+            "# mine\nSSH_USER=miner\nexport POLARIS_SSH_ACCESS=keys\nPOLARIS_SSH_ACCESS=keys\n",
+        )?;
+        save_in_home_dotenv(home.path(), &key, "off")?;
+        assert_eq!(
+            std::fs::read_to_string(&path)?,
+            "# mine\nSSH_USER=miner\nPOLARIS_SSH_ACCESS=off\n"
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                std::fs::metadata(&path)?.permissions().mode() & 0o777,
+                0o600
+            );
+        }
+        Ok(())
+    }
 
     fn settings(env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
         let layers = Layers::from_env(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));

@@ -118,20 +118,25 @@ pub async fn submit(
         commune: plan.commune.clone(),
     };
     record::save(home, &record)?;
-    if let Some(access) = plan.ssh_access {
-        let saved = crate::config::save_in_home_dotenv(
-            home,
-            &crate::config::keys::SSH_ACCESS,
-            access.as_str(),
-        );
-        // The registration stands; only this answer is lost, and the user is told how to set it.
-        if let Err(err) = saved {
-            tracing::warn!(
-                "registered, but POLARIS_SSH_ACCESS={} could not be saved in {}: {err}; set it yourself",
+    Ok(record)
+}
+
+/// Saves the settings the plan answered (POLARIS_SSH_ACCESS) in `POLARIS_HOME/.env`, once the
+/// registration is saved; returns the file when there was something to save. A failure leaves
+/// the registration standing: the message says what to set by hand.
+pub fn save_settings(plan: &Plan, home: &Path) -> Result<Option<std::path::PathBuf>, String> {
+    let Some(access) = plan.ssh_access else {
+        return Ok(None);
+    };
+    let key = crate::config::keys::SSH_ACCESS;
+    crate::config::save_in_home_dotenv(home, &key, access.as_str())
+        .map(Some)
+        .map_err(|err| {
+            format!(
+                "registered, but {}={} could not be saved in {}: {err}; set it there yourself",
+                key.env,
                 access.as_str(),
                 home.join(".env").display()
-            );
-        }
-    }
-    Ok(record)
+            )
+        })
 }

@@ -90,7 +90,11 @@ pub fn read_admin_token(home: &Path) -> anyhow::Result<Option<String>> {
     let path = admin_token_path(home);
     refuse_if_others_can_read(&path)?;
     match std::fs::read_to_string(&path) {
-        Ok(text) => Ok(Some(text.trim().to_owned()).filter(|t| t.len() >= 16)),
+        Ok(text) if text.trim().len() >= 16 => Ok(Some(text.trim().to_owned())),
+        Ok(_) => anyhow::bail!(
+            "{} holds no usable admin token (at least 16 characters)",
+            path.display()
+        ),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(err) => Err(err).with_context(|| format!("cannot read {}", path.display())),
     }

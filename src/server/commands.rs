@@ -47,6 +47,17 @@ pub struct CommandBook {
     pub(crate) queued: Notify,
 }
 
+/// Whether a heartbeat's client reports the commands it is given.
+#[derive(Debug, Clone, Copy)]
+pub enum Reporter<'a> {
+    /// A polaris agent: these are its reports (maybe none); it gets its open commands again in
+    /// each answer until it reports them.
+    Reports(&'a [CommandResult]),
+    /// A client that never reports (the original, an agent older than commands): each command
+    /// is sent to it once, since it would carry out every copy, and then left to expire.
+    Silent,
+}
+
 /// What a heartbeat exchanges with the book.
 #[derive(Debug, Default)]
 pub struct Exchange {
@@ -109,12 +120,11 @@ impl CommandBook {
 
     /// A heartbeat of `miner_id` at `now` reporting `results`: ends the commands reported, and
     /// hands out the open ones (again, until they are reported).
-    pub fn exchange(
-        &self,
-        miner_id: &str,
-        results: &[CommandResult],
-        now: DateTime<Utc>,
-    ) -> Exchange {
+    pub fn exchange(&self, miner_id: &str, reporter: Reporter<'_>, now: DateTime<Utc>) -> Exchange {
+        let (results, again) = match reporter {
+            Reporter::Reports(results) => (results, true),
+            Reporter::Silent => (&[][..], false),
+        };
         let mut exchange = Exchange::default();
         if results.is_empty() && self.count.load(Ordering::Relaxed) == 0 {
             return exchange;
@@ -137,6 +147,9 @@ impl CommandBook {
         let before = open.len();
         open.retain(|c| !results.iter().any(|r| r.id == c.id));
         for command in open.iter_mut().filter(|c| c.expires_at > now) {
+            if command.delivered && !again {
+                continue;
+            }
             if !command.delivered {
                 command.delivered = true;
                 exchange.writes.push(Write::CommandDelivered {
@@ -186,13 +199,19 @@ impl CommandBook {
         (writes, next)
     }
 
-    /// Keeps the keys a miner reported (its agent's managed block of `authorized_keys`).
-    pub fn report_keys(&self, miner_id: &str, keys: &[AuthorizedKey]) {
+    /// Keeps the keys a miner reported (its agent's managed block of `authorized_keys`); a
+    /// heartbeat without any (SSH access by key turned off) forgets them.
+    pub fn report_keys(&self, miner_id: &str, keys: Option<&[AuthorizedKey]>) {
         let mut map = lock(&self.keys);
-        if map.get(miner_id).is_some_and(|known| known == keys) {
-            return;
+        match keys {
+            None => {
+                map.remove(miner_id);
+            }
+            Some(keys) if map.get(miner_id).is_some_and(|known| known == keys) => {}
+            Some(keys) => {
+                map.insert(miner_id.to_owned(), keys.to_vec());
+            }
         }
-        map.insert(miner_id.to_owned(), keys.to_vec());
     }
 
     /// The keys a miner last reported, if it did since this coordinator started.
@@ -272,21 +291,25 @@ mod tests {
         let now = Utc::now();
         let book = CommandBook::default();
         book.open(&restart("c1", "m", now + chrono::TimeDelta::hours(1)));
-        let first = book.exchange("m", &[], now);
+        let first = book.exchange("m", Reporter::Reports(&[]), now);
         assert_eq!(first.deliver.len(), 1);
         assert_eq!(first.deliver[0]["id"], "c1");
         assert_eq!(first.deliver[0]["action"], "restart");
         assert!(matches!(first.writes[..], [Write::CommandDelivered { .. }]));
-        let again = book.exchange("m", &[], now);
+        let again = book.exchange("m", Reporter::Reports(&[]), now);
         assert_eq!(again.deliver.len(), 1, "sent again until reported");
         assert!(again.writes.is_empty(), "delivered is written once");
-        assert!(book.exchange("other", &[], now).deliver.is_empty());
+        assert!(
+            book.exchange("other", Reporter::Reports(&[]), now)
+                .deliver
+                .is_empty()
+        );
         let done = CommandResult {
             id: "c1".into(),
             outcome: CommandOutcome::Done,
             reason: None,
         };
-        let reported = book.exchange("m", &[done], now);
+        let reported = book.exchange("m", Reporter::Reports(&[done]), now);
         assert!(reported.deliver.is_empty());
         assert!(matches!(
             &reported.writes[..],
@@ -311,9 +334,42 @@ mod tests {
             [Write::CommandFinished { id, state: CommandState::Expired, .. }] if id == "soon"
         ));
         assert_eq!(next, Some(now + chrono::TimeDelta::hours(1)));
-        let sent = book.exchange("m", &[], now + chrono::TimeDelta::seconds(2));
+        let sent = book.exchange(
+            "m",
+            Reporter::Reports(&[]),
+            now + chrono::TimeDelta::seconds(2),
+        );
         assert_eq!(sent.deliver.len(), 1);
         assert_eq!(sent.deliver[0]["id"], "later");
+    }
+
+    #[test]
+    fn a_command_past_its_time_is_not_sent_even_before_the_expiry_loop_ends_it() {
+        let now = Utc::now();
+        let book = CommandBook::load(vec![restart("c", "m", now + chrono::TimeDelta::seconds(1))]);
+        let late = book.exchange(
+            "m",
+            Reporter::Reports(&[]),
+            now + chrono::TimeDelta::seconds(2),
+        );
+        assert!(late.deliver.is_empty() && late.writes.is_empty());
+    }
+
+    #[test]
+    fn a_client_that_never_reports_gets_each_command_once() {
+        let now = Utc::now();
+        let book = CommandBook::load(vec![restart("c", "m", now + chrono::TimeDelta::hours(1))]);
+        assert_eq!(book.exchange("m", Reporter::Silent, now).deliver.len(), 1);
+        assert!(
+            book.exchange("m", Reporter::Silent, now).deliver.is_empty(),
+            "the original would restart again for every copy"
+        );
+        // It still expires, with the reason that it was delivered.
+        let (writes, _) = book.expire(now + chrono::TimeDelta::hours(2));
+        assert!(matches!(
+            &writes[..],
+            [Write::CommandFinished { reason: Some(why), .. }] if why.starts_with("delivered")
+        ));
     }
 
     #[test]

@@ -166,6 +166,9 @@ async fn standard_registration_saves_a_private_record_and_never_the_password() -
     );
     let key = keys.join("id_ed25519");
     assert_eq!(std::fs::metadata(&key)?.permissions().mode() & 0o777, 0o600);
+    // SSH access was not asked (a script, --yes): off, and nothing written down for it.
+    assert!(!miner.home.path().join(".env").exists());
+    assert!(!out.contains("SSH access by key"), "{out}");
 
     let pod = pod(&server, &record).await?;
     assert_eq!(pod["name"], "alice");
@@ -206,8 +209,20 @@ async fn bittensor_registration_sends_the_wallet_made_by_bittensor_wallet() -> T
         "17",
         "--yes",
     ];
-    let out = ok(&miner.polaris(&server.api, &args).output()?);
+    let mut command = miner.polaris(&server.api, &args);
+    command.args(["--ssh-access", "keys"]);
+    let out = ok(&command.output()?);
     assert!(out.contains("Network: Bittensor Network"), "{out}");
+    // The flag is saved as the setting, and said.
+    assert!(
+        out.contains("SSH access by key: keys (POLARIS_SSH_ACCESS"),
+        "{out}"
+    );
+    let dotenv = std::fs::read_to_string(miner.home.path().join(".env"))?;
+    assert!(
+        dotenv.lines().any(|l| l == "POLARIS_SSH_ACCESS=keys"),
+        "{dotenv}"
+    );
     assert!(out.contains("Subnet: netuid 100 (testnet)"), "{out}");
     let wallet = miner.user.path().join(".bittensor/wallets/miner");
     let hotkey = ss58_of(&wallet.join("hotkeys/secondpub.txt"), "ss58Address")?;

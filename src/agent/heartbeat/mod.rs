@@ -72,6 +72,11 @@ pub struct State {
     pub sampling_problem: Option<String>,
 }
 
+/// Most keys a heartbeat reports: with long comments, far more would pass the coordinator's
+/// 64 KiB body limit and get every heartbeat refused. The agent manages no more than this
+/// ([`super::ssh_keys`]), so the report is whole.
+pub const MAX_KEYS_REPORTED: usize = 100;
+
 /// What heartbeats carry besides this machine's figures, and where the coordinator's commands
 /// go. The default carries nothing and drops commands (a sender on its own, in tests).
 #[derive(Debug, Clone, Default)]
@@ -200,7 +205,7 @@ async fn request(
             resource_usage,
             active_jobs: Vec::new(),
         },
-        command_results: Vec::new(),
+        command_results: None,
         ssh_keys: None,
     }
 }
@@ -208,8 +213,12 @@ async fn request(
 impl Links {
     /// Adds the command reports and the SSH keys to a heartbeat.
     fn attach(&self, body: &mut HeartbeatRequest) {
-        body.command_results = self.reports.pending();
-        body.ssh_keys = self.ssh_keys.as_ref().map(|keys| keys.borrow().clone());
+        // Always present, if empty: it says this agent reports the commands it is given.
+        body.command_results = Some(self.reports.pending());
+        body.ssh_keys = self.ssh_keys.as_ref().map(|keys| {
+            let keys = keys.borrow();
+            keys.iter().take(MAX_KEYS_REPORTED).cloned().collect()
+        });
     }
 
     /// Hands the commands of an acknowledged heartbeat's answer on, each id once; one this
@@ -322,7 +331,9 @@ async fn beat(
                         s.failures = 0;
                         s.last_error = None;
                     });
-                    links.reports.acknowledged(&body.command_results);
+                    links
+                        .reports
+                        .acknowledged(body.command_results.as_deref().unwrap_or_default());
                     links.take(&answer).await;
                     break;
                 }

@@ -46,6 +46,13 @@ pub(super) async fn queue(
     if !state.registry.contains(&miner_id) {
         return Err(ApiError::no_such_miner(&miner_id));
     }
+    // A miner heard from only without its token runs the original client: commands go only to
+    // heartbeats with a token, so it would never get one.
+    if state.registry.is_legacy(&miner_id) {
+        return Err(ApiError::Conflict(format!(
+            "miner {miner_id} runs the original client (it sends no token): it takes commands once it runs polaris"
+        )));
+    }
     state
         .commands
         .check_room(&miner_id)

@@ -10,8 +10,11 @@ use axum::extract::State;
 use chrono::Utc;
 use tokio::time::Instant;
 
-use crate::api::{ErrorBody, HeartbeatRequest, HeartbeatResponse, HeartbeatStatusEntry};
+use crate::api::{
+    ErrorBody, HeartbeatRequest, HeartbeatResponse, HeartbeatStatus, HeartbeatStatusEntry,
+};
 use crate::server::auth::Bearer;
+use crate::server::commands::{Exchange, Reporter};
 use crate::server::error::{ApiError, ApiJson};
 use crate::server::refusals::Refused;
 use crate::server::registry::{Credential, HeartbeatOutcome, Refusal};
@@ -116,14 +119,24 @@ pub(super) async fn receive(
             return Err(ApiError::Unauthorized(TOKEN_REQUIRED));
         }
     }
-    let exchange = state
-        .commands
-        .exchange(miner_id, &body.command_results, now);
+    // Commands go only to a miner that proved who it is (a token-less heartbeat could be
+    // anyone's), and not to one signing off (it is stopping and would not read them).
+    let exchange = if bearer.is_some() && body.status != HeartbeatStatus::Offline {
+        let reporter = match &body.command_results {
+            Some(results) => Reporter::Reports(results),
+            None => Reporter::Silent,
+        };
+        state.commands.exchange(miner_id, reporter, now)
+    } else {
+        Exchange::default()
+    };
     for write in exchange.writes {
         state.writer.send(write);
     }
-    if let Some(keys) = &body.ssh_keys {
-        state.commands.report_keys(miner_id, keys);
+    if bearer.is_some() {
+        state
+            .commands
+            .report_keys(miner_id, body.ssh_keys.as_deref());
     }
     Ok(Json(HeartbeatResponse {
         status: Cow::Borrowed("success"),

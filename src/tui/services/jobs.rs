@@ -111,10 +111,13 @@ async fn submit(
 ) -> Result<Box<crate::register::record::RegistrationRecord>, String> {
     let client = crate::api::client::CoordinatorClient::new(&settings.server_url)
         .map_err(|e| e.to_string())?;
-    crate::register::submit::submit(&client, plan, &settings.home)
+    let record = crate::register::submit::submit(&client, plan, &settings.home)
         .await
-        .map(Box::new)
-        .map_err(|e| format!("{e:#}"))
+        .map_err(|e| format!("{e:#}"))?;
+    if let Err(why) = crate::register::submit::save_settings(plan, &settings.home) {
+        tracing::warn!("{why}");
+    }
+    Ok(Box::new(record))
 }
 
 /// `update subnet`: git on a blocking thread, its lines sent as they come, then a restart of
