@@ -12,7 +12,8 @@
 //! - [`register`]: the registration engine (a state machine both faces drive), wallets and
 //!   keys, submission and `registration.json`.
 //! - [`server`]: `polaris server`, the coordinator: HTTP routes, auth, the in-memory heartbeat
-//!   registry with its deadline index, the health check and alerts.
+//!   registry with its deadline index, the health check, the rules that turn a status change
+//!   into writes and an alert, and alerts.
 //! - `splice`: an SSH channel joined to a TCP socket, for the tunnel keeper and the built-in
 //!   relay alike.
 //! - [`store`]: persistence behind a trait; the embedded SQLite store and its batching writer.
