@@ -84,7 +84,7 @@ enum Message {
         alert: Alert,
         at: DateTime<Utc>,
         /// Resolves when the transition behind the alert is committed.
-        committed: Option<oneshot::Receiver<Result<(), String>>>,
+        committed: Option<oneshot::Receiver<Result<(), crate::store::StoreError>>>,
     },
     Close(oneshot::Sender<()>),
 }
@@ -144,7 +144,7 @@ impl Alerter {
         &self,
         alert: Alert,
         at: DateTime<Utc>,
-        committed: oneshot::Receiver<Result<(), String>>,
+        committed: oneshot::Receiver<Result<(), crate::store::StoreError>>,
     ) {
         self.enqueue(alert, at, Some(committed));
     }
@@ -153,7 +153,7 @@ impl Alerter {
         &self,
         alert: Alert,
         at: DateTime<Utc>,
-        committed: Option<oneshot::Receiver<Result<(), String>>>,
+        committed: Option<oneshot::Receiver<Result<(), crate::store::StoreError>>>,
     ) {
         if let Err(err) = self.tx.try_send(Message::Alert {
             alert,

@@ -11,7 +11,6 @@ use super::alerts::Alert;
 use super::registry::MAX_HOLD_FACTOR;
 use super::state::AppState;
 use super::transitions;
-use crate::store::Write;
 
 /// How long metrics_history is kept.
 pub(super) const METRICS_RETENTION: chrono::TimeDelta = chrono::TimeDelta::days(30);
@@ -50,9 +49,19 @@ pub(super) async fn run(state: AppState, cancel: CancellationToken) {
 /// Deletes metrics_history older than [`METRICS_RETENTION`] now and every hour.
 pub(super) async fn prune(state: AppState, cancel: CancellationToken) {
     loop {
-        state.writer.send(Write::PruneMetrics {
-            before: Utc::now() - METRICS_RETENTION,
-        });
+        // Straight to the store, not through the writer's queue: it is one statement (or a few
+        // batched deletes) that nobody waits for, and a failure waits for the next hour.
+        match state
+            .store
+            .prune_metrics(Utc::now() - METRICS_RETENTION)
+            .await
+        {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "old metrics_history rows deleted"),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot delete old metrics_history rows; trying again in an hour")
+            }
+        }
         tokio::select! {
             () = tokio::time::sleep(PRUNE_EVERY) => {}
             () = cancel.cancelled() => return,

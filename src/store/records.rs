@@ -168,10 +168,6 @@ pub enum Write {
         reason: Option<String>,
         at: DateTime<Utc>,
     },
-    /// Deletes metrics_history rows older than `before`.
-    PruneMetrics {
-        before: DateTime<Utc>,
-    },
 }
 
 #[cfg(test)]

@@ -181,8 +181,54 @@ impl SqliteStore {
     }
 }
 
+/// Most writes in one transaction: enough for a burst of heartbeats, bounded so one commit
+/// stays short.
+const MAX_BATCH: usize = 5_000;
+
+impl From<rusqlite::Error> for StoreError {
+    /// SQLite's own words once (rusqlite's error and its source say the same thing twice), and
+    /// whether waiting may help: busy or locked (another connection), disk full, I/O, a file
+    /// that cannot be opened or written now.
+    fn from(err: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode::*;
+        let transient = matches!(
+            err.sqlite_error_code(),
+            Some(
+                DatabaseBusy | DatabaseLocked | DiskFull | SystemIoFailure | CannotOpen | ReadOnly
+            )
+        );
+        let message = match &err {
+            rusqlite::Error::SqliteFailure(code, Some(message)) => {
+                format!("{message} (code {})", code.extended_code)
+            }
+            rusqlite::Error::SqliteFailure(code, None) => code.to_string(),
+            other => other.to_string(),
+        };
+        StoreError::Backend {
+            backend: "database",
+            message,
+            transient,
+        }
+    }
+}
+
 #[async_trait]
 impl Store for SqliteStore {
+    fn max_batch(&self) -> usize {
+        MAX_BATCH
+    }
+
+    async fn prune_metrics(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        Self::with(&self.writer, move |conn| {
+            let deleted = conn.execute(
+                "DELETE FROM metrics_history WHERE timestamp < ?1",
+                [format_time(before)],
+            )?;
+            Ok(deleted as u64)
+        })
+        .await
+    }
+
     async fn load_summaries(&self) -> Result<Vec<MinerSummary>, StoreError> {
         Self::with(&self.reader, |conn| {
             let mut stmt = conn.prepare(
@@ -573,13 +619,6 @@ fn apply_one(tx: &Transaction<'_>, write: &Write) -> Result<(), StoreError> {
             )?;
             return Ok(());
         }
-        Write::PruneMetrics { before } => {
-            tx.execute(
-                "DELETE FROM metrics_history WHERE timestamp < ?1",
-                [format_time(*before)],
-            )?;
-            return Ok(());
-        }
     };
     // Updates of a miner that does not exist are a bug upstream (routes check first); say so
     // rather than silently writing nothing.
@@ -603,7 +642,7 @@ fn miner_of(write: &Write) -> &str {
         | Write::CommandFinished { miner_id, .. } => miner_id,
         Write::QueueCommand(command) => &command.miner_id,
         Write::Transition(change) => &change.miner_id,
-        Write::CommandDelivered { .. } | Write::PruneMetrics { .. } => "",
+        Write::CommandDelivered { .. } => "",
     }
 }
 
@@ -636,27 +675,48 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_batch_is_applied_atomically() -> Result<(), Box<dyn std::error::Error>> {
+    async fn the_store_contract_holds() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
-        let store = SqliteStore::open(&dir.path().join("p.db"))?;
+        let store = Arc::new(SqliteStore::open(&dir.path().join("p.db"))?);
+        crate::store::contract::holds_for(store).await
+    }
+
+    #[tokio::test]
+    async fn a_version_3_database_gets_the_commands_table() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("p.db");
+        {
+            let conn = Connection::open(&path)?;
+            conn.execute_batch(&format!(
+                "BEGIN; {SCHEMA_V1} {SCHEMA_V2} {SCHEMA_V3} COMMIT;"
+            ))?;
+        }
+        let store = SqliteStore::open(&path)?;
+        let at = Utc::now();
         store.apply(vec![new_miner("a")].into()).await?;
-        // The second write names a miner that does not exist: the whole batch must roll back.
-        let bad = vec![
-            new_miner("b"),
-            Write::Verification {
-                miner_id: "nobody".into(),
-                status: VerificationStatus::Verified,
-                at: Utc::now(),
+        let command = crate::store::StoredCommand {
+            id: "c".into(),
+            miner_id: "a".into(),
+            command: crate::api::Command::Restart {
+                target: crate::api::RestartTarget::ComputeSubnet,
             },
-        ];
-        assert!(store.apply(bad.into()).await.is_err());
-        let ids: Vec<_> = store
-            .load_summaries()
-            .await?
-            .into_iter()
-            .map(|s| s.id)
-            .collect();
-        assert_eq!(ids, ["a"]);
+            state: CommandState::Queued,
+            reason: None,
+            created_at: at,
+            expires_at: at,
+            delivered_at: None,
+            finished_at: None,
+        };
+        store
+            .apply(vec![Write::QueueCommand(Box::new(command))].into())
+            .await?;
+        assert_eq!(store.open_commands().await?.len(), 1);
+        let version: i64 = SqliteStore::with(&store.reader, |c| {
+            Ok(c.query_row("PRAGMA user_version", [], |r| r.get(0))?)
+        })
+        .await?;
+        assert_eq!(version, VERSION);
         Ok(())
     }
 
@@ -699,39 +759,6 @@ mod tests {
         let history = store.status_history("a").await?;
         assert_eq!(history.len(), 1);
         assert_eq!(history[0].new_status, HeartbeatStatus::Offline);
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn pruning_drops_only_old_metrics() -> Result<(), Box<dyn std::error::Error>> {
-        let dir = tempfile::tempdir()?;
-        let store = SqliteStore::open(&dir.path().join("p.db"))?;
-        let now = Utc::now();
-        let sample = |at| Write::Metrics {
-            miner_id: "a".into(),
-            at,
-            status: HeartbeatStatus::Online,
-            metrics: r#"{"cpu_usage": 1.0}"#.into(),
-            time_since_last: None,
-        };
-        store
-            .apply(
-                vec![
-                    new_miner("a"),
-                    sample(now - chrono::Duration::days(31)),
-                    sample(now),
-                    Write::PruneMetrics {
-                        before: now - chrono::Duration::days(30),
-                    },
-                ]
-                .into(),
-            )
-            .await?;
-        let count: i64 = SqliteStore::with(&store.reader, |c| {
-            Ok(c.query_row("SELECT COUNT(*) FROM metrics_history", [], |r| r.get(0))?)
-        })
-        .await?;
-        assert_eq!(count, 1);
         Ok(())
     }
 

@@ -13,8 +13,6 @@ use tokio::task::JoinHandle;
 
 use super::{Store, StoreError, Write};
 
-/// Most writes applied in one batch.
-const MAX_BATCH: usize = 5_000;
 /// Queue depth above which periodic samples are dropped (see [`StoreWriter::send_sample`]).
 pub const MAX_QUEUED_FOR_SAMPLES: i64 = 10_000;
 /// How long writes nobody waits for (state samples, metrics) gather before a commit, so a steady
@@ -38,8 +36,11 @@ pub struct WriterStats {
     pub dropped: AtomicU64,
 }
 
+/// Where a write's outcome goes when someone waits for it.
+type Ack = oneshot::Sender<Result<(), StoreError>>;
+
 enum Message {
-    Write(Write, Option<oneshot::Sender<Result<(), String>>>),
+    Write(Write, Option<Ack>),
     Close(oneshot::Sender<()>),
 }
 
@@ -87,7 +88,7 @@ impl StoreWriter {
     }
 
     /// Queues a write; the receiver resolves once it is committed (or failed for good).
-    pub fn send_acked(&self, write: Write) -> oneshot::Receiver<Result<(), String>> {
+    pub fn send_acked(&self, write: Write) -> oneshot::Receiver<Result<(), StoreError>> {
         let (ack, done) = oneshot::channel();
         self.enqueue(write, Some(ack));
         done
@@ -96,8 +97,7 @@ impl StoreWriter {
     /// Queues a write and waits until it is committed.
     pub async fn commit(&self, write: Write) -> Result<(), StoreError> {
         match self.send_acked(write).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(reason)) => Err(StoreError::Corrupt(reason)),
+            Ok(outcome) => outcome,
             Err(_) => Err(StoreError::WorkerGone),
         }
     }
@@ -110,7 +110,7 @@ impl StoreWriter {
         }
     }
 
-    fn enqueue(&self, write: Write, ack: Option<oneshot::Sender<Result<(), String>>>) {
+    fn enqueue(&self, write: Write, ack: Option<Ack>) {
         self.stats.depth.fetch_add(1, Ordering::Relaxed);
         if let Err(mpsc::error::SendError(Message::Write(_, ack))) =
             self.tx.send(Message::Write(write, ack))
@@ -118,19 +118,20 @@ impl StoreWriter {
             self.stats.depth.fetch_sub(1, Ordering::Relaxed);
             tracing::error!("store writer is gone; a write was dropped");
             if let Some(ack) = ack {
-                let _ = ack.send(Err("the store writer stopped".into()));
+                let _ = ack.send(Err(StoreError::WorkerGone));
             }
         }
     }
 }
 
-type Pending = (Write, Option<oneshot::Sender<Result<(), String>>>);
+type Pending = (Write, Option<Ack>);
 
 async fn run(
     store: Arc<dyn Store>,
     mut rx: mpsc::UnboundedReceiver<Message>,
     stats: Arc<WriterStats>,
 ) {
+    let max_batch = store.max_batch().max(1);
     let mut closing = None;
     while closing.is_none() {
         let Some(first) = rx.recv().await else { break };
@@ -148,13 +149,13 @@ async fn run(
                     }
                     Message::Close(done) => closing = Some(done),
                 }
-                if closing.is_none() && batch.len() < MAX_BATCH {
+                if closing.is_none() && batch.len() < max_batch {
                     next = rx.try_recv().ok();
                 }
             }
             // Somebody waits, the batch is full, or we are closing: commit now. Otherwise let
             // more writes gather until the deadline.
-            if urgent || closing.is_some() || batch.len() >= MAX_BATCH {
+            if urgent || closing.is_some() || batch.len() >= max_batch {
                 break;
             }
             match tokio::time::timeout_at(deadline, rx.recv()).await {
@@ -171,56 +172,68 @@ async fn run(
     }
 }
 
-/// Commits a batch. If the batch fails, each write is retried on its own: a write that fails for
-/// a reason that will not pass (a logic error) is reported and dropped, so it cannot block the
-/// others; one that fails for a passing reason (disk full, database busy) is retried until it
-/// succeeds, because status transitions must never be lost.
+/// Commits a batch, all or none, as the store's transactions do. A batch that fails for a
+/// passing reason (busy, disk full, the service unavailable: the store says which) is retried
+/// whole, with backoff, until it succeeds: status transitions must never be lost, and an outage
+/// costs one round trip per retry, not one per write. Only a batch that fails for good (a write
+/// that can never succeed) is split, in halves, until the writes at fault are found: they are
+/// reported and dropped, every other write is committed, and the order is kept.
 async fn commit_batch(store: &dyn Store, batch: Vec<Pending>, stats: &WriterStats) {
-    let size = batch.len();
-    let (writes, acks): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-    let writes: Arc<[Write]> = writes.into();
-    match store.apply(Arc::clone(&writes)).await {
-        Ok(()) => {
-            stats.commits.fetch_add(1, Ordering::Relaxed);
-            stats.rows.fetch_add(size as u64, Ordering::Relaxed);
-            stats.depth.fetch_sub(size as i64, Ordering::Relaxed);
-            for ack in acks.into_iter().flatten() {
-                let _ = ack.send(Ok(()));
-            }
-            return;
-        }
-        Err(err) => {
-            stats.failures.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(error = %error_chain(&err), size, "store batch failed; retrying one by one");
-        }
-    }
-    for (write, ack) in writes.iter().zip(acks) {
-        let single: Arc<[Write]> = Arc::new([write.clone()]);
+    let (writes, mut acks): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+    let whole: Arc<[Write]> = writes.into();
+    // Ranges still to commit, the next one last (so they go in order).
+    let mut parts: Vec<std::ops::Range<usize>> = Vec::new();
+    parts.push(0..whole.len());
+    while let Some(range) = parts.pop() {
+        let part: Arc<[Write]> = if range.len() == whole.len() {
+            Arc::clone(&whole)
+        } else {
+            whole[range.clone()].into()
+        };
         let mut delay = Duration::from_millis(100);
         let outcome = loop {
-            match store.apply(Arc::clone(&single)).await {
+            match store.apply(Arc::clone(&part)).await {
                 Ok(()) => break Ok(()),
                 Err(err) if err.is_transient() => {
                     stats.failures.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(error = %error_chain(&err), "store write failed; retrying");
+                    tracing::warn!(error = %error_chain(&err), size = part.len(), "store batch failed; retrying it");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }
-                Err(err) => {
-                    stats.failures.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(error = %error_chain(&err), ?write, "store write dropped");
-                    break Err(error_chain(&err));
-                }
+                Err(err) => break Err(err),
             }
         };
-        if outcome.is_ok() {
-            stats.commits.fetch_add(1, Ordering::Relaxed);
-            stats.rows.fetch_add(1, Ordering::Relaxed);
+        match outcome {
+            Ok(()) => {
+                stats.commits.fetch_add(1, Ordering::Relaxed);
+                stats.rows.fetch_add(part.len() as u64, Ordering::Relaxed);
+                settle(&mut acks[range], stats, || Ok(()));
+            }
+            Err(err) if range.len() == 1 => {
+                stats.failures.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %error_chain(&err), write = ?part[0], "store write dropped");
+                settle(&mut acks[range], stats, || Err(err.clone()));
+            }
+            Err(err) => {
+                stats.failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %error_chain(&err), size = part.len(), "store batch refused; splitting it to find the write at fault");
+                let middle = range.start + range.len() / 2;
+                parts.push(middle..range.end);
+                parts.push(range.start..middle);
+            }
         }
-        stats.depth.fetch_sub(1, Ordering::Relaxed);
-        if let Some(ack) = ack {
-            let _ = ack.send(outcome);
-        }
+    }
+}
+
+/// The writes of a committed or dropped part leave the queue; whoever waits is told.
+fn settle(
+    acks: &mut [Option<Ack>],
+    stats: &WriterStats,
+    outcome: impl Fn() -> Result<(), StoreError>,
+) {
+    stats.depth.fetch_sub(acks.len() as i64, Ordering::Relaxed);
+    for ack in acks.iter_mut().filter_map(Option::take) {
+        let _ = ack.send(outcome());
     }
 }
 
@@ -233,31 +246,6 @@ fn error_chain(err: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
-}
-
-impl StoreError {
-    /// Whether trying the same write again later may succeed.
-    pub fn is_transient(&self) -> bool {
-        use rusqlite::ErrorCode::*;
-        match self {
-            StoreError::Sqlite(err) => matches!(
-                err.sqlite_error_code(),
-                Some(
-                    DatabaseBusy
-                        | DatabaseLocked
-                        | DiskFull
-                        | SystemIoFailure
-                        | CannotOpen
-                        | ReadOnly
-                )
-            ),
-            StoreError::WorkerGone => true,
-            StoreError::Json(_)
-            | StoreError::Corrupt(_)
-            | StoreError::Unusable(_)
-            | StoreError::NoSuchMiner(_) => false,
-        }
-    }
 }
 
 #[cfg(test)]
@@ -311,6 +299,137 @@ mod tests {
         task.await?;
         let kept = writer.stats().rows.load(Ordering::Relaxed);
         assert_eq!(kept, MAX_QUEUED_FOR_SAMPLES as u64 + 1);
+        Ok(())
+    }
+
+    /// The real SQLite store with failures the test scripts: the next `transient` applies fail
+    /// as a busy database would, and any batch holding a write for `poison` is refused for good.
+    struct Scripted {
+        inner: SqliteStore,
+        transient: std::sync::atomic::AtomicU32,
+        poison: &'static str,
+        applies: std::sync::atomic::AtomicU32,
+    }
+
+    #[async_trait::async_trait]
+    impl Store for Scripted {
+        fn max_batch(&self) -> usize {
+            self.inner.max_batch()
+        }
+        async fn apply(&self, batch: Arc<[Write]>) -> Result<(), StoreError> {
+            self.applies.fetch_add(1, Ordering::Relaxed);
+            let left = self.transient.load(Ordering::Relaxed);
+            if left > 0 {
+                self.transient.store(left - 1, Ordering::Relaxed);
+                return Err(StoreError::Backend {
+                    backend: "test",
+                    message: "busy".into(),
+                    transient: true,
+                });
+            }
+            let poisoned = batch
+                .iter()
+                .any(|w| matches!(w, Write::Metrics { miner_id, .. } if miner_id == self.poison));
+            if poisoned {
+                return Err(StoreError::Corrupt("a write that can never succeed".into()));
+            }
+            self.inner.apply(batch).await
+        }
+        async fn prune_metrics(
+            &self,
+            before: chrono::DateTime<chrono::Utc>,
+        ) -> Result<u64, StoreError> {
+            self.inner.prune_metrics(before).await
+        }
+        async fn load_summaries(&self) -> Result<Vec<crate::store::MinerSummary>, StoreError> {
+            self.inner.load_summaries().await
+        }
+        async fn miner(&self, id: &str) -> Result<Option<crate::store::MinerRecord>, StoreError> {
+            self.inner.miner(id).await
+        }
+        async fn miners(
+            &self,
+            after: Option<String>,
+            limit: usize,
+        ) -> Result<Vec<crate::store::MinerRecord>, StoreError> {
+            self.inner.miners(after, limit).await
+        }
+        async fn status_history(
+            &self,
+            miner_id: &str,
+        ) -> Result<Vec<crate::store::StatusChange>, StoreError> {
+            self.inner.status_history(miner_id).await
+        }
+        async fn relay_keys(&self) -> Result<Vec<(String, String)>, StoreError> {
+            self.inner.relay_keys().await
+        }
+        async fn open_commands(&self) -> Result<Vec<crate::store::StoredCommand>, StoreError> {
+            self.inner.open_commands().await
+        }
+        async fn commands(
+            &self,
+            miner_id: &str,
+            limit: usize,
+        ) -> Result<Vec<crate::store::StoredCommand>, StoreError> {
+            self.inner.commands(miner_id, limit).await
+        }
+    }
+
+    fn scripted(
+        dir: &std::path::Path,
+        transient: u32,
+        poison: &'static str,
+    ) -> Result<Arc<Scripted>, StoreError> {
+        Ok(Arc::new(Scripted {
+            inner: SqliteStore::open(&dir.join("p.db"))?,
+            transient: transient.into(),
+            poison,
+            applies: 0.into(),
+        }))
+    }
+
+    #[tokio::test]
+    async fn a_passing_failure_retries_the_whole_batch_not_write_by_write()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let store = scripted(dir.path(), 2, "none")?;
+        let (writer, task) = StoreWriter::spawn(Arc::clone(&store) as Arc<dyn Store>);
+        for i in 0..20 {
+            writer.send(sample(i));
+        }
+        writer.commit(sample(20)).await?;
+        // Two failed tries and one that commits: three round trips for 21 writes.
+        assert_eq!(store.applies.load(Ordering::Relaxed), 3);
+        assert_eq!(writer.stats().rows.load(Ordering::Relaxed), 21);
+        assert_eq!(writer.stats().commits.load(Ordering::Relaxed), 1);
+        assert_eq!(writer.stats().failures.load(Ordering::Relaxed), 2);
+        writer.close().await;
+        task.await?;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_write_that_can_never_succeed_is_found_and_dropped_alone()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let store = scripted(dir.path(), 0, "m5")?;
+        let (writer, task) = StoreWriter::spawn(Arc::clone(&store) as Arc<dyn Store>);
+        let acks: Vec<_> = (0..8).map(|i| writer.send_acked(sample(i))).collect();
+        let mut outcomes = Vec::new();
+        for ack in acks {
+            outcomes.push(ack.await?.is_ok());
+        }
+        assert_eq!(
+            outcomes,
+            [true, true, true, true, true, false, true, true],
+            "only m5 is refused, and told so"
+        );
+        assert_eq!(writer.stats().rows.load(Ordering::Relaxed), 7);
+        assert_eq!(writer.stats().depth.load(Ordering::Relaxed), 0);
+        // 8 → 4 + 4 → (2 + 2) of the bad half → (1 + 1): a few round trips, not one per write.
+        assert!(store.applies.load(Ordering::Relaxed) <= 7);
+        writer.close().await;
+        task.await?;
         Ok(())
     }
 

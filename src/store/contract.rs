@@ -1,0 +1,331 @@
+//! What every [`Store`] must do, as one suite run against any `Arc<dyn Store>`: each backend's
+//! tests call [`holds_for`] with a fresh, empty store (SQLite today; Firestore, through its
+//! emulator, when it lands). Rules that belong to one backend (SQLite's schema upgrades) stay in
+//! that backend's own tests.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use super::{NewMiner, StatusChange, Store, StoreError, StoredCommand, Write};
+use crate::api::{Command, CommandState, HeartbeatStatus, RestartTarget, VerificationStatus};
+
+type Outcome = Result<(), Box<dyn std::error::Error>>;
+
+/// Runs every rule against `store`, which must be empty.
+pub(crate) async fn holds_for(store: Arc<dyn Store>) -> Outcome {
+    registered_miners_are_loaded_and_listed_in_pages(store.as_ref()).await?;
+    a_batch_is_applied_all_or_none(store.as_ref()).await?;
+    history_keeps_the_order_of_the_writes(store.as_ref()).await?;
+    relay_keys_replace_each_other(store.as_ref()).await?;
+    commands_follow_their_rules(store.as_ref()).await?;
+    pruning_drops_only_old_metrics(store.as_ref()).await?;
+    a_full_batch_fits(store.as_ref()).await?;
+    Ok(())
+}
+
+fn miner(id: &str, at: DateTime<Utc>) -> Write {
+    Write::Register(Box::new(NewMiner {
+        id: id.into(),
+        name: format!("name-{id}"),
+        location: Some("Kampala".into()),
+        description: None,
+        registration_type: Some("independent".into()),
+        compute_resources: Vec::new(),
+        token_hash: [7; 32],
+        at,
+    }))
+}
+
+async fn apply(store: &dyn Store, writes: Vec<Write>) -> Result<(), StoreError> {
+    store.apply(writes.into()).await
+}
+
+async fn registered_miners_are_loaded_and_listed_in_pages(store: &dyn Store) -> Outcome {
+    let at = Utc::now();
+    apply(
+        store,
+        vec![miner("c1", at), miner("a1", at), miner("b1", at)],
+    )
+    .await?;
+    apply(
+        store,
+        vec![Write::State {
+            miner_id: "b1".into(),
+            last_heartbeat: at,
+            status: HeartbeatStatus::Online,
+            heartbeat_count: 3,
+            metrics: None,
+            at,
+        }],
+    )
+    .await?;
+    let mut summaries = store.load_summaries().await?;
+    summaries.sort_by(|x, y| x.id.cmp(&y.id));
+    let ids: Vec<_> = summaries.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(ids, ["a1", "b1", "c1"]);
+    assert_eq!(summaries[1].heartbeat_count, 3);
+    assert_eq!(summaries[1].current_status, Some(HeartbeatStatus::Online));
+    assert_eq!(summaries[0].token_hash, [7; 32]);
+    let first = store.miners(None, 2).await?;
+    let page: Vec<_> = first.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(page, ["a1", "b1"], "ordered by id");
+    let rest = store.miners(Some("b1".into()), 2).await?;
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].id, "c1");
+    let one = store.miner("b1").await?.ok_or("b1 is gone")?;
+    assert_eq!(one.name, "name-b1");
+    assert_eq!(one.verification, VerificationStatus::PendingVerification);
+    assert!(store.miner("nobody").await?.is_none());
+    Ok(())
+}
+
+async fn a_batch_is_applied_all_or_none(store: &dyn Store) -> Outcome {
+    let at = Utc::now();
+    // The second write names a miner that does not exist: the whole batch must be refused, for
+    // good (splitting it is how the writer finds the write at fault).
+    let refused = apply(
+        store,
+        vec![
+            miner("d1", at),
+            Write::Verification {
+                miner_id: "nobody".into(),
+                status: VerificationStatus::Verified,
+                at,
+            },
+        ],
+    )
+    .await;
+    let err = refused
+        .err()
+        .ok_or("a batch with a bad write was applied")?;
+    assert!(!err.is_transient(), "{err}");
+    assert!(
+        store.miner("d1").await?.is_none(),
+        "half a batch was applied"
+    );
+    Ok(())
+}
+
+async fn history_keeps_the_order_of_the_writes(store: &dyn Store) -> Outcome {
+    let at = Utc::now();
+    apply(store, vec![miner("h1", at)]).await?;
+    let change = |old, new, reason: &str| {
+        Write::Transition(StatusChange {
+            miner_id: "h1".into(),
+            timestamp: at,
+            old_status: old,
+            new_status: new,
+            reason: reason.into(),
+        })
+    };
+    // Same timestamp each: only the order of the writes tells them apart.
+    apply(
+        store,
+        vec![
+            change(None, HeartbeatStatus::Online, "first"),
+            change(
+                Some(HeartbeatStatus::Online),
+                HeartbeatStatus::Offline,
+                "second",
+            ),
+        ],
+    )
+    .await?;
+    apply(
+        store,
+        vec![change(
+            Some(HeartbeatStatus::Offline),
+            HeartbeatStatus::Online,
+            "third",
+        )],
+    )
+    .await?;
+    let reasons: Vec<_> = store
+        .status_history("h1")
+        .await?
+        .into_iter()
+        .map(|c| c.reason)
+        .collect();
+    assert_eq!(reasons, ["first", "second", "third"]);
+    Ok(())
+}
+
+async fn relay_keys_replace_each_other(store: &dyn Store) -> Outcome {
+    let at = Utc::now();
+    apply(store, vec![miner("r1", at)]).await?;
+    let key = |miner: &str, line: &str| Write::RelayKey {
+        miner_id: miner.into(),
+        public_key: line.into(),
+        at,
+    };
+    apply(store, vec![key("r1", "ssh-ed25519 AAAA1")]).await?;
+    apply(store, vec![key("r1", "ssh-ed25519 AAAA2")]).await?;
+    assert!(
+        apply(store, vec![key("nobody", "ssh-ed25519 AAAA3")])
+            .await
+            .is_err(),
+        "no key for a miner that does not exist"
+    );
+    let keys = store.relay_keys().await?;
+    assert!(keys.contains(&("r1".to_owned(), "ssh-ed25519 AAAA2".to_owned())));
+    assert!(!keys.iter().any(|(_, line)| line.ends_with("AAAA1")));
+    Ok(())
+}
+
+fn command(id: &str, miner: &str, at: DateTime<Utc>) -> StoredCommand {
+    StoredCommand {
+        id: id.into(),
+        miner_id: miner.into(),
+        command: Command::Restart {
+            target: RestartTarget::ComputeSubnet,
+        },
+        state: CommandState::Queued,
+        reason: None,
+        created_at: at,
+        expires_at: at + TimeDelta::hours(1),
+        delivered_at: None,
+        finished_at: None,
+    }
+}
+
+fn finished(id: &str, miner: &str, state: CommandState, at: DateTime<Utc>) -> Write {
+    Write::CommandFinished {
+        id: id.into(),
+        miner_id: miner.into(),
+        state,
+        reason: Some(format!("{} by {miner}", state.as_str())),
+        at,
+    }
+}
+
+async fn commands_follow_their_rules(store: &dyn Store) -> Outcome {
+    let at = Utc::now();
+    apply(store, vec![miner("k1", at), miner("k2", at)]).await?;
+    let queue = |id: &str, miner: &str, offset: i64| {
+        Write::QueueCommand(Box::new(command(
+            id,
+            miner,
+            at + TimeDelta::seconds(offset),
+        )))
+    };
+    apply(
+        store,
+        vec![
+            queue("c-a", "k1", 0),
+            queue("c-b", "k1", 1),
+            queue("c-c", "k1", 2),
+        ],
+    )
+    .await?;
+    assert!(
+        apply(store, vec![queue("c-x", "nobody", 0)]).await.is_err(),
+        "no command for a miner that does not exist"
+    );
+    let open: Vec<_> = store
+        .open_commands()
+        .await?
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(open, ["c-a", "c-b", "c-c"], "oldest first");
+
+    apply(
+        store,
+        vec![
+            Write::CommandDelivered {
+                id: "c-a".into(),
+                at,
+            },
+            // Another miner's report changes nothing.
+            finished("c-a", "k2", CommandState::Done, at),
+            // An unreported command expires; the one never delivered stays expired whatever its
+            // miner says later, the delivered one takes its late report.
+            finished("c-b", "k1", CommandState::Expired, at),
+            Write::CommandDelivered {
+                id: "c-c".into(),
+                at,
+            },
+            finished("c-c", "k1", CommandState::Expired, at),
+        ],
+    )
+    .await?;
+    apply(
+        store,
+        vec![
+            finished("c-b", "k1", CommandState::Done, at),
+            finished("c-c", "k1", CommandState::Failed, at),
+        ],
+    )
+    .await?;
+    let listed = store.commands("k1", 10).await?;
+    let states: Vec<_> = listed.iter().map(|c| (c.id.as_str(), c.state)).collect();
+    assert_eq!(
+        states,
+        [
+            ("c-c", CommandState::Failed),
+            ("c-b", CommandState::Expired),
+            ("c-a", CommandState::Delivered),
+        ],
+        "newest first, each by its rule"
+    );
+    assert!(listed[2].delivered_at.is_some() && listed[2].finished_at.is_none());
+    assert_eq!(listed[0].reason.as_deref(), Some("failed by k1"));
+    assert_eq!(store.commands("k1", 1).await?.len(), 1, "the limit holds");
+    assert!(store.commands("k2", 10).await?.is_empty());
+    let open: Vec<_> = store
+        .open_commands()
+        .await?
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(open, ["c-a"]);
+    Ok(())
+}
+
+async fn pruning_drops_only_old_metrics(store: &dyn Store) -> Outcome {
+    let now = Utc::now();
+    apply(store, vec![miner("p1", now)]).await?;
+    let sample = |at| Write::Metrics {
+        miner_id: "p1".into(),
+        at,
+        status: HeartbeatStatus::Online,
+        metrics: r#"{"cpu_usage": 1.0}"#.into(),
+        time_since_last: None,
+    };
+    apply(
+        store,
+        vec![
+            sample(now - TimeDelta::days(32)),
+            sample(now - TimeDelta::days(31)),
+            sample(now),
+        ],
+    )
+    .await?;
+    assert_eq!(store.prune_metrics(now - TimeDelta::days(30)).await?, 2);
+    assert_eq!(store.prune_metrics(now - TimeDelta::days(30)).await?, 0);
+    assert_eq!(store.prune_metrics(now + TimeDelta::seconds(1)).await?, 1);
+    Ok(())
+}
+
+async fn a_full_batch_fits(store: &dyn Store) -> Outcome {
+    let max = store.max_batch();
+    assert!(max >= 1);
+    let now = Utc::now();
+    apply(store, vec![miner("f1", now)]).await?;
+    let samples: Vec<Write> = (0..max)
+        .map(|i| Write::Metrics {
+            miner_id: "f1".into(),
+            at: now - TimeDelta::days(40) + TimeDelta::milliseconds(i as i64),
+            status: HeartbeatStatus::Online,
+            metrics: "{}".into(),
+            time_since_last: None,
+        })
+        .collect();
+    apply(store, samples).await?;
+    assert_eq!(
+        store.prune_metrics(now - TimeDelta::days(30)).await?,
+        max as u64
+    );
+    Ok(())
+}
