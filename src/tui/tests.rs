@@ -215,6 +215,15 @@ fn overview_shows_the_tunnel_up_then_down() {
         Ok(t) => Some(t),
         Err(err) => panic!("tunnel fixture: {err}"),
     };
+    // With SSH access by key on, the Services box counts the keys the coordinator let in.
+    with_tunnel.ssh_access = Some(crate::agent::control::SshAccess {
+        user: "miner".into(),
+        keys: vec![crate::api::AuthorizedKey {
+            fingerprint: "SHA256:npyRrFbj6R/2BZlaet8hJYfwjGGcAYtrnRKI62oOJwE".into(),
+            comment: Some("validator 5F3s".into()),
+            expires_at: None,
+        }],
+    });
     act(
         &mut app,
         Action::Agent(AgentLink::Up(Box::new(with_tunnel.clone()))),

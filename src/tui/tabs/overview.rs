@@ -26,7 +26,7 @@ pub(crate) fn draw(app: &App, frame: &mut Frame, area: Rect) {
     let gpus = app.usage.gpus.len() as u16;
     let [top, services, rest] = Layout::vertical([
         Constraint::Length(7),
-        Constraint::Length(5),
+        Constraint::Length(6),
         Constraint::Min(5 + gpus),
     ])
     .areas(area);
@@ -216,10 +216,25 @@ fn draw_services(app: &App, frame: &mut Frame, area: Rect) {
             t.warn,
         ),
     };
+    let ssh = match app.agent.snapshot().map(|s| s.ssh_access.as_ref()) {
+        None => Span::styled("– unknown while the agent is down", t.dim),
+        Some(None) => Span::styled(
+            "– off (POLARIS_SSH_ACCESS=keys lets validators in by key)",
+            t.dim,
+        ),
+        Some(Some(access)) => Span::styled(
+            match access.keys.len() {
+                1 => format!("✔ 1 key may log in as {}", access.user),
+                n => format!("✔ {n} keys may log in as {}", access.user),
+            },
+            t.ok,
+        ),
+    };
     let lines = vec![
         field(app, "agent", agent),
         field(app, "compute", compute),
         field(app, "tunnel", tunnel),
+        field(app, "ssh keys", ssh),
     ];
     frame.render_widget(Paragraph::new(lines).block(block("Services")), area);
 }
