@@ -9,26 +9,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::agent::Agent;
+use crate::common::admin_miners as miners;
 use crate::common::{self, Server, TestResult};
-
-/// `polaris miners ARGS` as the coordinator's admin, against `server`.
-fn miners(
-    server: &Server,
-    args: &[&str],
-) -> Result<(Option<i32>, String, String), Box<dyn std::error::Error>> {
-    let home = tempfile::tempdir()?;
-    let output = common::polaris(home.path())
-        .arg("miners")
-        .args(args)
-        .env("SERVER_URL", &server.api)
-        .env("POLARIS_ADMIN_TOKEN", &server.admin_token)
-        .output()?;
-    Ok((
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    ))
-}
 
 async fn commands_of(server: &Server, miner_id: &str) -> Result<Value, Box<dyn std::error::Error>> {
     let url = format!("{}/miners/{miner_id}/commands", server.api);

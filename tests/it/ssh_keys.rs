@@ -104,22 +104,13 @@ fn logs_in(sshd: &Sshd, key: &Path) -> Result<bool, Box<dyn std::error::Error>> 
     Ok(status.success())
 }
 
+/// `polaris miners ARGS` as the admin; the exit code and everything it printed.
 fn miners(
     server: &Server,
     args: &[&str],
 ) -> Result<(Option<i32>, String), Box<dyn std::error::Error>> {
-    let home = tempfile::tempdir()?;
-    let output = common::polaris(home.path())
-        .arg("miners")
-        .args(args)
-        .env("SERVER_URL", &server.api)
-        .env("POLARIS_ADMIN_TOKEN", &server.admin_token)
-        .output()?;
-    Ok((
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout).into_owned()
-            + &String::from_utf8_lossy(&output.stderr),
-    ))
+    let (code, out, err) = common::admin_miners(server, args)?;
+    Ok((code, out + &err))
 }
 
 #[tokio::test]

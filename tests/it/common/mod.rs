@@ -238,6 +238,26 @@ impl Drop for Webhook {
     }
 }
 
+/// `polaris miners ARGS` as `server`'s admin (SERVER_URL and POLARIS_ADMIN_TOKEN), from a home
+/// of its own; returns the exit code, stdout and stderr.
+pub(crate) fn admin_miners(
+    server: &Server,
+    args: &[&str],
+) -> Result<(Option<i32>, String, String), Box<dyn std::error::Error>> {
+    let home = tempfile::tempdir()?;
+    let output = polaris(home.path())
+        .arg("miners")
+        .args(args)
+        .env("SERVER_URL", &server.api)
+        .env("POLARIS_ADMIN_TOKEN", &server.admin_token)
+        .output()?;
+    Ok((
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    ))
+}
+
 /// One of the original tool's bodies from `tests/fixtures/original`, with `MINER_ID` replaced.
 pub(crate) fn fixture(name: &str, miner_id: &str) -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
