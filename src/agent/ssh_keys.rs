@@ -103,6 +103,8 @@ impl KeyKeeper {
 
     /// Removes keys when they expire, until `cancel`.
     pub async fn expire(self, cancel: CancellationToken) {
+        // Said when it starts failing and when the reason changes, not once a minute.
+        let mut failing: Option<String> = None;
         loop {
             let keys = Arc::clone(&self.keys);
             let next = match blocking(move || {
@@ -112,6 +114,9 @@ impl KeyKeeper {
             .await
             {
                 Ok((removed, next)) => {
+                    if failing.take().is_some() {
+                        tracing::info!("expired SSH keys can be removed again");
+                    }
                     for key in &removed {
                         tracing::info!(fingerprint = %key.fingerprint, "SSH key expired and removed");
                     }
@@ -121,7 +126,10 @@ impl KeyKeeper {
                     next
                 }
                 Err(why) => {
-                    tracing::warn!("cannot remove expired SSH keys: {why}");
+                    if failing.as_deref() != Some(why.as_str()) {
+                        tracing::warn!("cannot remove expired SSH keys: {why}");
+                        failing = Some(why);
+                    }
                     // sshd refuses them anyway (expiry-time); try again in a minute.
                     Some(Utc::now() + chrono::TimeDelta::minutes(1))
                 }

@@ -227,13 +227,13 @@ async fn authorized_keys_log_in_revoked_and_expired_ones_do_not_and_hand_lines_s
             "--key",
             &validator_pub,
             "--expires-in",
-            "4s",
+            "8s",
             "--wait",
         ],
     )?;
     assert_eq!(code, Some(0), "{out}");
     assert!(logs_in(&sshd, &validator)?, "in before its expiry");
-    let gone = common::wait_for(Duration::from_secs(15), || async {
+    let gone = common::wait_for(Duration::from_secs(20), || async {
         let text = std::fs::read_to_string(&file).ok()?;
         (!text.contains(validator_pub.split_whitespace().nth(1)?)).then_some(text)
     })
