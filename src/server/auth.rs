@@ -92,7 +92,7 @@ pub fn read_admin_token(home: &Path) -> anyhow::Result<Option<String>> {
     match std::fs::read_to_string(&path) {
         Ok(text) if text.trim().len() >= 16 => Ok(Some(text.trim().to_owned())),
         Ok(_) => anyhow::bail!(
-            "{} holds no usable admin token (at least 16 characters)",
+            "{} holds no usable admin token (at least 16 characters): delete it to get a new one",
             path.display()
         ),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -109,23 +109,10 @@ pub fn load_or_create_admin_token(
     if let Some(token) = configured {
         return Ok((token.to_owned(), None));
     }
-    let path = admin_token_path(home);
-    refuse_if_others_can_read(&path)?;
-    match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            let token = text.trim().to_owned();
-            anyhow::ensure!(
-                token.len() >= 16,
-                "{} holds no usable admin token (at least 16 characters): delete it to get a new one",
-                path.display()
-            );
-            return Ok((token, None));
-        }
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-        Err(err) => {
-            return Err(err).with_context(|| format!("cannot read {}", path.display()));
-        }
+    if let Some(token) = read_admin_token(home)? {
+        return Ok((token, None));
     }
+    let path = admin_token_path(home);
     let token = generate_token();
     write_private(&path, &format!("{token}\n"))
         .with_context(|| format!("cannot write the admin token to {}", path.display()))?;

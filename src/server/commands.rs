@@ -43,6 +43,8 @@ pub struct CommandBook {
     /// Open commands in all: lets a heartbeat skip the lock when there are none.
     count: AtomicUsize,
     keys: Mutex<HashMap<String, Vec<AuthorizedKey>>>,
+    /// Miners in `keys`: lets a heartbeat without keys skip the lock when nobody reported any.
+    with_keys: AtomicUsize,
     /// Wakes the expiry loop when a command that expires sooner is queued.
     pub(crate) queued: Notify,
 }
@@ -202,14 +204,21 @@ impl CommandBook {
     /// Keeps the keys a miner reported (its agent's managed block of `authorized_keys`); a
     /// heartbeat without any (SSH access by key turned off) forgets them.
     pub fn report_keys(&self, miner_id: &str, keys: Option<&[AuthorizedKey]>) {
+        if keys.is_none() && self.with_keys.load(Ordering::Relaxed) == 0 {
+            return;
+        }
         let mut map = lock(&self.keys);
         match keys {
             None => {
-                map.remove(miner_id);
+                if map.remove(miner_id).is_some() {
+                    self.with_keys.fetch_sub(1, Ordering::Relaxed);
+                }
             }
             Some(keys) if map.get(miner_id).is_some_and(|known| known == keys) => {}
             Some(keys) => {
-                map.insert(miner_id.to_owned(), keys.to_vec());
+                if map.insert(miner_id.to_owned(), keys.to_vec()).is_none() {
+                    self.with_keys.fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
     }

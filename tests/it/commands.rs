@@ -19,6 +19,28 @@ async fn commands_of(server: &Server, miner_id: &str) -> Result<Value, Box<dyn s
     Ok(body)
 }
 
+/// A heartbeat of `miner_id` with the original's body, plus `command_results` when given (a
+/// polaris agent always sends them); returns the HTTP status and the answer.
+async fn beat(
+    server: &Server,
+    miner_id: &str,
+    token: &str,
+    results: Option<Value>,
+) -> Result<(u16, Value), Box<dyn std::error::Error>> {
+    let mut body = common::fixture("heartbeat.json", miner_id);
+    if let Some(results) = results {
+        body["command_results"] = results;
+    }
+    let response = reqwest::Client::new()
+        .post(format!("{}/heart_beat", server.api))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await?;
+    let status = response.status().as_u16();
+    Ok((status, response.json().await.unwrap_or(Value::Null)))
+}
+
 async fn queue(
     server: &Server,
     miner_id: &str,
@@ -132,14 +154,7 @@ async fn a_command_nobody_asks_for_expires_and_an_open_one_survives_a_restart() 
     );
     // An expired command is not delivered (`exchange` also skips one past its time before the
     // expiry loop ends it: `server::commands` unit tests).
-    let answer: Value = http
-        .post(format!("{}/heart_beat", server.api))
-        .bearer_auth(&token)
-        .json(&common::fixture("heartbeat.json", &miner_id))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let (_, answer) = beat(&server, &miner_id, &token, None).await?;
     assert_eq!(answer["commands"], json!([]), "{answer}");
 
     // A command queued before a restart of the coordinator is still there after it (each run
@@ -162,47 +177,26 @@ async fn a_command_nobody_asks_for_expires_and_an_open_one_survives_a_restart() 
     assert_eq!(list["commands"][0]["state"], "queued", "{list}");
 
     // Delivered in each heartbeat answer until a heartbeat reports it.
-    let beat = |results: Value| {
-        let mut body = common::fixture("heartbeat.json", &miner_id);
-        body["command_results"] = results;
-        http.post(format!("{}/heart_beat", server.api))
-            .bearer_auth(&token)
-            .json(&body)
-            .send()
-    };
     for _ in 0..2 {
-        let answer: Value = beat(json!([])).await?.json().await?;
+        let (_, answer) = beat(&server, &miner_id, &token, Some(json!([]))).await?;
         assert_eq!(answer["commands"][0]["id"], id.as_str(), "{answer}");
         assert_eq!(answer["commands"][0]["action"], "restart", "{answer}");
     }
     // The original's body (no command_results: a client that never reports) gets it no more:
     // it would carry out every copy.
-    let original: Value = http
-        .post(format!("{}/heart_beat", server.api))
-        .bearer_auth(&token)
-        .json(&common::fixture("heartbeat.json", &miner_id))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let (_, original) = beat(&server, &miner_id, &token, None).await?;
     assert_eq!(original["commands"], json!([]), "{original}");
     // Another miner cannot report this miner's command.
     let (other_id, other_token) = common::register(&http, &server).await?;
-    let mut other = common::fixture("heartbeat.json", &other_id);
-    other["command_results"] = json!([{"id": id, "outcome": "done"}]);
-    let answer = http
-        .post(format!("{}/heart_beat", server.api))
-        .bearer_auth(&other_token)
-        .json(&other)
-        .send()
-        .await?;
-    assert_eq!(answer.status(), 200);
+    let results = json!([{"id": id, "outcome": "done"}]);
+    let (status, _) = beat(&server, &other_id, &other_token, Some(results)).await?;
+    assert_eq!(status, 200);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let list = commands_of(&server, &miner_id).await?;
     assert_eq!(list["commands"][0]["state"], "delivered", "{list}");
-    let reported = beat(json!([{"id": id, "outcome": "failed", "reason": "not here"}])).await?;
-    assert_eq!(reported.status(), 200);
-    let answer: Value = reported.json().await?;
+    let results = json!([{"id": id, "outcome": "failed", "reason": "not here"}]);
+    let (status, answer) = beat(&server, &miner_id, &token, Some(results)).await?;
+    assert_eq!(status, 200);
     assert_eq!(answer["commands"], json!([]), "{answer}");
     let entry = common::wait_for(Duration::from_secs(5), || async {
         let list = commands_of(&server, &miner_id).await.ok()?;

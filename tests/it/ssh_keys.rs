@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::agent::Agent;
-use crate::common::services::{Sshd, SshdOptions, missing_service};
+use crate::common::services::{self, Sshd, SshdOptions, missing_service};
 use crate::common::{self, Server, TestResult};
 
 /// The account `tests/fixtures/make-keys-user.sh` makes (CI runs it as root).
@@ -29,12 +29,8 @@ fn test_account() -> Option<PathBuf> {
         .ok()?;
     let line = String::from_utf8_lossy(&entry.stdout).into_owned();
     let home = line.trim().split(':').nth(5).filter(|h| !h.is_empty());
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
     match home {
-        Some(home) if root => Some(PathBuf::from(home)),
+        Some(home) if services::is_root() => Some(PathBuf::from(home)),
         Some(_) => {
             missing_service("root", "the agent writes another account's authorized_keys");
             None
