@@ -189,6 +189,11 @@ async fn dispatch(mut rx: mpsc::Receiver<Message>, delivery: Delivery) {
                 if let Some(committed) = committed {
                     match committed.await {
                         Ok(Ok(())) => {}
+                        // Another coordinator recorded the change, so the alert is its to send.
+                        Ok(Err(crate::store::StoreError::Superseded)) => {
+                            tracing::debug!(alert = %alert.text(), "another coordinator recorded this change; its alert is theirs");
+                            continue;
+                        }
                         Ok(Err(reason)) => {
                             tracing::error!(alert = %alert.text(), %reason, "transition not stored; alert withheld");
                             continue;

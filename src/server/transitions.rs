@@ -15,7 +15,7 @@ use super::alerts::Alert;
 use super::registry::{HeartbeatOutcome, Silent};
 use super::state::AppState;
 use crate::api::HeartbeatStatus;
-use crate::store::{StatusChange, Write};
+use crate::store::{MinerState, StatusChange, TransitionWrite, Write};
 
 /// The status_history reason of a change the miner reported.
 const REPORTED: &str = "reported by the miner's heartbeat";
@@ -26,9 +26,9 @@ const SIGNED_OFF: &str = "the miner signed off";
 /// (the default) when nothing is due.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Plan {
-    /// The miner_states upsert, queued first.
-    pub(super) state: Option<(Write, Queue)>,
-    /// The status_history row, queued after the state with an acknowledgement.
+    /// The miner_states upsert; with a transition, written with it (one write, acknowledged).
+    pub(super) state: Option<(MinerState, Queue)>,
+    /// The status_history row and its alert.
     pub(super) transition: Option<Transition>,
     /// A metrics_history row, queued last; always [`Queue::Shed`].
     pub(super) sample: Option<Write>,
@@ -70,7 +70,7 @@ pub(super) fn after_heartbeat(
         return Plan::default();
     }
     let miner_id = outcome.miner_id.as_ref();
-    let state = Write::State {
+    let state = MinerState {
         miner_id: miner_id.to_owned(),
         last_heartbeat: now,
         status: outcome.new_status,
@@ -146,7 +146,7 @@ pub(super) fn silence_reason(offline_after: Duration) -> String {
 /// offline alert with `reason` (see [`silence_reason`]).
 pub(super) fn after_silence(miner: &Silent, reason: &str, now: DateTime<Utc>) -> Plan {
     let miner_id = miner.miner_id.to_string();
-    let state = Write::State {
+    let state = MinerState {
         miner_id: miner_id.clone(),
         last_heartbeat: miner.last_seen.unwrap_or(now),
         status: HeartbeatStatus::Offline,
@@ -183,17 +183,23 @@ impl Plan {
         if let Some(transition) = &self.transition {
             to.metrics.transition(transition.change.new_status);
         }
-        match self.state {
-            Some((write, Queue::Keep)) => to.writer.send(write),
-            Some((write, Queue::Shed)) => to.writer.send_sample(write),
-            None => {}
-        }
-        if let Some(Transition { change, alert }) = self.transition {
-            let at = change.timestamp;
-            let committed = to.writer.send_acked(Write::Transition(change));
-            if let Some(alert) = alert {
-                to.alerter.send_after_commit(alert, at, committed);
+        match (self.transition, self.state) {
+            (Some(Transition { change, alert }), Some((state, _))) => {
+                let at = change.timestamp;
+                let committed = to
+                    .writer
+                    .send_acked(Write::Transition(Box::new(TransitionWrite {
+                        change,
+                        state,
+                    })));
+                if let Some(alert) = alert {
+                    to.alerter.send_after_commit(alert, at, committed);
+                }
             }
+            (None, Some((state, Queue::Keep))) => to.writer.send(Write::State(state)),
+            (None, Some((state, Queue::Shed))) => to.writer.send_sample(Write::State(state)),
+            // Every plan with a transition has its state (the functions above make both).
+            (Some(_), None) | (None, None) => {}
         }
         if let Some(sample) = self.sample {
             to.writer.send_sample(sample);
@@ -233,8 +239,7 @@ mod tests {
     /// The status written to miner_states, and how it is queued.
     fn state_of(plan: &Plan) -> Option<(HeartbeatStatus, Queue)> {
         match &plan.state {
-            Some((Write::State { status, .. }, queue)) => Some((*status, *queue)),
-            Some((other, _)) => panic!("not a state write: {other:?}"),
+            Some((state, queue)) => Some((state.status, *queue)),
             None => None,
         }
     }
@@ -348,7 +353,7 @@ mod tests {
         match (&plan.state, &plan.sample) {
             (
                 Some((
-                    Write::State {
+                    MinerState {
                         metrics: Some(a), ..
                     },
                     _,
@@ -373,7 +378,7 @@ mod tests {
         let plan = after_silence(&silent, &reason, now());
         match &plan.state {
             Some((
-                Write::State {
+                MinerState {
                     last_heartbeat,
                     status: Offline,
                     heartbeat_count: 12,
@@ -420,7 +425,7 @@ mod tests {
         let plan = after_silence(&silent, "no heartbeat for 45s", now());
         assert!(matches!(
             plan.state,
-            Some((Write::State { last_heartbeat, .. }, _)) if last_heartbeat == now()
+            Some((MinerState { last_heartbeat, .. }, _)) if last_heartbeat == now()
         ));
     }
 }

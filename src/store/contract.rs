@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use super::{NewMiner, StatusChange, Store, StoreError, StoredCommand, Write};
+use super::{
+    MinerState, NewMiner, StatusChange, Store, StoreError, StoredCommand, TransitionWrite, Write,
+};
 use crate::api::{Command, CommandState, HeartbeatStatus, RestartTarget, VerificationStatus};
 
 type Outcome = Result<(), Box<dyn std::error::Error>>;
@@ -15,6 +17,7 @@ type Outcome = Result<(), Box<dyn std::error::Error>>;
 /// Runs every rule against `store`, which must be empty.
 pub(crate) async fn holds_for(store: Arc<dyn Store>) -> Outcome {
     registered_miners_are_loaded_and_listed_in_pages(store.as_ref()).await?;
+    a_miner_is_found_by_id_and_by_token(store.as_ref()).await?;
     a_batch_is_applied_all_or_none(store.as_ref()).await?;
     history_keeps_the_order_of_the_writes(store.as_ref()).await?;
     relay_keys_replace_each_other(store.as_ref()).await?;
@@ -38,7 +41,51 @@ fn miner(id: &str, at: DateTime<Utc>) -> Write {
 }
 
 async fn apply(store: &dyn Store, writes: Vec<Write>) -> Result<(), StoreError> {
-    store.apply(writes.into()).await
+    let applied = store.apply(writes.into()).await?;
+    assert!(
+        applied.superseded.is_empty(),
+        "a transition of a miner only this test writes was superseded: {applied:?}"
+    );
+    Ok(())
+}
+
+fn state(miner_id: &str, status: HeartbeatStatus, count: u64, at: DateTime<Utc>) -> MinerState {
+    MinerState {
+        miner_id: miner_id.into(),
+        last_heartbeat: at,
+        status,
+        heartbeat_count: count,
+        metrics: None,
+        at,
+    }
+}
+
+async fn a_miner_is_found_by_id_and_by_token(store: &dyn Store) -> Outcome {
+    let at = Utc::now();
+    let before = store.documents_written();
+    let Write::Register(mut new) = miner("t1", at) else {
+        return Err("miner() makes a registration".into());
+    };
+    new.token_hash = [42; 32];
+    apply(store, vec![Write::Register(new)]).await?;
+    apply(
+        store,
+        vec![Write::State(state("t1", HeartbeatStatus::Degraded, 9, at))],
+    )
+    .await?;
+    assert!(
+        store.documents_written() >= before + 2,
+        "two writes were counted"
+    );
+    let by_id = store.summary("t1").await?.ok_or("t1 by id")?;
+    assert_eq!(by_id.token_hash, [42; 32]);
+    assert_eq!(by_id.current_status, Some(HeartbeatStatus::Degraded));
+    assert_eq!(by_id.heartbeat_count, 9);
+    let by_token = store.summary_by_token(&[42; 32]).await?.ok_or("t1 by token")?;
+    assert_eq!(by_token.id, "t1");
+    assert!(store.summary("nobody").await?.is_none());
+    assert!(store.summary_by_token(&[43; 32]).await?.is_none());
+    Ok(())
 }
 
 async fn registered_miners_are_loaded_and_listed_in_pages(store: &dyn Store) -> Outcome {
@@ -50,14 +97,7 @@ async fn registered_miners_are_loaded_and_listed_in_pages(store: &dyn Store) -> 
     .await?;
     apply(
         store,
-        vec![Write::State {
-            miner_id: "b1".into(),
-            last_heartbeat: at,
-            status: HeartbeatStatus::Online,
-            heartbeat_count: 3,
-            metrics: None,
-            at,
-        }],
+        vec![Write::State(state("b1", HeartbeatStatus::Online, 3, at))],
     )
     .await?;
     let mut summaries = store.load_summaries().await?;
@@ -111,13 +151,16 @@ async fn history_keeps_the_order_of_the_writes(store: &dyn Store) -> Outcome {
     let at = Utc::now();
     apply(store, vec![miner("h1", at)]).await?;
     let change = |old, new, reason: &str| {
-        Write::Transition(StatusChange {
-            miner_id: "h1".into(),
-            timestamp: at,
-            old_status: old,
-            new_status: new,
-            reason: reason.into(),
-        })
+        Write::Transition(Box::new(TransitionWrite {
+            change: StatusChange {
+                miner_id: "h1".into(),
+                timestamp: at,
+                old_status: old,
+                new_status: new,
+                reason: reason.into(),
+            },
+            state: state("h1", new, 1, at),
+        }))
     };
     // Same timestamp each: only the order of the writes tells them apart.
     apply(

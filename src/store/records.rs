@@ -96,6 +96,60 @@ pub struct StoredCommand {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
+/// A row of miner_states.
+#[derive(Debug, Clone)]
+pub struct MinerState {
+    pub miner_id: String,
+    pub last_heartbeat: DateTime<Utc>,
+    pub status: HeartbeatStatus,
+    pub heartbeat_count: u64,
+    /// The heartbeat's metrics as JSON text (shared with the metrics_history sample); `None`
+    /// keeps the stored ones.
+    pub metrics: Option<std::sync::Arc<str>>,
+    pub at: DateTime<Utc>,
+}
+
+/// A status_history row with the miner_states row it leaves.
+#[derive(Debug, Clone)]
+pub struct TransitionWrite {
+    pub change: StatusChange,
+    pub state: MinerState,
+}
+
+/// What a coordinator took for a miner lately: its newest heartbeat (or the status a sweep
+/// gave it) and how many heartbeats this coordinator took for it since it started.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Seen {
+    pub miner_id: String,
+    pub last_heartbeat: DateTime<Utc>,
+    pub status: HeartbeatStatus,
+    pub heartbeats: u64,
+}
+
+/// One coordinator's news about one shard's miners: document `{shard}-{replica}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeenDoc {
+    pub replica: String,
+    pub shard: u32,
+    pub written_at: DateTime<Utc>,
+    pub miners: Vec<Seen>,
+}
+
+/// A coordinator sharing the store, and until when its membership holds unless renewed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Member {
+    pub replica: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What [`super::Store::apply`] did besides committing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Indexes (into the batch) of the [`Write::Transition`]s not written because the stored
+    /// status was no longer their old status: another coordinator recorded the change first.
+    pub superseded: Vec<usize>,
+}
+
 /// One change to apply to the store.
 #[derive(Debug, Clone)]
 pub enum Write {
@@ -131,18 +185,16 @@ pub enum Write {
     TokenUsed {
         miner_id: String,
     },
-    /// Upsert of miner_states.
-    State {
-        miner_id: String,
-        last_heartbeat: DateTime<Utc>,
-        status: HeartbeatStatus,
-        heartbeat_count: u64,
-        /// The heartbeat's metrics as JSON text (shared with the metrics_history sample).
-        metrics: Option<std::sync::Arc<str>>,
-        at: DateTime<Utc>,
-    },
-    /// A row of status_history.
-    Transition(StatusChange),
+    /// Upsert of miner_states for an unchanged status (a refresh), or the first status of a
+    /// miner. A store several coordinators share sets `current_status` only when none is stored:
+    /// every change of it is a [`Write::Transition`], so another coordinator's recorded change
+    /// is never overwritten by a refresh made from an older view.
+    State(MinerState),
+    /// A status change: the status_history row and the miner_states it leaves, together. A
+    /// store several coordinators share writes both only when the stored status is still
+    /// `change.old_status` (in one transaction); otherwise another coordinator recorded this
+    /// change first and the write is [`Applied::superseded`].
+    Transition(Box<TransitionWrite>),
     /// A row of metrics_history.
     Metrics {
         miner_id: String,
@@ -154,6 +206,10 @@ pub enum Write {
     },
     /// A new command for a miner.
     QueueCommand(Box<StoredCommand>),
+    /// The heartbeats one coordinator took for one shard's miners lately, for the others
+    /// (replaces its previous document for that shard). Only a store several coordinators
+    /// share keeps it.
+    Seen(Box<SeenDoc>),
     /// A queued command went out in a heartbeat answer.
     CommandDelivered {
         id: String,

@@ -11,7 +11,10 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 
 use super::records::format_time;
-use super::{MinerRecord, MinerSummary, StatusChange, Store, StoreError, StoredCommand, Write};
+use super::{
+    Applied, MinerRecord, MinerState, MinerSummary, StatusChange, Store, StoreError,
+    StoredCommand, Write,
+};
 use crate::api::{CommandState, HeartbeatStatus, VerificationStatus};
 
 /// The schema, applied when `user_version` is 0.
@@ -108,6 +111,8 @@ const VERSION: i64 = 4;
 pub struct SqliteStore {
     writer: Arc<Mutex<Connection>>,
     reader: Arc<Mutex<Connection>>,
+    /// Rows written by committed batches.
+    written: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl SqliteStore {
@@ -162,6 +167,7 @@ impl SqliteStore {
         Ok(Self {
             writer: Arc::new(Mutex::new(writer)),
             reader: Arc::new(Mutex::new(reader)),
+            written: Arc::default(),
         })
     }
 
@@ -231,51 +237,62 @@ impl Store for SqliteStore {
 
     async fn load_summaries(&self) -> Result<Vec<MinerSummary>, StoreError> {
         Self::with(&self.reader, |conn| {
-            let mut stmt = conn.prepare(
-                "SELECT m.id, m.token_hash, s.last_heartbeat, s.current_status, s.heartbeat_count,
-                        m.token_used
-                 FROM miners m LEFT JOIN miner_states s ON s.miner_id = m.id",
-            )?;
-            let rows = stmt.query_map([], |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, Vec<u8>>(1)?,
-                    row.get::<_, Option<String>>(2)?,
-                    row.get::<_, Option<String>>(3)?,
-                    row.get::<_, Option<i64>>(4)?,
-                    row.get::<_, i64>(5)? != 0,
-                ))
-            })?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (id, hash, last, status, count, token_used) = row?;
-                let token_hash = hash
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupt(format!("token hash of miner {id}")))?;
-                out.push(MinerSummary {
-                    last_heartbeat: last.as_deref().map(parse_time).transpose()?,
-                    current_status: status.as_deref().map(parse_status).transpose()?,
-                    heartbeat_count: count.unwrap_or(0).max(0).unsigned_abs(),
-                    token_used,
-                    token_hash,
-                    id,
-                });
-            }
-            Ok(out)
+            let mut stmt = conn.prepare(SUMMARY_SELECT)?;
+            let rows = stmt.query_map([], read_summary)?;
+            rows.map(|row| row?).collect()
         })
         .await
     }
 
-    async fn apply(&self, batch: Arc<[Write]>) -> Result<(), StoreError> {
-        Self::with(&self.writer, move |conn| {
-            let tx = conn.transaction()?;
-            for write in batch.iter() {
-                apply_one(&tx, write)?;
-            }
-            tx.commit()?;
-            Ok(())
+    async fn summary(&self, id: &str) -> Result<Option<MinerSummary>, StoreError> {
+        let id = id.to_owned();
+        Self::with(&self.reader, move |conn| {
+            conn.query_row(
+                &format!("{SUMMARY_SELECT} WHERE m.id = ?1"),
+                [&id],
+                read_summary,
+            )
+            .optional()?
+            .transpose()
         })
         .await
+    }
+
+    async fn summary_by_token(
+        &self,
+        token_hash: &[u8; 32],
+    ) -> Result<Option<MinerSummary>, StoreError> {
+        let hash = token_hash.to_vec();
+        Self::with(&self.reader, move |conn| {
+            conn.query_row(
+                &format!("{SUMMARY_SELECT} WHERE m.token_hash = ?1"),
+                [&hash],
+                read_summary,
+            )
+            .optional()?
+            .transpose()
+        })
+        .await
+    }
+
+    async fn apply(&self, batch: Arc<[Write]>) -> Result<Applied, StoreError> {
+        let written = Arc::clone(&self.written);
+        Self::with(&self.writer, move |conn| {
+            let tx = conn.transaction()?;
+            let mut rows = 0;
+            for write in batch.iter() {
+                rows += apply_one(&tx, write)?;
+            }
+            tx.commit()?;
+            written.fetch_add(rows, std::sync::atomic::Ordering::Relaxed);
+            // One coordinator per database: nothing else records transitions.
+            Ok(Applied::default())
+        })
+        .await
+    }
+
+    fn documents_written(&self) -> u64 {
+        self.written.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     async fn miner(&self, id: &str) -> Result<Option<MinerRecord>, StoreError> {
@@ -459,7 +476,54 @@ fn from_json<T: serde::de::DeserializeOwned>(
     text.map(|t| serde_json::from_str(&t)).transpose()
 }
 
-fn apply_one(tx: &Transaction<'_>, write: &Write) -> Result<(), StoreError> {
+/// What the coordinator keeps in memory about each miner (see [`read_summary`]).
+const SUMMARY_SELECT: &str = "SELECT m.id, m.token_hash, s.last_heartbeat, s.current_status,
+        s.heartbeat_count, m.token_used
+    FROM miners m LEFT JOIN miner_states s ON s.miner_id = m.id";
+
+fn read_summary(row: &Row<'_>) -> rusqlite::Result<Result<MinerSummary, StoreError>> {
+    let id: String = row.get(0)?;
+    let hash: Vec<u8> = row.get(1)?;
+    let last: Option<String> = row.get(2)?;
+    let status: Option<String> = row.get(3)?;
+    let count: Option<i64> = row.get(4)?;
+    let token_used = row.get::<_, i64>(5)? != 0;
+    Ok((|| {
+        let token_hash = hash
+            .try_into()
+            .map_err(|_| StoreError::Corrupt(format!("token hash of miner {id}")))?;
+        Ok(MinerSummary {
+            last_heartbeat: last.as_deref().map(parse_time).transpose()?,
+            current_status: status.as_deref().map(parse_status).transpose()?,
+            heartbeat_count: count.unwrap_or(0).max(0).unsigned_abs(),
+            token_used,
+            token_hash,
+            id,
+        })
+    })())
+}
+
+fn upsert_state(tx: &Transaction<'_>, state: &MinerState) -> rusqlite::Result<usize> {
+    tx.execute(
+        "INSERT INTO miner_states (miner_id, last_heartbeat, current_status, heartbeat_count,
+            updated_at, current_metrics)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT(miner_id) DO UPDATE SET last_heartbeat = ?2, current_status = ?3,
+            heartbeat_count = ?4, updated_at = ?5,
+            current_metrics = COALESCE(?6, current_metrics)",
+        params![
+            state.miner_id,
+            format_time(state.last_heartbeat),
+            state.status.as_str(),
+            i64::try_from(state.heartbeat_count).unwrap_or(i64::MAX),
+            format_time(state.at),
+            state.metrics.as_deref(),
+        ],
+    )
+}
+
+/// Applies one write; returns how many rows it wrote.
+fn apply_one(tx: &Transaction<'_>, write: &Write) -> Result<u64, StoreError> {
     let json = |v: &serde_json::Value| v.to_string();
     let changed = match write {
         Write::Register(m) => tx.execute(
@@ -524,40 +588,24 @@ fn apply_one(tx: &Transaction<'_>, write: &Write) -> Result<(), StoreError> {
             "UPDATE miners SET token_used = 1 WHERE id = ?1",
             params![miner_id],
         )?,
-        Write::State {
-            miner_id,
-            last_heartbeat,
-            status,
-            heartbeat_count,
-            metrics,
-            at,
-        } => tx.execute(
-            "INSERT INTO miner_states (miner_id, last_heartbeat, current_status, heartbeat_count,
-                updated_at, current_metrics)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT(miner_id) DO UPDATE SET last_heartbeat = ?2, current_status = ?3,
-                heartbeat_count = ?4, updated_at = ?5,
-                current_metrics = COALESCE(?6, current_metrics)",
-            params![
-                miner_id,
-                format_time(*last_heartbeat),
-                status.as_str(),
-                i64::try_from(*heartbeat_count).unwrap_or(i64::MAX),
-                format_time(*at),
-                metrics.as_deref(),
-            ],
-        )?,
-        Write::Transition(change) => tx.execute(
-            "INSERT INTO status_history (miner_id, timestamp, old_status, new_status, reason)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
-                change.miner_id,
-                format_time(change.timestamp),
-                change.old_status.map(HeartbeatStatus::as_str),
-                change.new_status.as_str(),
-                change.reason,
-            ],
-        )?,
+        Write::State(state) => upsert_state(tx, state)?,
+        Write::Transition(transition) => {
+            let change = &transition.change;
+            upsert_state(tx, &transition.state)?
+                + tx.execute(
+                    "INSERT INTO status_history (miner_id, timestamp, old_status, new_status, reason)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![
+                        change.miner_id,
+                        format_time(change.timestamp),
+                        change.old_status.map(HeartbeatStatus::as_str),
+                        change.new_status.as_str(),
+                        change.reason,
+                    ],
+                )?
+        }
+        // Only coordinators sharing a store read what the others heard.
+        Write::Seen(_) => return Ok(0),
         Write::Metrics {
             miner_id,
             at,
@@ -599,7 +647,7 @@ fn apply_one(tx: &Transaction<'_>, write: &Write) -> Result<(), StoreError> {
                  WHERE id = ?1 AND state = 'queued'",
                 params![id, format_time(*at)],
             )?;
-            return Ok(());
+            return Ok(1);
         }
         Write::CommandFinished {
             id,
@@ -617,7 +665,7 @@ fn apply_one(tx: &Transaction<'_>, write: &Write) -> Result<(), StoreError> {
                         OR (state = 'expired' AND ?3 != 'expired' AND delivered_at IS NOT NULL))",
                 params![id, miner_id, state.as_str(), reason, format_time(*at)],
             )?;
-            return Ok(());
+            return Ok(1);
         }
     };
     // Updates of a miner that does not exist are a bug upstream (routes check first); say so
@@ -625,7 +673,7 @@ fn apply_one(tx: &Transaction<'_>, write: &Write) -> Result<(), StoreError> {
     if changed == 0 {
         return Err(StoreError::NoSuchMiner(miner_of(write).to_owned()));
     }
-    Ok(())
+    Ok(changed as u64)
 }
 
 fn miner_of(write: &Write) -> &str {
@@ -637,12 +685,12 @@ fn miner_of(write: &Write) -> &str {
         | Write::Commune { miner_id, .. }
         | Write::RelayKey { miner_id, .. }
         | Write::TokenUsed { miner_id }
-        | Write::State { miner_id, .. }
         | Write::Metrics { miner_id, .. }
         | Write::CommandFinished { miner_id, .. } => miner_id,
         Write::QueueCommand(command) => &command.miner_id,
-        Write::Transition(change) => &change.miner_id,
-        Write::CommandDelivered { .. } => "",
+        Write::State(state) => &state.miner_id,
+        Write::Transition(transition) => &transition.change.miner_id,
+        Write::CommandDelivered { .. } | Write::Seen(_) => "",
     }
 }
 
@@ -659,7 +707,7 @@ fn parse_status(text: &str) -> Result<HeartbeatStatus, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::NewMiner;
+    use crate::store::{NewMiner, TransitionWrite};
 
     fn new_miner(id: &str) -> Write {
         Write::Register(Box::new(NewMiner {
@@ -725,27 +773,31 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("p.db");
         let at = Utc::now();
+        let state = |status| MinerState {
+            miner_id: "a".into(),
+            last_heartbeat: at,
+            status,
+            heartbeat_count: 3,
+            metrics: None,
+            at,
+        };
         {
             let store = SqliteStore::open(&path)?;
             store
                 .apply(
                     vec![
                         new_miner("a"),
-                        Write::State {
-                            miner_id: "a".into(),
-                            last_heartbeat: at,
-                            status: HeartbeatStatus::Online,
-                            heartbeat_count: 3,
-                            metrics: None,
-                            at,
-                        },
-                        Write::Transition(StatusChange {
-                            miner_id: "a".into(),
-                            timestamp: at,
-                            old_status: Some(HeartbeatStatus::Online),
-                            new_status: HeartbeatStatus::Offline,
-                            reason: "silent".into(),
-                        }),
+                        Write::State(state(HeartbeatStatus::Online)),
+                        Write::Transition(Box::new(TransitionWrite {
+                            change: StatusChange {
+                                miner_id: "a".into(),
+                                timestamp: at,
+                                old_status: Some(HeartbeatStatus::Online),
+                                new_status: HeartbeatStatus::Offline,
+                                reason: "silent".into(),
+                            },
+                            state: state(HeartbeatStatus::Offline),
+                        })),
                     ]
                     .into(),
                 )
@@ -754,7 +806,7 @@ mod tests {
         let store = SqliteStore::open(&path)?;
         let summary = &store.load_summaries().await?[0];
         assert_eq!(summary.heartbeat_count, 3);
-        assert_eq!(summary.current_status, Some(HeartbeatStatus::Online));
+        assert_eq!(summary.current_status, Some(HeartbeatStatus::Offline));
         assert_eq!(summary.token_hash, [7; 32]);
         let history = store.status_history("a").await?;
         assert_eq!(history.len(), 1);

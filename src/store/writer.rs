@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::{Store, StoreError, Write};
+use super::{Applied, Store, StoreError, Write};
 
 /// Queue depth above which periodic samples are dropped (see [`StoreWriter::send_sample`]).
 pub const MAX_QUEUED_FOR_SAMPLES: i64 = 10_000;
@@ -34,6 +34,8 @@ pub struct WriterStats {
     pub depth: AtomicI64,
     /// Samples dropped because the queue was full.
     pub dropped: AtomicU64,
+    /// Transitions not written because another coordinator had recorded them.
+    pub superseded: AtomicU64,
 }
 
 /// Where a write's outcome goes when someone waits for it.
@@ -193,7 +195,7 @@ async fn commit_batch(store: &dyn Store, batch: Vec<Pending>, stats: &WriterStat
         let mut delay = Duration::from_millis(100);
         let outcome = loop {
             match store.apply(Arc::clone(&part)).await {
-                Ok(()) => break Ok(()),
+                Ok(applied) => break Ok(applied),
                 Err(err) if err.is_transient() => {
                     stats.failures.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(error = %error_chain(&err), size = part.len(), "store batch failed; retrying it");
@@ -204,10 +206,19 @@ async fn commit_batch(store: &dyn Store, batch: Vec<Pending>, stats: &WriterStat
             }
         };
         match outcome {
-            Ok(()) => {
+            Ok(applied) => {
                 stats.commits.fetch_add(1, Ordering::Relaxed);
                 stats.rows.fetch_add(part.len() as u64, Ordering::Relaxed);
-                settle(&mut acks[range], stats, || Ok(()));
+                let acks = &mut acks[range];
+                // Another coordinator recorded these transitions first: their alerts are its.
+                let Applied { superseded } = applied;
+                for i in superseded {
+                    if let Some(ack) = acks.get_mut(i).and_then(Option::take) {
+                        stats.superseded.fetch_add(1, Ordering::Relaxed);
+                        let _ = ack.send(Err(StoreError::Superseded));
+                    }
+                }
+                settle(acks, stats, || Ok(()));
             }
             Err(err) if range.len() == 1 => {
                 stats.failures.fetch_add(1, Ordering::Relaxed);
@@ -303,7 +314,9 @@ mod tests {
     }
 
     /// The real SQLite store with failures the test scripts: the next `transient` applies fail
-    /// as a busy database would, and any batch holding a write for `poison` is refused for good.
+    /// as a busy database would, any batch holding a write for `poison` is refused for good, and
+    /// a metrics sample of miner `stale` stands for a transition another coordinator recorded
+    /// first (reported superseded; SQLite itself never supersedes).
     struct Scripted {
         inner: SqliteStore,
         transient: std::sync::atomic::AtomicU32,
@@ -316,7 +329,7 @@ mod tests {
         fn max_batch(&self) -> usize {
             self.inner.max_batch()
         }
-        async fn apply(&self, batch: Arc<[Write]>) -> Result<(), StoreError> {
+        async fn apply(&self, batch: Arc<[Write]>) -> Result<crate::store::Applied, StoreError> {
             self.applies.fetch_add(1, Ordering::Relaxed);
             let left = self.transient.load(Ordering::Relaxed);
             if left > 0 {
@@ -333,7 +346,29 @@ mod tests {
             if poisoned {
                 return Err(StoreError::Corrupt("a write that can never succeed".into()));
             }
-            self.inner.apply(batch).await
+            self.inner.apply(Arc::clone(&batch)).await?;
+            let superseded = batch
+                .iter()
+                .enumerate()
+                .filter(|(_, w)| matches!(w, Write::Metrics { miner_id, .. } if miner_id == "stale"))
+                .map(|(i, _)| i)
+                .collect();
+            Ok(crate::store::Applied { superseded })
+        }
+        fn documents_written(&self) -> u64 {
+            self.inner.documents_written()
+        }
+        async fn summary(
+            &self,
+            id: &str,
+        ) -> Result<Option<crate::store::MinerSummary>, StoreError> {
+            self.inner.summary(id).await
+        }
+        async fn summary_by_token(
+            &self,
+            token_hash: &[u8; 32],
+        ) -> Result<Option<crate::store::MinerSummary>, StoreError> {
+            self.inner.summary_by_token(token_hash).await
         }
         async fn prune_metrics(
             &self,
@@ -428,6 +463,32 @@ mod tests {
         assert_eq!(writer.stats().depth.load(Ordering::Relaxed), 0);
         // 8 → 4 + 4 → (2 + 2) of the bad half → (1 + 1): a few round trips, not one per write.
         assert!(store.applies.load(Ordering::Relaxed) <= 7);
+        writer.close().await;
+        task.await?;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_superseded_write_is_told_so_and_the_rest_of_its_batch_commits()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let store = scripted(dir.path(), 0, "none")?;
+        let (writer, task) = StoreWriter::spawn(Arc::clone(&store) as Arc<dyn Store>);
+        let stale = Write::Metrics {
+            miner_id: "stale".into(),
+            at: chrono::Utc::now(),
+            status: HeartbeatStatus::Offline,
+            metrics: "{}".into(),
+            time_since_last: None,
+        };
+        writer.send(sample(1));
+        let superseded = writer.send_acked(stale);
+        let kept = writer.send_acked(sample(2));
+        assert!(matches!(superseded.await?, Err(StoreError::Superseded)));
+        assert!(kept.await?.is_ok());
+        assert_eq!(writer.stats().superseded.load(Ordering::Relaxed), 1);
+        assert_eq!(writer.stats().commits.load(Ordering::Relaxed), 1);
+        assert_eq!(writer.stats().depth.load(Ordering::Relaxed), 0);
         writer.close().await;
         task.await?;
         Ok(())
