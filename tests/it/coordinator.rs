@@ -1,10 +1,16 @@
 //! The coordinator end to end: the real binary over HTTP, with the original tool's bodies.
+//!
+//! One suite, two stores: each test is an `async fn NAME(backend: Backend)`, run as
+//! `coordinator::sqlite::NAME` and `coordinator::firestore::NAME` (a project of its own on the
+//! shared Firestore emulator; skipped loudly when this run has none). What only one store has
+//! (SQLite's database file) is checked for that store alone.
 #![cfg(unix)]
 
 use std::time::{Duration, Instant};
 
 use crate::common::{
-    self, Server, TestResult, Webhook, fixture, get, heartbeat, history, register, wait_for,
+    self, Backend, Server, TestResult, Webhook, both_backends, fixture, get, heartbeat, history,
+    register, wait_for,
 };
 use serde_json::Value;
 
@@ -14,8 +20,9 @@ async fn status_of(http: &reqwest::Client, server: &Server, id: &str) -> Option<
     body[id]["status"].as_str().map(str::to_owned)
 }
 
-#[tokio::test]
-async fn silence_goes_offline_once_recovers_once_and_survives_a_restart() -> TestResult {
+async fn silence_goes_offline_once_recovers_once_and_survives_a_restart(
+    backend: Backend,
+) -> TestResult {
     let home = tempfile::tempdir()?;
     let hook = Webhook::start().await?;
     let args = [
@@ -24,7 +31,7 @@ async fn silence_goes_offline_once_recovers_once_and_survives_a_restart() -> Tes
         "--alert-webhook",
         hook.url.as_str(),
     ];
-    let server = Server::start(home.path(), &args)?;
+    let server = Server::start_on(&backend, home.path(), &args)?;
     let http = reqwest::Client::new();
 
     // Register with the original body: the answer carries the id, the resources and a token.
@@ -144,7 +151,7 @@ async fn silence_goes_offline_once_recovers_once_and_survives_a_restart() -> Tes
         "{printed:?}"
     );
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let server = Server::start(home.path(), &args)?;
+    let server = Server::start_on(&backend, home.path(), &args)?;
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let status = status_of(&http, &server, &id).await;
     assert!(
@@ -167,11 +174,13 @@ async fn silence_goes_offline_once_recovers_once_and_survives_a_restart() -> Tes
     Ok(())
 }
 
-#[tokio::test]
-async fn mass_silence_holds_transitions_and_sends_one_aggregate_alert() -> TestResult {
+async fn mass_silence_holds_transitions_and_sends_one_aggregate_alert(
+    backend: Backend,
+) -> TestResult {
     let home = tempfile::tempdir()?;
     let hook = Webhook::start().await?;
-    let server = Server::start(
+    let server = Server::start_on(
+        &backend,
         home.path(),
         &["--offline-after", "2s", "--alert-webhook", &hook.url],
     )?;
@@ -220,9 +229,13 @@ async fn mass_silence_holds_transitions_and_sends_one_aggregate_alert() -> TestR
 /// Lets a miner go offline with `webhook` as the alert target, so a delivery is under way, then
 /// checks that 20 heartbeats are still answered at once: the webhook's retries and 5-s timeouts
 /// must never reach the heartbeat path. Returns the stopped server's /metrics text.
-async fn heartbeats_while_alerting(webhook: &str) -> Result<String, Box<dyn std::error::Error>> {
+async fn heartbeats_while_alerting(
+    backend: &Backend,
+    webhook: &str,
+) -> Result<String, Box<dyn std::error::Error>> {
     let home = tempfile::tempdir()?;
-    let server = Server::start(
+    let server = Server::start_on(
+        &backend,
         home.path(),
         &["--offline-after", "1s", "--alert-webhook", webhook],
     )?;
@@ -245,13 +258,12 @@ async fn heartbeats_while_alerting(webhook: &str) -> Result<String, Box<dyn std:
     Ok(metrics)
 }
 
-#[tokio::test]
-async fn a_dead_webhook_never_slows_heartbeats() -> TestResult {
+async fn a_dead_webhook_never_slows_heartbeats(backend: Backend) -> TestResult {
     // A port nobody listens on: every delivery fails at once and is retried in the background.
     let dead = std::net::TcpListener::bind("127.0.0.1:0")?;
     let url = format!("http://{}/hook", dead.local_addr()?);
     drop(dead);
-    let metrics = heartbeats_while_alerting(&url).await?;
+    let metrics = heartbeats_while_alerting(&backend, &url).await?;
     assert!(
         metric(&metrics, "polaris_alert_failures_total") >= 1.0,
         "{metrics}"
@@ -259,8 +271,7 @@ async fn a_dead_webhook_never_slows_heartbeats() -> TestResult {
     Ok(())
 }
 
-#[tokio::test]
-async fn a_webhook_that_never_answers_never_slows_heartbeats() -> TestResult {
+async fn a_webhook_that_never_answers_never_slows_heartbeats(backend: Backend) -> TestResult {
     // Accepts connections and never answers: every delivery waits for its timeout.
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/hook", silent.local_addr()?);
@@ -270,20 +281,19 @@ async fn a_webhook_that_never_answers_never_slows_heartbeats() -> TestResult {
             open.push(socket);
         }
     });
-    heartbeats_while_alerting(&url).await?;
+    heartbeats_while_alerting(&backend, &url).await?;
     hold.abort();
     Ok(())
 }
 
-#[tokio::test]
-async fn sigterm_commits_queued_writes_before_exiting() -> TestResult {
-    let (home, server) = common::coordinator()?;
+async fn sigterm_commits_queued_writes_before_exiting(backend: Backend) -> TestResult {
+    let (home, server) = common::coordinator_on(&backend)?;
     let http = reqwest::Client::new();
     let (id, token) = register(&http, &server).await?;
     // The first heartbeat's state write is queued, not yet committed, when the stop arrives.
     assert_eq!(heartbeat(&http, &server, &id, &token).await?, 200);
     assert!(server.stop()?, "unclean exit");
-    let server = Server::start(home.path(), &[])?;
+    let server = Server::start_on(&backend, home.path(), &[])?;
     let (code, pod) = get(&http, &format!("{}/miners/{id}", server.api), &token).await?;
     assert_eq!(code, 200);
     assert!(
@@ -299,25 +309,31 @@ async fn sigterm_commits_queued_writes_before_exiting() -> TestResult {
 /// folder 0700; the database, its WAL and shared memory, the log files and the admin token
 /// 0600 (they were 0644 and 0755). An admin token file others can read is refused, with the
 /// chmod to run (issue 11, finding 5).
-#[tokio::test]
-async fn the_coordinators_files_are_private_and_a_readable_token_is_refused() -> TestResult {
+async fn the_coordinators_files_are_private_and_a_readable_token_is_refused(
+    backend: Backend,
+) -> TestResult {
     use std::os::unix::fs::PermissionsExt;
     let home = tempfile::tempdir()?;
     std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o755))?;
-    let server = Server::start(home.path(), &[])?;
+    let server = Server::start_on(&backend, home.path(), &[])?;
     let http = reqwest::Client::new();
     let (id, token) = register(&http, &server).await?;
     assert_eq!(heartbeat(&http, &server, &id, &token).await?, 200);
     let mode = common::mode;
     let files = common::files_under(home.path());
     let named = |name: &str| files.iter().any(|f| f.ends_with(name));
-    assert!(
-        named("polaris.db")
-            && named("polaris.db-wal")
-            && named("polaris.db-shm")
-            && named("admin_token"),
-        "{files:?}"
-    );
+    assert!(named("admin_token"), "{files:?}");
+    if backend.is_sqlite() {
+        assert!(
+            named("polaris.db") && named("polaris.db-wal") && named("polaris.db-shm"),
+            "{files:?}"
+        );
+    } else {
+        assert!(
+            !named("polaris.db"),
+            "Firestore needs no database file: {files:?}"
+        );
+    }
     assert!(
         files
             .iter()
@@ -331,9 +347,10 @@ async fn the_coordinators_files_are_private_and_a_readable_token_is_refused() ->
 
     let token_file = home.path().join("admin_token");
     std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o644))?;
-    let refused = common::polaris(home.path())
-        .args(["server", "--listen", "127.0.0.1:0"])
-        .output()?;
+    let mut refused = common::polaris(home.path());
+    refused.args(["server", "--listen", "127.0.0.1:0"]);
+    backend.apply(&mut refused);
+    let refused = refused.output()?;
     let said = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success(), "{said}");
     assert!(
@@ -351,9 +368,10 @@ async fn the_coordinators_files_are_private_and_a_readable_token_is_refused() ->
 /// Refused heartbeats are counted in `/metrics` by reason and logged once per miner and reason:
 /// the original's miners, which never send the token they were given, show up instead of
 /// going silent (issue 11).
-#[tokio::test]
-async fn refused_heartbeats_are_counted_by_reason_and_logged_once_per_miner() -> TestResult {
-    let (home, server) = common::coordinator()?;
+async fn refused_heartbeats_are_counted_by_reason_and_logged_once_per_miner(
+    backend: Backend,
+) -> TestResult {
+    let (home, server) = common::coordinator_on(&backend)?;
     let http = reqwest::Client::new();
     let (a, token_a) = register(&http, &server).await?;
     let (b, _) = register(&http, &server).await?;
@@ -413,9 +431,10 @@ async fn refused_heartbeats_are_counted_by_reason_and_logged_once_per_miner() ->
 /// What the original sends without its SSH settings, `ssh://None@None:None`, reads as no
 /// address at registration and in `network_update` alike (it was taken at one and refused at the
 /// other); a malformed address is refused at both; error bodies carry the original's `message`.
-#[tokio::test]
-async fn missing_ssh_settings_read_the_same_everywhere_and_errors_carry_message() -> TestResult {
-    let (_home, server) = common::coordinator()?;
+async fn missing_ssh_settings_read_the_same_everywhere_and_errors_carry_message(
+    backend: Backend,
+) -> TestResult {
+    let (_home, server) = common::coordinator_on(&backend)?;
     let http = reqwest::Client::new();
     let placeholder = "ssh://None@None:None";
     let mut body = fixture("registration.json", "");
@@ -490,8 +509,9 @@ async fn as_the_original(
 /// and are marked legacy, until the miner uses its token once; from then on, across restarts,
 /// token-less requests for it are refused. Without the flag the same requests are refused and
 /// counted (issue 11).
-#[tokio::test]
-async fn the_originals_token_less_requests_pass_only_with_legacy_clients() -> TestResult {
+async fn the_originals_token_less_requests_pass_only_with_legacy_clients(
+    backend: Backend,
+) -> TestResult {
     let http = reqwest::Client::new();
     let get = reqwest::Method::GET;
     let post = reqwest::Method::POST;
@@ -520,7 +540,7 @@ async fn the_originals_token_less_requests_pass_only_with_legacy_clients() -> Te
     };
 
     // Without the flag: every one is refused, and the heartbeat is counted.
-    let (_plain_home, plain) = common::coordinator()?;
+    let (_plain_home, plain) = common::coordinator_on(&backend)?;
     let (id, _) = register(&http, &plain).await?;
     for (method, url, body) in calls(&plain.api, &id) {
         let (status, answer) = as_the_original(&http, method, url.clone(), body).await?;
@@ -535,9 +555,11 @@ async fn the_originals_token_less_requests_pass_only_with_legacy_clients() -> Te
         1.0
     );
 
-    // With it: all pass, and the miner is marked legacy.
+    // With it: all pass, and the miner is marked legacy (a coordinator of its own: for
+    // Firestore, a project of its own too).
+    let backend = backend.fresh();
     let home = tempfile::tempdir()?;
-    let server = Server::start(home.path(), &["--legacy-clients"])?;
+    let server = Server::start_on(&backend, home.path(), &["--legacy-clients"])?;
     let (id, token) = register(&http, &server).await?;
     for (method, url, body) in calls(&server.api, &id) {
         let (status, answer) = as_the_original(&http, method, url.clone(), body).await?;
@@ -584,17 +606,18 @@ async fn the_originals_token_less_requests_pass_only_with_legacy_clients() -> Te
         "{answer}"
     );
     assert!(server.stop()?);
-    let server = Server::start(home.path(), &["--legacy-clients"])?;
+    let server = Server::start_on(&backend, home.path(), &["--legacy-clients"])?;
     let (status, answer) = refused(&server).await?;
     assert_eq!(status, 401, "still refused after a restart: {answer}");
     assert_eq!(heartbeat(&http, &server, &id, &token).await?, 200);
     Ok(())
 }
 
-#[tokio::test]
-async fn a_client_that_never_finishes_its_request_cannot_block_the_stop() -> TestResult {
+async fn a_client_that_never_finishes_its_request_cannot_block_the_stop(
+    backend: Backend,
+) -> TestResult {
     use std::io::Write;
-    let (_home, server) = common::coordinator()?;
+    let (_home, server) = common::coordinator_on(&backend)?;
     let address = server.base.trim_start_matches("http://").to_owned();
     let mut stuck = std::net::TcpStream::connect(address)?;
     stuck.write_all(b"POST /api/v1/heart_beat HTTP/1.1\r\nHost: x")?;
@@ -610,9 +633,8 @@ async fn a_client_that_never_finishes_its_request_cannot_block_the_stop() -> Tes
     Ok(())
 }
 
-#[tokio::test]
-async fn tokens_of_one_miner_never_reach_another() -> TestResult {
-    let (home, server) = common::coordinator()?;
+async fn tokens_of_one_miner_never_reach_another(backend: Backend) -> TestResult {
+    let (home, server) = common::coordinator_on(&backend)?;
     let http = reqwest::Client::new();
     let (a, token_a) = register(&http, &server).await?;
     let (b, token_b) = register(&http, &server).await?;
@@ -640,18 +662,20 @@ async fn tokens_of_one_miner_never_reach_another() -> TestResult {
         "{text}"
     );
     assert!(server.stop()?);
-    let db = std::fs::read(home.path().join("polaris.db"))?;
-    let needle = b"plaintext-in-the-original";
-    assert!(
-        !db.windows(needle.len()).any(|w| w == needle),
-        "the password reached the database"
-    );
+    let stored = backend.stored_bytes(home.path())?;
+    assert!(stored.len() > 100, "nothing stored? {} bytes", stored.len());
+    for needle in [b"plaintext-in-the-original".as_slice(), token_a.as_bytes()] {
+        assert!(
+            !stored.windows(needle.len()).any(|w| w == needle),
+            "{} reached the store",
+            String::from_utf8_lossy(needle)
+        );
+    }
     Ok(())
 }
 
-#[tokio::test]
-async fn wallet_and_network_updates_are_stored_and_shown() -> TestResult {
-    let (_home, server) = common::coordinator()?;
+async fn wallet_and_network_updates_are_stored_and_shown(backend: Backend) -> TestResult {
+    let (_home, server) = common::coordinator_on(&backend)?;
     let http = reqwest::Client::new();
     let (id, token) = register(&http, &server).await?;
     for (route, file) in [
@@ -686,9 +710,8 @@ async fn wallet_and_network_updates_are_stored_and_shown() -> TestResult {
     Ok(())
 }
 
-#[tokio::test]
-async fn health_metrics_and_openapi_are_served() -> TestResult {
-    let (_home, server) = common::coordinator()?;
+async fn health_metrics_and_openapi_are_served(backend: Backend) -> TestResult {
+    let (_home, server) = common::coordinator_on(&backend)?;
     let http = reqwest::Client::new();
     let health: Value = http
         .get(format!("{}/healthz", server.base))
@@ -742,3 +765,19 @@ fn metric(text: &str, name: &str) -> f64 {
         .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
         .unwrap_or(f64::NAN)
 }
+
+both_backends!(
+    silence_goes_offline_once_recovers_once_and_survives_a_restart,
+    mass_silence_holds_transitions_and_sends_one_aggregate_alert,
+    a_dead_webhook_never_slows_heartbeats,
+    a_webhook_that_never_answers_never_slows_heartbeats,
+    sigterm_commits_queued_writes_before_exiting,
+    the_coordinators_files_are_private_and_a_readable_token_is_refused,
+    refused_heartbeats_are_counted_by_reason_and_logged_once_per_miner,
+    missing_ssh_settings_read_the_same_everywhere_and_errors_carry_message,
+    the_originals_token_less_requests_pass_only_with_legacy_clients,
+    a_client_that_never_finishes_its_request_cannot_block_the_stop,
+    tokens_of_one_miner_never_reach_another,
+    wallet_and_network_updates_are_stored_and_shown,
+    health_metrics_and_openapi_are_served,
+);

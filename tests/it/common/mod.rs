@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub(crate) mod firestore;
 /// Shared with the tunnel benchmark, which includes the file by its path (`benches/tunnel.rs`).
 pub(crate) mod relay_sshd;
 pub(crate) mod services;
@@ -41,6 +42,93 @@ pub(crate) fn cleared(mut command: Command, home: &Path) -> Command {
     command
 }
 
+/// Where a coordinator under test keeps its state: the one suite of coordinator tests runs on
+/// each (see [`both_backends`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Backend {
+    /// SQLite in POLARIS_HOME (the default store).
+    Sqlite,
+    /// A project of its own on a Firestore emulator (`--store firestore`,
+    /// `FIRESTORE_EMULATOR_HOST`). A restart with the same value keeps the same project, so the
+    /// restarted coordinator finds its data again.
+    Firestore { emulator: String, project: String },
+}
+
+impl Backend {
+    /// A fresh project on the shared emulator, or `None` after `missing_service` when this run
+    /// has none.
+    pub(crate) fn firestore() -> Option<Self> {
+        Some(Self::on_emulator(firestore::shared()?))
+    }
+
+    /// A fresh project on the emulator at `emulator` (`127.0.0.1:PORT`).
+    pub(crate) fn on_emulator(emulator: String) -> Self {
+        Self::Firestore {
+            emulator,
+            project: firestore::unique_project("it"),
+        }
+    }
+
+    /// The same kind of store, empty: for Firestore a new project on the same emulator (SQLite
+    /// is per POLARIS_HOME already).
+    pub(crate) fn fresh(&self) -> Self {
+        match self {
+            Self::Sqlite => Self::Sqlite,
+            Self::Firestore { emulator, .. } => Self::on_emulator(emulator.clone()),
+        }
+    }
+
+    pub(crate) fn is_sqlite(&self) -> bool {
+        *self == Self::Sqlite
+    }
+
+    /// Every byte the store holds for this coordinator, to search for what must never be
+    /// stored: SQLite's database file in `home`, or an export of the Firestore project.
+    pub(crate) fn stored_bytes(&self, home: &Path) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
+        match self {
+            Self::Sqlite => Ok(std::fs::read(home.join("polaris.db"))?),
+            Self::Firestore { emulator, project } => firestore::export_bytes(emulator, project),
+        }
+    }
+
+    /// What `polaris server` is given to use this store: flags and environment.
+    pub(crate) fn apply(&self, command: &mut Command) {
+        if let Self::Firestore { emulator, project } = self {
+            command
+                .args(["--store", "firestore", "--firestore-project", project])
+                .env("FIRESTORE_EMULATOR_HOST", emulator);
+        }
+    }
+}
+
+/// Generates, for each `async fn NAME(backend: Backend) -> TestResult` named, two tests:
+/// `sqlite::NAME` and `firestore::NAME` (a fresh project on the shared emulator; a visible
+/// skip when there is none). One suite, two stores.
+macro_rules! both_backends {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() -> $crate::common::TestResult {
+                    super::$name($crate::common::Backend::Sqlite).await
+                }
+            )+
+        }
+        mod firestore {
+            $(
+                #[tokio::test]
+                async fn $name() -> $crate::common::TestResult {
+                    let Some(backend) = $crate::common::Backend::firestore() else {
+                        return Ok(());
+                    };
+                    super::$name(backend).await
+                }
+            )+
+        }
+    };
+}
+pub(crate) use both_backends;
+
 /// A running `polaris server`, stopped with SIGTERM when dropped.
 pub(crate) struct Server {
     child: Option<Child>,
@@ -48,33 +136,67 @@ pub(crate) struct Server {
     pub(crate) api: String,
     pub(crate) admin_token: String,
     pub(crate) home: PathBuf,
+    /// The store it was started on.
+    pub(crate) backend: Backend,
     /// What it printed after the listening line.
     lines: mpsc::Receiver<String>,
 }
 
 impl Server {
     /// Starts `polaris server --listen 127.0.0.1:0 ARGS` with `POLARIS_HOME=home` (ARGS may
-    /// name another `--listen`, e.g. to restart on the same port).
+    /// name another `--listen`, e.g. to restart on the same port), on SQLite.
     pub(crate) fn start(home: &Path, args: &[&str]) -> Result<Self, Box<dyn std::error::Error>> {
+        Self::start_on(&Backend::Sqlite, home, args)
+    }
+
+    /// [`Server::start`] on `backend`.
+    pub(crate) fn start_on(
+        backend: &Backend,
+        home: &Path,
+        args: &[&str],
+    ) -> Result<Self, Box<dyn std::error::Error>> {
+        Self::start_with(backend, home, args, &[])
+    }
+
+    /// [`Server::start_on`] with more environment variables. With `POLARIS_ADMIN_TOKEN` among
+    /// them, that is its admin token; else the one it writes to `home/admin_token`.
+    pub(crate) fn start_with(
+        backend: &Backend,
+        home: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Self, Box<dyn std::error::Error>> {
         let listen: &[&str] = if args.contains(&"--listen") {
             &[]
         } else {
             &["--listen", "127.0.0.1:0"]
         };
-        let mut child = polaris(home)
-            .arg("server")
-            .args(listen)
-            .args(args)
+        let mut command = polaris(home);
+        command.arg("server").args(listen).args(args);
+        backend.apply(&mut command);
+        command.envs(env.iter().copied());
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()?;
         let rx = lines(child.stdout.take().ok_or("no stdout")?);
-        let deadline = Instant::now() + Duration::from_secs(20);
+        // Firestore: connecting and the first membership write come before the listener.
+        let deadline = Instant::now() + Duration::from_secs(30);
         let base = loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let line = rx
-                .recv_timeout(left)
-                .map_err(|_| "the server printed no listening line within 20 s")?;
+            let line = match rx.recv_timeout(left) {
+                Ok(line) => line,
+                Err(_) => {
+                    let status = child.try_wait()?;
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(match status {
+                        Some(status) => format!("the server exited before listening ({status})"),
+                        None => "the server printed no listening line within 30 s".to_owned(),
+                    }
+                    .into());
+                }
+            };
             if let Some(rest) = line.strip_prefix("polaris server listening on ") {
                 break rest
                     .split_whitespace()
@@ -83,17 +205,39 @@ impl Server {
                     .to_owned();
             }
         };
-        let admin_token = std::fs::read_to_string(home.join("admin_token"))?
-            .trim()
-            .to_owned();
+        let admin_token = match env.iter().find(|(k, _)| *k == "POLARIS_ADMIN_TOKEN") {
+            Some((_, token)) => (*token).to_owned(),
+            None => std::fs::read_to_string(home.join("admin_token"))?
+                .trim()
+                .to_owned(),
+        };
         Ok(Self {
             child: Some(child),
             api: format!("{base}/api/v1"),
             base,
             admin_token,
             home: home.to_owned(),
+            backend: backend.clone(),
             lines: rx,
         })
+    }
+
+    /// Its process id.
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Kills it with SIGKILL, as a crash or an OOM kill would: nothing is flushed.
+    pub(crate) fn kill(mut self) -> Result<(), Box<dyn std::error::Error>> {
+        let mut child = self.child.take().ok_or("already stopped")?;
+        let status = Command::new("kill")
+            .args(["-KILL", &child.id().to_string()])
+            .status()?;
+        if !status.success() {
+            return Err("kill -KILL failed".into());
+        }
+        child.wait()?;
+        Ok(())
     }
 
     /// The next printed line that starts with `prefix` (without it), within 10 s.
@@ -161,8 +305,15 @@ pub(crate) fn lines(pipe: impl Read + Send + 'static) -> mpsc::Receiver<String> 
 /// `polaris server` on a free loopback port in a temp home of its own, returned with it: the
 /// home must outlive the server, and a test may restart it there or read its files.
 pub(crate) fn coordinator() -> Result<(tempfile::TempDir, Server), Box<dyn std::error::Error>> {
+    coordinator_on(&Backend::Sqlite)
+}
+
+/// [`coordinator`] on `backend`.
+pub(crate) fn coordinator_on(
+    backend: &Backend,
+) -> Result<(tempfile::TempDir, Server), Box<dyn std::error::Error>> {
     let home = tempfile::tempdir()?;
-    let server = Server::start(home.path(), &[])?;
+    let server = Server::start_on(backend, home.path(), &[])?;
     Ok((home, server))
 }
 
