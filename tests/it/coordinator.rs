@@ -235,7 +235,7 @@ async fn heartbeats_while_alerting(
 ) -> Result<String, Box<dyn std::error::Error>> {
     let home = tempfile::tempdir()?;
     let server = Server::start_on(
-        &backend,
+        backend,
         home.path(),
         &["--offline-after", "1s", "--alert-webhook", webhook],
     )?;

@@ -276,27 +276,47 @@ pub(crate) fn request(
          Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )?;
+    // It keeps the connection open whatever the request says: read what the head announces.
     let mut answer = Vec::new();
-    stream.read_to_end(&mut answer)?;
-    let text = String::from_utf8_lossy(&answer);
-    let (head, rest) = text.split_once("\r\n\r\n").ok_or("no HTTP head")?;
+    let mut buf = [0u8; 8192];
+    loop {
+        if let Some((status, body)) = complete(&answer)? {
+            return Ok((status, body));
+        }
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            return complete(&answer)?.ok_or_else(|| "the emulator closed mid-answer".into());
+        }
+        answer.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// The status and body of `answer` once it holds a whole HTTP/1.1 response.
+fn complete(answer: &[u8]) -> Result<Option<(u16, String)>, Box<dyn std::error::Error>> {
+    let text = String::from_utf8_lossy(answer);
+    let Some((head, rest)) = text.split_once("\r\n\r\n") else {
+        return Ok(None);
+    };
     let status = head
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or("no status")?;
-    let chunked = head.lines().any(|l| {
-        l.to_ascii_lowercase()
-            .starts_with("transfer-encoding: chunked")
-    });
-    Ok((
-        status,
-        if chunked {
-            dechunk(rest)
-        } else {
-            rest.to_owned()
-        },
-    ))
+    let header = |name: &str| {
+        head.lines().find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_owned())
+        })
+    };
+    if header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        return Ok(rest.ends_with("0\r\n\r\n").then(|| (status, dechunk(rest))));
+    }
+    let length: usize = header("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    Ok((rest.len() >= length).then(|| (status, rest[..length].to_owned())))
 }
 
 fn dechunk(mut rest: &str) -> String {
@@ -312,26 +332,6 @@ fn dechunk(mut rest: &str) -> String {
         rest = after[n..].trim_start_matches("\r\n");
     }
     out
-}
-
-/// The documents of `collection` in `project`, as the emulator's REST API lists them (up to
-/// 300, enough for a test).
-pub(crate) fn documents(
-    addr: &str,
-    project: &str,
-    collection: &str,
-) -> Result<Vec<serde_json::Value>, Box<dyn std::error::Error>> {
-    let (status, body) = request(
-        addr,
-        "GET",
-        &format!("/v1/projects/{project}/databases/(default)/documents/{collection}?pageSize=300"),
-        "",
-    )?;
-    if status != 200 {
-        return Err(format!("listing {collection} answered {status}: {body}").into());
-    }
-    let parsed: serde_json::Value = serde_json::from_str(&body)?;
-    Ok(parsed["documents"].as_array().cloned().unwrap_or_default())
 }
 
 /// Every byte of an export of `project` from the emulator at `addr` (which runs on this

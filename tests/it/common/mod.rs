@@ -136,8 +136,6 @@ pub(crate) struct Server {
     pub(crate) api: String,
     pub(crate) admin_token: String,
     pub(crate) home: PathBuf,
-    /// The store it was started on.
-    pub(crate) backend: Backend,
     /// What it printed after the listening line.
     lines: mpsc::Receiver<String>,
 }
@@ -217,14 +215,8 @@ impl Server {
             base,
             admin_token,
             home: home.to_owned(),
-            backend: backend.clone(),
             lines: rx,
         })
-    }
-
-    /// Its process id.
-    pub(crate) fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
     }
 
     /// Kills it with SIGKILL, as a crash or an OOM kill would: nothing is flushed.
