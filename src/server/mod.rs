@@ -105,7 +105,15 @@ impl Coordinator {
             .load_summaries()
             .await
             .context("cannot load miners from the store")?;
-        let registry = Registry::new(server.offline_after, summaries, tokio::time::Instant::now());
+        let registry = Registry::new(
+            server.offline_after,
+            registry::Sampling {
+                state_every: server.state_every,
+                metrics_every: server.metrics_every,
+            },
+            summaries,
+            tokio::time::Instant::now(),
+        );
         relay_keys.load(
             store
                 .relay_keys()
