@@ -275,10 +275,9 @@ mod tests {
 
     /// The status written to miner_states, and how it is queued.
     fn state_of(plan: &Plan) -> Option<(HeartbeatStatus, Queue)> {
-        match &plan.state {
-            Some((state, queue)) => Some((state.status, *queue)),
-            None => None,
-        }
+        plan.state
+            .as_ref()
+            .map(|(state, queue)| (state.status, *queue))
     }
 
     #[test]
@@ -464,5 +463,34 @@ mod tests {
             plan.state,
             Some((MinerState { last_heartbeat, .. }, _)) if last_heartbeat == now()
         ));
+    }
+
+    #[test]
+    fn a_recovery_merged_from_another_coordinator_is_recorded_at_its_heartbeats_time() {
+        let heard = now() - chrono::TimeDelta::seconds(3);
+        let merged = Merged {
+            miner_id: "m0".into(),
+            old_status: Offline,
+            new_status: Online,
+            last_seen: heard,
+            heartbeat_count: 40,
+            since_last: Some(Duration::from_secs(120)),
+        };
+        let plan = after_merge(&merged, now());
+        assert_eq!(state_of(&plan), Some((Online, Queue::Keep)));
+        let transition = plan.transition.expect("a change is a transition");
+        assert_eq!(transition.change.timestamp, heard);
+        assert_eq!(transition.change.old_status, Some(Offline));
+        assert_eq!(
+            transition.alert,
+            Some(Alert::MinerRecovered {
+                miner_id: "m0".into(),
+                offline_for_secs: Some(120.0),
+            })
+        );
+        assert!(
+            plan.sample.is_none(),
+            "the coordinator that took it sampled it"
+        );
     }
 }

@@ -953,4 +953,22 @@ mod tests {
             "an unknown miner writes nothing"
         );
     }
+
+    #[test]
+    fn state_refreshes_and_metrics_samples_keep_their_own_intervals() {
+        let sampling = Sampling {
+            state_every: Duration::from_secs(600),
+            metrics_every: Duration::from_secs(60),
+        };
+        let r = Registry::new(AFTER, sampling, Vec::new(), Instant::now());
+        r.add("m0", [0; 32]);
+        let t0 = Instant::now();
+        let first = beat(&r, 0, t0);
+        assert!(first.refresh_due && first.metrics_due);
+        let minute = beat(&r, 0, t0 + Duration::from_secs(60));
+        assert!(!minute.refresh_due && minute.metrics_due && minute.write_due());
+        assert!(!minute.state_due());
+        let later = beat(&r, 0, t0 + Duration::from_secs(600));
+        assert!(later.refresh_due);
+    }
 }
