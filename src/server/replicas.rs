@@ -181,7 +181,7 @@ async fn tick(
                 );
             }
             state.registry.set_owned(owned);
-            state.registry.set_publishing(members.len() > 1);
+            state.registry.set_members(members.len());
             let live: Vec<&str> = members.iter().map(|m| m.replica.as_str()).collect();
             state.registry.forget_peers(&live);
         }

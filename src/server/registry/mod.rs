@@ -312,8 +312,16 @@ impl Registry {
         inner.by_id.get(id).is_some_and(|&i| {
             let entry = &inner.miners[i];
             entry.status != Some(reported)
-                || due(entry.last_state, self.sampling.state_every, now)
-                || due(entry.last_metrics, self.sampling.metrics_every, now)
+                || due(
+                    entry.last_state,
+                    inner.sharing.spread(self.sampling.state_every),
+                    now,
+                )
+                || due(
+                    entry.last_metrics,
+                    inner.sharing.spread(self.sampling.metrics_every),
+                    now,
+                )
         })
     }
 
@@ -353,11 +361,16 @@ impl Registry {
         }
         entry.last_beat = Some(now);
         entry.heard += 1;
-        let refresh_due = due(entry.last_state, self.sampling.state_every, now);
+        let (state_every, metrics_every) = (
+            inner.sharing.spread(self.sampling.state_every),
+            inner.sharing.spread(self.sampling.metrics_every),
+        );
+        let entry = &mut inner.miners[i];
+        let refresh_due = due(entry.last_state, state_every, now);
         if refresh_due || old_status != Some(reported) {
             entry.last_state = Some(now);
         }
-        let metrics_due = due(entry.last_metrics, self.sampling.metrics_every, now);
+        let metrics_due = due(entry.last_metrics, metrics_every, now);
         if metrics_due {
             entry.last_metrics = Some(now);
         }

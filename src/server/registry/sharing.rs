@@ -29,6 +29,10 @@ const _: () = assert!(SHARDS == u64::BITS);
 /// Every shard.
 pub const ALL_SHARDS: u64 = u64::MAX;
 
+/// Most miners in one news document: each takes under 100 bytes, and a Firestore document holds
+/// at most 1 MiB.
+const MAX_SEEN_PER_DOC: usize = 10_000;
+
 #[derive(Debug)]
 pub(super) struct Sharing {
     /// The shards this coordinator sweeps, one bit each.
@@ -37,6 +41,10 @@ pub(super) struct Sharing {
     pub(super) orphans: BTreeSet<(Instant, usize)>,
     /// Whether to keep [`Sharing::recent`]: only while other coordinators are there to read it.
     publishing: bool,
+    /// Coordinators sharing the store (1 alone). A balancer spreads each miner's heartbeats over
+    /// all of them, so each samples a miner this many times less often: together they write
+    /// about one sample per interval, as one coordinator would.
+    members: u32,
     /// Per shard, the miners this coordinator took a heartbeat for (or swept) lately, and when.
     recent: Vec<HashMap<usize, Instant>>,
     /// Shards with news since the last [`Registry::news`], one bit each.
@@ -53,6 +61,7 @@ impl Default for Sharing {
             owned: ALL_SHARDS,
             orphans: BTreeSet::new(),
             publishing: false,
+            members: 1,
             recent: Vec::new(),
             dirty: 0,
             peer_counts: HashMap::new(),
@@ -61,6 +70,11 @@ impl Default for Sharing {
 }
 
 impl Sharing {
+    /// A sampling interval, spread over the coordinators (see [`Sharing::members`]).
+    pub(super) fn spread(&self, every: Duration) -> Duration {
+        every.saturating_mul(self.members)
+    }
+
     pub(super) fn owns(&self, shard: u32) -> bool {
         self.owned & (1 << shard) != 0
     }
@@ -120,10 +134,13 @@ impl Registry {
         self.lock().sharing.owned
     }
 
-    /// Starts or stops keeping news for the others (on while other coordinators are there).
-    pub fn set_publishing(&self, on: bool) {
+    /// Says how many coordinators share the store: with others there, this one keeps news for
+    /// them and samples each miner that many times less often.
+    pub fn set_members(&self, members: usize) {
         let mut inner = self.lock();
         let sharing = &mut inner.sharing;
+        sharing.members = u32::try_from(members.max(1)).unwrap_or(u32::MAX);
+        let on = members > 1;
         if sharing.publishing == on {
             return;
         }
@@ -148,9 +165,21 @@ impl Registry {
                 continue;
             };
             recent.retain(|_, at| now.duration_since(*at) <= window);
-            let seen = recent
-                .keys()
-                .filter_map(|&i| {
+            // A document holds at most 1 MiB: past the cap, the miners heard longest ago wait
+            // for a later document (and the README's Scaling says where this stops).
+            let mut newest: Vec<(Instant, usize)> =
+                recent.iter().map(|(&i, &at)| (at, i)).collect();
+            if newest.len() > MAX_SEEN_PER_DOC {
+                newest.sort_unstable_by(|a, b| b.cmp(a));
+                newest.truncate(MAX_SEEN_PER_DOC);
+                tracing::warn!(
+                    shard,
+                    "more miners heard in one shard than one document holds; the rest wait"
+                );
+            }
+            let seen = newest
+                .into_iter()
+                .filter_map(|(_, i)| {
                     let entry = &inner.miners[i];
                     Some(Seen {
                         miner_id: entry.id.to_string(),
@@ -425,7 +454,7 @@ mod tests {
         let (t0, w0) = (Instant::now(), Utc::now());
         beat(&r, "a", 0, t0, w0);
         assert!(r.news(t0, AFTER).is_empty(), "nothing kept while alone");
-        r.set_publishing(true);
+        r.set_members(2);
         beat(&r, "a", 0, t0 + Duration::from_secs(1), w0);
         beat(&r, "b", 1, t0 + Duration::from_secs(1), w0);
         let news = r.news(t0 + Duration::from_secs(2), AFTER);
@@ -454,5 +483,26 @@ mod tests {
             news.iter()
                 .all(|(_, seen)| seen.iter().all(|s| s.miner_id == "b"))
         );
+    }
+
+    #[test]
+    fn two_coordinators_each_sample_a_miner_half_as_often() {
+        let r = registry(&["a"]);
+        let (t0, w0) = (Instant::now(), Utc::now());
+        r.set_members(2);
+        let outcome = |at| {
+            r.heartbeat(
+                "a",
+                Credential::Token(&[0; 32]),
+                HeartbeatStatus::Online,
+                at,
+                w0,
+                |_| {},
+            )
+            .map(|o| (o.refresh_due, o.metrics_due))
+        };
+        assert_eq!(outcome(t0), Ok((true, true)));
+        assert_eq!(outcome(t0 + Duration::from_secs(60)), Ok((false, false)));
+        assert_eq!(outcome(t0 + Duration::from_secs(120)), Ok((true, true)));
     }
 }
