@@ -15,10 +15,34 @@ pub struct ServerArgs {
     /// Address to listen on [env: POLARIS_LISTEN] [default: 127.0.0.1:8420]
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
-    /// Where state is kept (firestore is coming: refused by this version) [env: POLARIS_STORE]
+    /// Where state is kept: sqlite (a file in POLARIS_HOME, for one coordinator) or firestore
+    /// (Google Firestore, which several coordinators can share) [env: POLARIS_STORE]
     /// [default: sqlite]
     #[arg(long, value_enum)]
     pub store: Option<StoreKind>,
+    /// The Google Cloud project of the Firestore database (with --store firestore). Credentials
+    /// come from Application Default Credentials or GOOGLE_APPLICATION_CREDENTIALS; with
+    /// FIRESTORE_EMULATOR_HOST=HOST:PORT set, the emulator is used and none are needed
+    /// [env: POLARIS_FIRESTORE_PROJECT]
+    #[arg(long, value_name = "ID")]
+    pub firestore_project: Option<String>,
+    /// The Firestore database in that project [env: POLARIS_FIRESTORE_DATABASE]
+    /// [default: (default)]
+    #[arg(long, value_name = "NAME")]
+    pub firestore_database: Option<String>,
+    /// How often miner_states is refreshed for a miner whose status did not change (every change
+    /// is written at once) [env: POLARIS_STATE_EVERY] [default: 1m with sqlite, 10m with
+    /// firestore]
+    #[arg(long, value_name = "DURATION")]
+    pub state_every: Option<String>,
+    /// How often each miner's metrics are sampled into metrics_history
+    /// [env: POLARIS_METRICS_EVERY] [default: 1m with sqlite, 10m with firestore]
+    #[arg(long, value_name = "DURATION")]
+    pub metrics_every: Option<String>,
+    /// This coordinator's name among those sharing a Firestore database, as /metrics shows it
+    /// [env: POLARIS_REPLICA] [default: the host name and a random suffix, new at each start]
+    #[arg(long, value_name = "NAME")]
+    pub replica: Option<String>,
     /// Silence after which a miner is offline, e.g. 45s [env: POLARIS_OFFLINE_AFTER] [default: 45s]
     #[arg(long, value_name = "DURATION")]
     pub offline_after: Option<String>,
@@ -57,6 +81,17 @@ pub(super) fn run(args: ServerArgs, home: Option<PathBuf>) -> anyhow::Result<Exi
             StoreKind::Firestore => "firestore",
         };
         flags.push((keys::STORE.env, name.to_owned()));
+    }
+    for (key, value) in [
+        (&keys::FIRESTORE_PROJECT, args.firestore_project),
+        (&keys::FIRESTORE_DATABASE, args.firestore_database),
+        (&keys::STATE_EVERY, args.state_every),
+        (&keys::METRICS_EVERY, args.metrics_every),
+        (&keys::REPLICA, args.replica),
+    ] {
+        if let Some(value) = value {
+            flags.push((key.env, value));
+        }
     }
     if let Some(after) = args.offline_after {
         flags.push((keys::OFFLINE_AFTER.env, after));

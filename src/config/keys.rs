@@ -57,6 +57,10 @@ pub const RELAY_LISTEN: Key = key("POLARIS_RELAY_LISTEN", "server.relay_listen")
 pub const RELAY_PORTS: Key = key("POLARIS_RELAY_PORTS", "server.relay_ports");
 pub const LEGACY_CLIENTS: Key = key("POLARIS_LEGACY_CLIENTS", "server.legacy_clients");
 pub const COMMAND_EXPIRY: Key = key("POLARIS_COMMAND_EXPIRY", "server.command_expiry");
+pub const FIRESTORE_DATABASE: Key = key("POLARIS_FIRESTORE_DATABASE", "server.firestore_database");
+pub const STATE_EVERY: Key = key("POLARIS_STATE_EVERY", "server.state_every");
+pub const METRICS_EVERY: Key = key("POLARIS_METRICS_EVERY", "server.metrics_every");
+pub const REPLICA: Key = key("POLARIS_REPLICA", "server.replica");
 
 /// Every key, for validating `polaris.toml`.
 pub const KEYS: &[Key] = &[
@@ -87,4 +91,8 @@ pub const KEYS: &[Key] = &[
     RELAY_PORTS,
     LEGACY_CLIENTS,
     COMMAND_EXPIRY,
+    FIRESTORE_DATABASE,
+    STATE_EVERY,
+    METRICS_EVERY,
+    REPLICA,
 ];

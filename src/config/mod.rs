@@ -59,6 +59,21 @@ pub enum StoreKind {
     Firestore,
 }
 
+/// What `POLARIS_STATE_EVERY` and `POLARIS_METRICS_EVERY` accept.
+const SAMPLING_RANGE: RangeInclusive<Duration> =
+    Duration::from_secs(1)..=Duration::from_secs(86_400);
+
+/// How often an unchanged miner's state is refreshed and its metrics sampled, by default. SQLite
+/// writes are cheap: every minute. Firestore bills each document written: every 10 minutes
+/// keeps a miner on a 10-s heartbeat at about 33 document writes per 1 000 heartbeats (one
+/// miner_states and one metrics_history document per 60 heartbeats), under the goal of 100.
+fn sampling_default(store: StoreKind) -> Duration {
+    match store {
+        StoreKind::Sqlite => Duration::from_secs(60),
+        StoreKind::Firestore => Duration::from_secs(600),
+    }
+}
+
 /// The local SSH account facts (the original's keys).
 #[derive(Debug, Clone)]
 pub struct SshSettings {
@@ -118,6 +133,16 @@ pub struct ServerSettings {
     pub alert_webhook: Option<reqwest::Url>,
     pub admin_token: Option<Secret>,
     pub firestore_project: Option<String>,
+    /// The Firestore database in the project; `None` is `(default)`.
+    pub firestore_database: Option<String>,
+    /// How often miner_states is refreshed for a miner whose status is unchanged (a change is
+    /// written at once). The default follows the store: Firestore bills per document.
+    pub state_every: Duration,
+    /// How often a miner's metrics are sampled into metrics_history.
+    pub metrics_every: Duration,
+    /// This coordinator's name among those sharing a Firestore database; unset, one is made
+    /// at each start (host name and a random suffix).
+    pub replica: Option<String>,
     pub relay_listen: Option<SocketAddr>,
     pub relay_ports: RangeInclusive<u16>,
     /// Accept the original Python miners' token-less requests for miners that never used their
@@ -221,6 +246,11 @@ impl Settings {
                 SocketAddr::from_str(v).ok()
             })?
             .unwrap_or_else(default_listen);
+        let store = p
+            .parse(&keys::STORE, "sqlite or firestore", |v| {
+                <StoreKind as clap::ValueEnum>::from_str(v, true).ok()
+            })?
+            .unwrap_or(StoreKind::Sqlite);
         let ssh_access = p.parse(&keys::SSH_ACCESS, "keys or off", |v| {
             <SshAccess as clap::ValueEnum>::from_str(v, true).ok()
         })?;
@@ -269,11 +299,7 @@ impl Settings {
             },
             server: ServerSettings {
                 listen,
-                store: p
-                    .parse(&keys::STORE, "sqlite or firestore", |v| {
-                        <StoreKind as clap::ValueEnum>::from_str(v, true).ok()
-                    })?
-                    .unwrap_or(StoreKind::Sqlite),
+                store,
                 offline_after: p
                     .duration(
                         &keys::OFFLINE_AFTER,
@@ -296,6 +322,24 @@ impl Settings {
                     )?
                     .map(Secret::new),
                 firestore_project: p.string(&keys::FIRESTORE_PROJECT),
+                firestore_database: p.string(&keys::FIRESTORE_DATABASE),
+                state_every: p
+                    .duration(&keys::STATE_EVERY, SAMPLING_RANGE)?
+                    .unwrap_or(sampling_default(store)),
+                metrics_every: p
+                    .duration(&keys::METRICS_EVERY, SAMPLING_RANGE)?
+                    .unwrap_or(sampling_default(store)),
+                replica: p.parse(
+                    &keys::REPLICA,
+                    "1 to 64 letters, digits, '-', '_' or '.'",
+                    |v| {
+                        (!v.is_empty()
+                            && v.len() <= 64
+                            && v.chars()
+                                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)))
+                        .then(|| v.to_owned())
+                    },
+                )?,
                 relay_listen: p.parse(
                     &keys::RELAY_LISTEN,
                     "an address like 0.0.0.0:2222",

@@ -259,6 +259,59 @@ impl Metrics {
     }
 }
 
+/// The store's document count, and with a shared store who holds which shard.
+pub(super) fn render_store(
+    documents_written: u64,
+    store: &WriterStats,
+    replica: Option<&(&str, crate::server::replicas::View)>,
+) -> String {
+    let mut out = format!(
+        "# HELP polaris_store_documents_written_total Documents (Firestore) or rows (SQLite) \
+         written, as the store bills them.\n\
+         # TYPE polaris_store_documents_written_total counter\n\
+         polaris_store_documents_written_total {documents_written}\n\
+         # HELP polaris_store_superseded_total Status changes another coordinator recorded \
+         first (not written again, not alerted again).\n\
+         # TYPE polaris_store_superseded_total counter\n\
+         polaris_store_superseded_total {}\n",
+        store.superseded.load(Ordering::Relaxed)
+    );
+    let Some((me, view)) = replica else {
+        return out;
+    };
+    let owned = view
+        .owners
+        .iter()
+        .filter(|&&i| view.members.get(i).is_some_and(|m| m == me))
+        .count();
+    let _ = write!(
+        out,
+        "# HELP polaris_replica_info This coordinator's name among those sharing the store.\n\
+         # TYPE polaris_replica_info gauge\npolaris_replica_info{{replica=\"{}\"}} 1\n\
+         # HELP polaris_replica_members Coordinators sharing the store (memberships not expired).\n\
+         # TYPE polaris_replica_members gauge\npolaris_replica_members {}\n\
+         # HELP polaris_replica_membership_failing 1 while this coordinator cannot renew its membership.\n\
+         # TYPE polaris_replica_membership_failing gauge\npolaris_replica_membership_failing {}\n\
+         # HELP polaris_replica_shards_owned Shards this coordinator sweeps and alerts for.\n\
+         # TYPE polaris_replica_shards_owned gauge\npolaris_replica_shards_owned {owned}\n\
+         # HELP polaris_shard_holder Which coordinator holds each shard (always 1).\n\
+         # TYPE polaris_shard_holder gauge\n",
+        label(me),
+        view.members.len(),
+        u8::from(view.renewal_failing),
+    );
+    for (shard, &i) in view.owners.iter().enumerate() {
+        if let Some(holder) = view.members.get(i) {
+            let _ = writeln!(
+                out,
+                "polaris_shard_holder{{shard=\"{shard}\",replica=\"{}\"}} 1",
+                label(holder)
+            );
+        }
+    }
+    out
+}
+
 /// The built-in relay's gauges: how many sessions hold a port, and which miner holds which.
 pub(super) fn render_relay(sessions: &[RelaySession]) -> String {
     let mut out = format!(

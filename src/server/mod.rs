@@ -10,11 +10,13 @@ pub mod commands;
 mod error;
 mod guards;
 mod health;
+mod learn;
 mod limit;
 mod metrics;
 mod refusals;
 pub mod registry;
 pub mod relay;
+mod replicas;
 mod routes;
 mod serve;
 mod state;
@@ -32,9 +34,9 @@ pub use alerts::Alert;
 pub use routes::{ApiDoc, MAX_BODY, router};
 
 use crate::config::{Settings, StoreKind};
-use crate::store::Store;
 use crate::store::sqlite::SqliteStore;
 use crate::store::writer::StoreWriter;
+use crate::store::{Peers, Store};
 use metrics::Metrics;
 use registry::Registry;
 use state::AppState;
@@ -64,17 +66,7 @@ impl Coordinator {
         let server = &settings.server;
         // Settings are checked before anything is bound: a store that cannot be used is the
         // problem to report, not a port that happens to be busy.
-        let StoreKind::Sqlite = server.store else {
-            anyhow::bail!(
-                "the firestore store is not available in this version: use --store sqlite"
-            );
-        };
-        // A setting that would do nothing is refused rather than silently ignored.
-        if server.firestore_project.is_some() {
-            anyhow::bail!(
-                "POLARIS_FIRESTORE_PROJECT is for the firestore store, which this version does not have: unset it"
-            );
-        }
+        check_store_settings(server)?;
         // Bind next: a busy port must fail before anything is created on disk.
         let listener = TcpListener::bind(server.listen)
             .await
@@ -96,16 +88,35 @@ impl Coordinator {
             ),
             None => None,
         };
-        let path = settings.database_path();
-        let store: Arc<dyn Store> = Arc::new(
-            SqliteStore::open(&path)
-                .with_context(|| format!("cannot open the database {}", path.display()))?,
-        );
+        let (store, peers) = open_store(settings).await?;
+        let replica = peers.map(|peers| {
+            Arc::new(replicas::Replica::new(
+                replica_name(server.replica.as_deref()),
+                peers,
+                server.offline_after,
+            ))
+        });
         let summaries = store
             .load_summaries()
             .await
             .context("cannot load miners from the store")?;
-        let registry = Registry::new(server.offline_after, summaries, tokio::time::Instant::now());
+        let registry = Registry::new(
+            server.offline_after,
+            registry::Sampling {
+                state_every: server.state_every,
+                metrics_every: server.metrics_every,
+            },
+            summaries,
+            tokio::time::Instant::now(),
+        );
+        if let Some(replica) = &replica {
+            // Join before serving, so this coordinator sweeps only its own shards from the start.
+            let (_, owned) = replica
+                .renew()
+                .await
+                .context("cannot join the coordinators sharing the store")?;
+            registry.set_owned(owned);
+        }
         relay_keys.load(
             store
                 .relay_keys()
@@ -141,6 +152,7 @@ impl Coordinator {
                 book: commands::CommandBook::load(open_commands),
                 expiry: server.command_expiry,
             },
+            replica,
         });
         Ok(Self {
             listener,
@@ -179,6 +191,13 @@ impl Coordinator {
         let health = tokio::spawn(health::run(self.state.clone(), cancel.child_token()));
         let prune = tokio::spawn(health::prune(self.state.clone(), cancel.child_token()));
         let expire = tokio::spawn(commands::expire(self.state.clone(), cancel.child_token()));
+        let sharing = self.state.replica.clone().map(|replica| {
+            tokio::spawn(replicas::run(
+                self.state.clone(),
+                replica,
+                cancel.child_token(),
+            ))
+        });
         let relay = self
             .relay
             .map(|relay| tokio::spawn(relay.run(cancel.child_token())));
@@ -194,6 +213,9 @@ impl Coordinator {
         .await;
         cancel.cancel();
         let _ = tokio::join!(health, prune, expire);
+        if let Some(sharing) = sharing {
+            let _ = sharing.await;
+        }
         if let Some(relay) = relay {
             let _ = relay.await;
         }
@@ -203,4 +225,68 @@ impl Coordinator {
         tracing::info!("coordinator stopped; store flushed");
         Ok(())
     }
+}
+
+/// Refuses store settings that cannot work, or would do nothing, before anything is bound.
+fn check_store_settings(server: &crate::config::ServerSettings) -> anyhow::Result<()> {
+    match server.store {
+        StoreKind::Sqlite => {
+            let firestore_only = [
+                (
+                    "POLARIS_FIRESTORE_PROJECT (--firestore-project)",
+                    server.firestore_project.is_some(),
+                ),
+                (
+                    "POLARIS_FIRESTORE_DATABASE (--firestore-database)",
+                    server.firestore_database.is_some(),
+                ),
+                ("POLARIS_REPLICA (--replica)", server.replica.is_some()),
+            ];
+            if let Some((name, _)) = firestore_only.iter().find(|(_, set)| *set) {
+                anyhow::bail!(
+                    "{name} is for the firestore store: add --store firestore, or unset it"
+                );
+            }
+        }
+        StoreKind::Firestore => {
+            if server.firestore_project.is_none() {
+                anyhow::bail!(
+                    "the firestore store needs a project: pass --firestore-project ID or set POLARIS_FIRESTORE_PROJECT"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Opens the store the settings name; a shared one (Firestore) also gives its [`Peers`].
+async fn open_store(
+    settings: &Settings,
+) -> anyhow::Result<(Arc<dyn Store>, Option<Arc<dyn Peers>>)> {
+    match settings.server.store {
+        StoreKind::Sqlite => {
+            let path = settings.database_path();
+            let store = SqliteStore::open(&path)
+                .with_context(|| format!("cannot open the database {}", path.display()))?;
+            Ok((Arc::new(store), None))
+        }
+        StoreKind::Firestore => anyhow::bail!("firestore: wired once the store lands"),
+    }
+}
+
+/// This coordinator's name among those sharing the store: the setting, or the host's name with
+/// a random suffix (new at each start, so a restarted coordinator is a new member).
+fn replica_name(configured: Option<&str>) -> String {
+    if let Some(name) = configured {
+        return name.to_owned();
+    }
+    let host: String = sysinfo::System::host_name()
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .take(40)
+        .collect();
+    let suffix: u32 = rand::random();
+    let host = if host.is_empty() { "polaris" } else { &host };
+    format!("{host}-{suffix:08x}")
 }

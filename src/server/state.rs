@@ -6,10 +6,12 @@ use super::alerts::Alerter;
 use super::auth::{Bearer, same_hash};
 use super::commands::CommandBook;
 use super::error::ApiError;
+use super::learn::Learner;
 use super::limit::RegistrationLimiter;
 use super::metrics::Metrics;
 use super::registry::{Credential, CredentialNews, Refusal, Registry, TokenOwner};
 use super::relay::{RelayKeys, RelayView};
+use super::replicas::Replica;
 use crate::store::writer::StoreWriter;
 use crate::store::{Store, Write};
 
@@ -34,6 +36,10 @@ pub struct Shared {
     /// `--legacy-clients`: the original's token-less requests are accepted for miners that never
     /// used their token.
     pub legacy_clients: bool,
+    /// With a store other coordinators share: store lookups of miners they registered.
+    pub learner: Option<Learner>,
+    /// With a store other coordinators share: this coordinator among them.
+    pub replica: Option<Arc<Replica>>,
 }
 
 /// What the shared state is made of, as the coordinator's start-up gathers it.
@@ -47,6 +53,8 @@ pub struct Parts {
     pub access: Access,
     pub relay: RelayParts,
     pub commands: Commands,
+    /// This coordinator among those sharing the store, if it is shared.
+    pub replica: Option<Arc<Replica>>,
 }
 
 /// Who gets in: the admin token's hash, and whether the original's token-less clients do.
@@ -70,6 +78,12 @@ pub struct RelayParts {
     pub keys: Arc<RelayKeys>,
     /// The relay's sessions, when it runs.
     pub view: Option<RelayView>,
+}
+
+impl std::fmt::Debug for dyn crate::store::Peers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Peers")
+    }
 }
 
 impl std::fmt::Debug for dyn Store {
@@ -108,7 +122,9 @@ impl AppState {
             access,
             relay,
             commands,
+            replica,
         } = parts;
+        let learner = replica.is_some().then(|| Learner::new(Arc::clone(&store)));
         Self(Arc::new(Shared {
             registry,
             writer,
@@ -121,6 +137,8 @@ impl AppState {
             command_expiry: commands.expiry,
             admin_hash: access.admin_hash,
             legacy_clients: access.legacy_clients,
+            learner,
+            replica,
         }))
     }
 
@@ -166,6 +184,11 @@ impl AppState {
                 "a request without a token was accepted (--legacy-clients): this miner runs the original client; once it moves to polaris and uses its token, token-less requests for it are refused"
             );
         }
+    }
+
+    /// The token is the admin's.
+    pub fn is_admin(&self, token_hash: &[u8; 32]) -> bool {
+        same_hash(token_hash, &self.admin_hash)
     }
 
     /// Who a token belongs to; an unknown token is a 401.

@@ -12,7 +12,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::alerts::Alert;
-use super::registry::{HeartbeatOutcome, Silent};
+use super::registry::{HeartbeatOutcome, Merged, Silent};
 use super::state::AppState;
 use crate::api::HeartbeatStatus;
 use crate::store::{MinerState, StatusChange, TransitionWrite, Write};
@@ -54,22 +54,32 @@ pub(super) struct Transition {
 
 /// The plan for an accepted heartbeat, received at `now`, whose metrics are `metrics` (JSON).
 ///
-/// - Nothing, unless [`HeartbeatOutcome::state_due`].
-/// - The same status as before: a sheddable refresh of miner_states.
+/// - miner_states only when [`HeartbeatOutcome::state_due`]:
+/// - the same status as before: a sheddable refresh of miner_states.
 /// - A change of a known status: miner_states (kept) and a status_history row; an alert only
 ///   for offline → up (recovered) and up → offline (signed off). Online ↔ degraded is recorded
 ///   but not alerted.
 /// - The first heartbeat (no status before): miner_states only, kept.
-/// - In every case, a metrics_history sample when one is due.
+/// - In every case, a metrics_history sample when one is due (`--metrics-every`).
 pub(super) fn after_heartbeat(
     outcome: &HeartbeatOutcome,
     metrics: Arc<str>,
     now: DateTime<Utc>,
 ) -> Plan {
-    if !outcome.state_due() {
-        return Plan::default();
-    }
     let miner_id = outcome.miner_id.as_ref();
+    let sample = outcome.metrics_due.then(|| Write::Metrics {
+        miner_id: miner_id.to_owned(),
+        at: now,
+        status: outcome.new_status,
+        metrics: Arc::clone(&metrics),
+        time_since_last: outcome.since_last.map(|d| d.as_secs_f64()),
+    });
+    if !outcome.state_due() {
+        return Plan {
+            sample,
+            ..Plan::default()
+        };
+    }
     let state = MinerState {
         miner_id: miner_id.to_owned(),
         last_heartbeat: now,
@@ -89,20 +99,13 @@ pub(super) fn after_heartbeat(
                     new_status: outcome.new_status,
                     reason: REPORTED.into(),
                 },
-                alert: heartbeat_alert(outcome, old, now),
+                alert: change_alert(miner_id, (old, outcome.new_status), outcome.since_last, now),
             };
             (Queue::Keep, Some(transition))
         }
         // The first heartbeat: not a transition, but its state is always kept.
         None => (Queue::Keep, None),
     };
-    let sample = outcome.sample_due.then(|| Write::Metrics {
-        miner_id: miner_id.to_owned(),
-        at: now,
-        status: outcome.new_status,
-        metrics,
-        time_since_last: outcome.since_last.map(|d| d.as_secs_f64()),
-    });
     Plan {
         state: Some((state, queue)),
         transition,
@@ -110,25 +113,58 @@ pub(super) fn after_heartbeat(
     }
 }
 
-/// The alert of a heartbeat that changed the status from `old`: only crossing the up/offline
-/// line is alerted.
-fn heartbeat_alert(
-    outcome: &HeartbeatOutcome,
-    old: HeartbeatStatus,
-    now: DateTime<Utc>,
+/// The alert of a heartbeat (made at `at`) that changed the status `(from, to)`: only crossing
+/// the up/offline line is alerted.
+fn change_alert(
+    miner_id: &str,
+    (from, to): (HeartbeatStatus, HeartbeatStatus),
+    since_last: Option<Duration>,
+    at: DateTime<Utc>,
 ) -> Option<Alert> {
-    let miner_id = outcome.miner_id.to_string();
-    match (old.is_up(), outcome.new_status.is_up()) {
+    let miner_id = miner_id.to_owned();
+    match (from.is_up(), to.is_up()) {
         (false, true) => Some(Alert::MinerRecovered {
             miner_id,
-            offline_for_secs: outcome.since_last.map(|d| d.as_secs_f64()),
+            offline_for_secs: since_last.map(|d| d.as_secs_f64()),
         }),
         (true, false) => Some(Alert::MinerOffline {
             miner_id,
-            last_seen: Some(now),
+            last_seen: Some(at),
             reason: SIGNED_OFF.into(),
         }),
         _ => None,
+    }
+}
+
+/// The plan for a change of status another coordinator's heartbeat brought (merged at `now`,
+/// for a shard this coordinator owns): recorded and alerted as if the heartbeat had come here,
+/// with the heartbeat's own time. No metrics: the coordinator that took it sampled them.
+pub(super) fn after_merge(merged: &Merged, now: DateTime<Utc>) -> Plan {
+    let miner_id = merged.miner_id.as_ref();
+    let change = (merged.old_status, merged.new_status);
+    Plan {
+        state: Some((
+            MinerState {
+                miner_id: miner_id.to_owned(),
+                last_heartbeat: merged.last_seen,
+                status: merged.new_status,
+                heartbeat_count: merged.heartbeat_count,
+                metrics: None,
+                at: now,
+            },
+            Queue::Keep,
+        )),
+        transition: Some(Transition {
+            change: StatusChange {
+                miner_id: miner_id.to_owned(),
+                timestamp: merged.last_seen,
+                old_status: Some(merged.old_status),
+                new_status: merged.new_status,
+                reason: REPORTED.into(),
+            },
+            alert: change_alert(miner_id, change, merged.since_last, merged.last_seen),
+        }),
+        sample: None,
     }
 }
 
@@ -186,12 +222,12 @@ impl Plan {
         match (self.transition, self.state) {
             (Some(Transition { change, alert }), Some((state, _))) => {
                 let at = change.timestamp;
-                let committed = to
-                    .writer
-                    .send_acked(Write::Transition(Box::new(TransitionWrite {
-                        change,
-                        state,
-                    })));
+                let committed =
+                    to.writer
+                        .send_acked(Write::Transition(Box::new(TransitionWrite {
+                            change,
+                            state,
+                        })));
                 if let Some(alert) = alert {
                     to.alerter.send_after_commit(alert, at, committed);
                 }
@@ -227,7 +263,8 @@ mod tests {
             new_status: new,
             heartbeat_count: 7,
             since_last: Some(Duration::from_secs(90)),
-            sample_due: sample,
+            refresh_due: sample,
+            metrics_due: sample,
             credential: Default::default(),
         }
     }
@@ -238,10 +275,9 @@ mod tests {
 
     /// The status written to miner_states, and how it is queued.
     fn state_of(plan: &Plan) -> Option<(HeartbeatStatus, Queue)> {
-        match &plan.state {
-            Some((state, queue)) => Some((state.status, *queue)),
-            None => None,
-        }
+        plan.state
+            .as_ref()
+            .map(|(state, queue)| (state.status, *queue))
     }
 
     #[test]
@@ -427,5 +463,34 @@ mod tests {
             plan.state,
             Some((MinerState { last_heartbeat, .. }, _)) if last_heartbeat == now()
         ));
+    }
+
+    #[test]
+    fn a_recovery_merged_from_another_coordinator_is_recorded_at_its_heartbeats_time() {
+        let heard = now() - chrono::TimeDelta::seconds(3);
+        let merged = Merged {
+            miner_id: "m0".into(),
+            old_status: Offline,
+            new_status: Online,
+            last_seen: heard,
+            heartbeat_count: 40,
+            since_last: Some(Duration::from_secs(120)),
+        };
+        let plan = after_merge(&merged, now());
+        assert_eq!(state_of(&plan), Some((Online, Queue::Keep)));
+        let transition = plan.transition.expect("a change is a transition");
+        assert_eq!(transition.change.timestamp, heard);
+        assert_eq!(transition.change.old_status, Some(Offline));
+        assert_eq!(
+            transition.alert,
+            Some(Alert::MinerRecovered {
+                miner_id: "m0".into(),
+                offline_for_secs: Some(120.0),
+            })
+        );
+        assert!(
+            plan.sample.is_none(),
+            "the coordinator that took it sampled it"
+        );
     }
 }

@@ -81,7 +81,10 @@ async fn a_miner_is_found_by_id_and_by_token(store: &dyn Store) -> Outcome {
     assert_eq!(by_id.token_hash, [42; 32]);
     assert_eq!(by_id.current_status, Some(HeartbeatStatus::Degraded));
     assert_eq!(by_id.heartbeat_count, 9);
-    let by_token = store.summary_by_token(&[42; 32]).await?.ok_or("t1 by token")?;
+    let by_token = store
+        .summary_by_token(&[42; 32])
+        .await?
+        .ok_or("t1 by token")?;
     assert_eq!(by_token.id, "t1");
     assert!(store.summary("nobody").await?.is_none());
     assert!(store.summary_by_token(&[43; 32]).await?.is_none());

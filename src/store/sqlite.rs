@@ -12,8 +12,8 @@ use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 
 use super::records::format_time;
 use super::{
-    Applied, MinerRecord, MinerState, MinerSummary, StatusChange, Store, StoreError,
-    StoredCommand, Write,
+    Applied, MinerRecord, MinerState, MinerSummary, StatusChange, Store, StoreError, StoredCommand,
+    Write,
 };
 use crate::api::{CommandState, HeartbeatStatus, VerificationStatus};
 

@@ -350,7 +350,9 @@ mod tests {
             let superseded = batch
                 .iter()
                 .enumerate()
-                .filter(|(_, w)| matches!(w, Write::Metrics { miner_id, .. } if miner_id == "stale"))
+                .filter(
+                    |(_, w)| matches!(w, Write::Metrics { miner_id, .. } if miner_id == "stale"),
+                )
                 .map(|(i, _)| i)
                 .collect();
             Ok(crate::store::Applied { superseded })

@@ -78,7 +78,7 @@ pub(super) async fn receive(
     // only when a write is due: at the agent's cadence, one heartbeat in six.
     let metrics = state
         .registry
-        .state_due(miner_id, body.status, clock)
+        .write_due(miner_id, body.status, clock)
         .then(|| metrics_json(&body))
         .flatten();
     let persist = |outcome: &HeartbeatOutcome| persist(&state, &body, metrics, outcome, now);
@@ -163,7 +163,7 @@ fn persist(
     outcome: &HeartbeatOutcome,
     now: chrono::DateTime<Utc>,
 ) {
-    if !outcome.state_due() {
+    if !outcome.write_due() {
         return;
     }
     // Not prepared only when another request for this miner changed its state between the hint

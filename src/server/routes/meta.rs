@@ -27,6 +27,15 @@ pub(super) async fn metrics(State(state): State<AppState>) -> impl IntoResponse 
         state.writer.stats(),
         tokio::time::Instant::now(),
     );
+    text.push_str(&crate::server::metrics::render_store(
+        state.store.documents_written(),
+        state.writer.stats(),
+        state
+            .replica
+            .as_deref()
+            .map(|r| (r.name.as_str(), r.view()))
+            .as_ref(),
+    ));
     if let Some(relay) = &state.relay.view {
         text.push_str(&crate::server::metrics::render_relay(&relay.sessions()));
     }

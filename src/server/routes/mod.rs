@@ -40,7 +40,12 @@ pub fn router(state: AppState) -> Router {
         .route("/commune/register", post(updates::commune))
         .route("/whoami", get(meta::whoami))
         .route("/openapi.json", get(meta::openapi))
-        .route("/healthz", get(meta::healthz));
+        .route("/healthz", get(meta::healthz))
+        // Before any route: a miner another coordinator registered is looked up in the store.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            super::learn::unknown_miners,
+        ));
     Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(meta::healthz))

@@ -34,8 +34,21 @@ const CADENCE_WEIGHT: f64 = 0.25;
 /// A miner is late once silent for this many of its own intervals (see the module docs).
 const LATE_AFTER_INTERVALS: f64 = 1.5;
 
-/// How often miner_states and metrics_history are written for a miner whose status is unchanged.
-pub const SAMPLE_EVERY: Duration = Duration::from_secs(60);
+/// How often miner_states is refreshed and metrics_history sampled for a miner whose status is
+/// unchanged (`--state-every`, `--metrics-every`).
+#[derive(Debug, Clone, Copy)]
+pub struct Sampling {
+    pub state_every: Duration,
+    pub metrics_every: Duration,
+}
+
+impl Sampling {
+    /// The embedded store's default: every minute.
+    pub const EVERY_MINUTE: Sampling = Sampling {
+        state_every: Duration::from_secs(60),
+        metrics_every: Duration::from_secs(60),
+    };
+}
 
 /// The guard holds transitions for at most this many times `offline_after`: a silence that long
 /// is real (half the fleet really went away), and the miners must be reported offline.
@@ -49,6 +62,7 @@ const HOLD_RECHECK: Duration = Duration::from_secs(1);
 pub struct Registry {
     inner: Mutex<Inner>,
     offline_after: Duration,
+    sampling: Sampling,
     /// Wakes the health check when the earliest deadline may have moved earlier.
     pub(crate) deadline_moved: Notify,
 }
@@ -65,6 +79,8 @@ struct Inner {
     holding_since: Option<Instant>,
     /// The guard gave up holding during the present mass silence (see [`MAX_HOLD_FACTOR`]).
     hold_expired: bool,
+    /// What coordinators sharing the store need (see `sharing.rs`).
+    sharing: sharing::Sharing,
 }
 
 #[derive(Debug)]
@@ -76,7 +92,9 @@ struct Entry {
     clock: Option<Instant>,
     last_seen: Option<DateTime<Utc>>,
     heartbeat_count: u64,
-    last_sample: Option<Instant>,
+    /// When miner_states and metrics_history were last written for it by this coordinator.
+    last_state: Option<Instant>,
+    last_metrics: Option<Instant>,
     /// When the last heartbeat arrived (this process's clock).
     last_beat: Option<Instant>,
     /// The miner's usual interval between heartbeats, once it has beaten twice; gaps longer than
@@ -86,6 +104,13 @@ struct Entry {
     token_used: bool,
     /// A token-less request was accepted for it (`--legacy-clients`) since this process started.
     legacy: bool,
+    /// Its shard ([`crate::store::shard_of`]).
+    shard: u32,
+    /// Heartbeats this coordinator took for it since it started (published to the others).
+    heard: u64,
+    /// It is overdue in a shard another coordinator sweeps, so its clock waits in
+    /// `Sharing::orphans` (not in `Inner::silence`) for that coordinator's word.
+    orphaned: bool,
 }
 
 /// Who presented a token.
@@ -132,8 +157,10 @@ pub struct HeartbeatOutcome {
     pub heartbeat_count: u64,
     /// Time since the previous heartbeat.
     pub since_last: Option<Duration>,
-    /// A periodic sample is due: a minute passed since the last one (or there was none).
-    pub sample_due: bool,
+    /// A refresh of miner_states is due: `state_every` passed since the last (or there was none).
+    pub refresh_due: bool,
+    /// A metrics_history sample is due: `metrics_every` passed since the last one.
+    pub metrics_due: bool,
     pub credential: CredentialNews,
 }
 
@@ -143,9 +170,15 @@ impl HeartbeatOutcome {
         self.old_status.is_some_and(|old| old != self.new_status)
     }
 
-    /// miner_states needs writing: the status changed (first heartbeat included) or a sample is due.
+    /// miner_states needs writing: the status changed (first heartbeat included) or a refresh
+    /// is due.
     pub fn state_due(&self) -> bool {
-        self.sample_due || self.old_status != Some(self.new_status)
+        self.refresh_due || self.old_status != Some(self.new_status)
+    }
+
+    /// Anything needs writing: miner_states or a metrics_history sample.
+    pub fn write_due(&self) -> bool {
+        self.state_due() || self.metrics_due
     }
 }
 
@@ -184,29 +217,33 @@ pub struct Liveness {
 impl Registry {
     /// Builds the registry from the store. Every miner that was up gets a fresh grace period of
     /// `offline_after` from `now`, so a restart never declares the whole fleet offline.
-    pub fn new(offline_after: Duration, summaries: Vec<MinerSummary>, now: Instant) -> Self {
+    pub fn new(
+        offline_after: Duration,
+        sampling: Sampling,
+        summaries: Vec<MinerSummary>,
+        now: Instant,
+    ) -> Self {
         let mut inner = Inner::default();
         for summary in summaries {
-            let up = summary.current_status.is_some_and(HeartbeatStatus::is_up);
-            inner.insert(Entry {
-                id: summary.id.into(),
-                token_hash: summary.token_hash,
-                status: summary.current_status,
-                clock: up.then_some(now),
-                last_seen: summary.last_heartbeat,
-                heartbeat_count: summary.heartbeat_count,
-                last_sample: None,
-                last_beat: None,
-                cadence: None,
-                token_used: summary.token_used,
-                legacy: false,
-            });
+            inner.insert(Entry::loaded(summary, now));
         }
         Self {
             inner: Mutex::new(inner),
             offline_after,
+            sampling,
             deadline_moved: Notify::new(),
         }
+    }
+
+    /// Adds a miner another coordinator registered, as the store has it (with the grace period
+    /// of [`Registry::new`]); a miner already known is left as it is.
+    pub fn learn(&self, summary: MinerSummary, now: Instant) {
+        let mut inner = self.lock();
+        if !inner.by_id.contains_key(summary.id.as_str()) {
+            inner.insert(Entry::loaded(summary, now));
+        }
+        drop(inner);
+        self.deadline_moved.notify_one();
     }
 
     pub fn offline_after(&self) -> Duration {
@@ -223,19 +260,7 @@ impl Registry {
 
     /// Adds a newly registered miner (no heartbeat yet).
     pub fn add(&self, id: &str, token_hash: [u8; 32]) {
-        self.lock().insert(Entry {
-            id: id.into(),
-            token_hash,
-            status: None,
-            clock: None,
-            last_seen: None,
-            heartbeat_count: 0,
-            last_sample: None,
-            last_beat: None,
-            cadence: None,
-            token_used: false,
-            legacy: false,
-        });
+        self.lock().insert(Entry::new(id, token_hash));
     }
 
     /// Checks `credential` for miner `id` and records its use (see [`CredentialNews`]).
@@ -277,16 +302,26 @@ impl Registry {
         }
     }
 
-    /// Whether a heartbeat of `id` reporting `reported` at `now` will want miner_states written
-    /// ([`HeartbeatOutcome::state_due`]), so the caller can prepare that write (serialize the
+    /// Whether a heartbeat of `id` reporting `reported` at `now` will want anything written
+    /// ([`HeartbeatOutcome::write_due`]), so the caller can prepare that write (serialize the
     /// metrics) before [`Registry::heartbeat`] takes the lock, and skip it for the heartbeats
     /// that write nothing. A hint: another request for the same miner, or a sweep, may change the
     /// answer before then, so `persist` must still cope with either.
-    pub fn state_due(&self, id: &str, reported: HeartbeatStatus, now: Instant) -> bool {
+    pub fn write_due(&self, id: &str, reported: HeartbeatStatus, now: Instant) -> bool {
         let inner = self.lock();
         inner.by_id.get(id).is_some_and(|&i| {
             let entry = &inner.miners[i];
-            entry.status != Some(reported) || entry.sample_due(now)
+            entry.status != Some(reported)
+                || due(
+                    entry.last_state,
+                    inner.sharing.spread(self.sampling.state_every),
+                    now,
+                )
+                || due(
+                    entry.last_metrics,
+                    inner.sharing.spread(self.sampling.metrics_every),
+                    now,
+                )
         })
     }
 
@@ -309,9 +344,8 @@ impl Registry {
         let entry = &mut inner.miners[i];
         let news = admit(entry, credential)?;
         let was_empty = inner.silence.is_empty();
-        if let Some(clock) = entry.clock.take() {
-            inner.silence.remove(&(clock, i));
-        }
+        inner.unclock(i);
+        let entry = &mut inner.miners[i];
         let since_last = entry.last_seen.and_then(|last| (wall - last).to_std().ok());
         let old_status = entry.status;
         entry.status = Some(reported);
@@ -326,13 +360,19 @@ impl Registry {
             });
         }
         entry.last_beat = Some(now);
-        if reported.is_up() {
-            entry.clock = Some(now);
-            inner.silence.insert((now, i));
+        entry.heard += 1;
+        let (state_every, metrics_every) = (
+            inner.sharing.spread(self.sampling.state_every),
+            inner.sharing.spread(self.sampling.metrics_every),
+        );
+        let entry = &mut inner.miners[i];
+        let refresh_due = due(entry.last_state, state_every, now);
+        if refresh_due || old_status != Some(reported) {
+            entry.last_state = Some(now);
         }
-        let sample_due = entry.sample_due(now);
-        if sample_due {
-            entry.last_sample = Some(now);
+        let metrics_due = due(entry.last_metrics, metrics_every, now);
+        if metrics_due {
+            entry.last_metrics = Some(now);
         }
         let outcome = HeartbeatOutcome {
             miner_id: Arc::clone(&entry.id),
@@ -340,9 +380,14 @@ impl Registry {
             new_status: reported,
             heartbeat_count: entry.heartbeat_count,
             since_last,
-            sample_due,
+            refresh_due,
+            metrics_due,
             credential: news,
         };
+        if reported.is_up() {
+            inner.clock(i, now);
+        }
+        inner.sharing.touched(&inner.miners[i], i, now);
         persist(&outcome);
         drop(guard);
         if was_empty && reported.is_up() {
@@ -396,6 +441,11 @@ impl Registry {
         }
         for key in overdue {
             inner.silence.remove(&key);
+            // Another coordinator sweeps this shard: its word decides (see `sharing.rs`).
+            if !inner.sharing.owns(inner.miners[key.1].shard) {
+                inner.orphan(key);
+                continue;
+            }
             let entry = &mut inner.miners[key.1];
             entry.clock = None;
             let old_status = entry.status.unwrap_or(HeartbeatStatus::Online);
@@ -407,6 +457,7 @@ impl Registry {
                 heartbeat_count: entry.heartbeat_count,
             };
             persist(&silent);
+            inner.sharing.touched(&inner.miners[key.1], key.1, now);
             sweep.offline.push(silent);
         }
         sweep.next = inner.next_deadline(self.offline_after);
@@ -465,11 +516,44 @@ impl Registry {
 }
 
 impl Entry {
-    /// A minute passed since the last periodic sample, or there was none.
-    fn sample_due(&self, now: Instant) -> bool {
-        self.last_sample
-            .is_none_or(|at| now.duration_since(at) >= SAMPLE_EVERY)
+    /// A newly registered miner (no heartbeat yet).
+    fn new(id: &str, token_hash: [u8; 32]) -> Self {
+        Self {
+            id: id.into(),
+            token_hash,
+            status: None,
+            clock: None,
+            last_seen: None,
+            heartbeat_count: 0,
+            last_state: None,
+            last_metrics: None,
+            last_beat: None,
+            cadence: None,
+            token_used: false,
+            legacy: false,
+            shard: crate::store::shard_of(id),
+            heard: 0,
+            orphaned: false,
+        }
     }
+
+    /// A miner as the store has it; an up one gets the grace period from `now`.
+    fn loaded(summary: MinerSummary, now: Instant) -> Self {
+        let up = summary.current_status.is_some_and(HeartbeatStatus::is_up);
+        Self {
+            status: summary.current_status,
+            clock: up.then_some(now),
+            last_seen: summary.last_heartbeat,
+            heartbeat_count: summary.heartbeat_count,
+            token_used: summary.token_used,
+            ..Self::new(&summary.id, summary.token_hash)
+        }
+    }
+}
+
+/// `every` passed since `last`, or there was none.
+fn due(last: Option<Instant>, every: Duration, now: Instant) -> bool {
+    last.is_none_or(|at| now.duration_since(at) >= every)
 }
 
 /// The credential check itself: a token must be the miner's; no token passes only for a miner
@@ -502,6 +586,31 @@ impl Inner {
         self.holding_since.take().is_some()
     }
 
+    /// Stops the silence clock of miner `i` (wherever it waits).
+    fn unclock(&mut self, i: usize) {
+        let entry = &mut self.miners[i];
+        if let Some(clock) = entry.clock.take() {
+            if std::mem::take(&mut entry.orphaned) {
+                self.sharing.orphans.remove(&(clock, i));
+            } else {
+                self.silence.remove(&(clock, i));
+            }
+        }
+    }
+
+    /// Starts the silence clock of miner `i` at `at` (it is up).
+    fn clock(&mut self, i: usize, at: Instant) {
+        self.unclock(i);
+        self.miners[i].clock = Some(at);
+        self.silence.insert((at, i));
+    }
+
+    /// Moves an overdue miner's clock from the silence set to the orphans.
+    fn orphan(&mut self, key: (Instant, usize)) {
+        self.miners[key.1].orphaned = true;
+        self.sharing.orphans.insert(key);
+    }
+
     fn insert(&mut self, entry: Entry) {
         let i = self.miners.len();
         if let Some(clock) = entry.clock {
@@ -521,14 +630,18 @@ impl Inner {
     }
 }
 
+mod sharing;
+pub use sharing::{ALL_SHARDS, Merged};
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const AFTER: Duration = Duration::from_secs(45);
+    const SAMPLE_EVERY: Duration = Duration::from_secs(60);
 
     fn registry(n: usize) -> Registry {
-        let r = Registry::new(AFTER, Vec::new(), Instant::now());
+        let r = Registry::new(AFTER, Sampling::EVERY_MINUTE, Vec::new(), Instant::now());
         for i in 0..n {
             r.add(&format!("m{i}"), [i as u8; 32]);
         }
@@ -553,7 +666,7 @@ mod tests {
         let t0 = Instant::now();
         let first = beat(&r, 0, t0);
         assert!(!first.is_transition());
-        assert!(first.sample_due);
+        assert!(first.refresh_due && first.metrics_due);
         let sweep = r.sweep(t0 + AFTER, |_| {});
         assert_eq!(sweep.offline.len(), 1);
         assert_eq!(sweep.offline[0].old_status, HeartbeatStatus::Online);
@@ -685,6 +798,7 @@ mod tests {
         let t0 = Instant::now();
         let r = Registry::new(
             AFTER,
+            Sampling::EVERY_MINUTE,
             vec![
                 summary("up", HeartbeatStatus::Online),
                 summary("down", HeartbeatStatus::Offline),
@@ -796,9 +910,9 @@ mod tests {
     fn samples_are_due_once_a_minute_and_state_also_on_a_status_change() {
         let r = registry(1);
         let t0 = Instant::now();
-        assert!(beat(&r, 0, t0).sample_due);
-        assert!(!beat(&r, 0, t0 + Duration::from_secs(10)).sample_due);
-        assert!(beat(&r, 0, t0 + SAMPLE_EVERY).sample_due);
+        assert!(beat(&r, 0, t0).metrics_due);
+        assert!(!beat(&r, 0, t0 + Duration::from_secs(10)).metrics_due);
+        assert!(beat(&r, 0, t0 + SAMPLE_EVERY).metrics_due);
         let degraded = r
             .heartbeat(
                 "m0",
@@ -810,7 +924,7 @@ mod tests {
             )
             .expect("known");
         assert!(
-            !degraded.sample_due,
+            !degraded.metrics_due,
             "a status change does not force a metrics sample"
         );
         assert!(degraded.state_due() && degraded.is_transition());
@@ -830,7 +944,7 @@ mod tests {
             (HeartbeatStatus::Offline, t0 + SAMPLE_EVERY + secs(1), true),
         ];
         for (status, at, due) in beats {
-            let hint = r.state_due("m0", status, at);
+            let hint = r.write_due("m0", status, at);
             let outcome = r
                 .heartbeat(
                     "m0",
@@ -842,14 +956,32 @@ mod tests {
                 )
                 .expect("known");
             assert_eq!(
-                (hint, outcome.state_due()),
+                (hint, outcome.write_due()),
                 (due, due),
                 "{status:?} at {at:?}"
             );
         }
         assert!(
-            !r.state_due("zz", HeartbeatStatus::Online, t0),
+            !r.write_due("zz", HeartbeatStatus::Online, t0),
             "an unknown miner writes nothing"
         );
+    }
+
+    #[test]
+    fn state_refreshes_and_metrics_samples_keep_their_own_intervals() {
+        let sampling = Sampling {
+            state_every: Duration::from_secs(600),
+            metrics_every: Duration::from_secs(60),
+        };
+        let r = Registry::new(AFTER, sampling, Vec::new(), Instant::now());
+        r.add("m0", [0; 32]);
+        let t0 = Instant::now();
+        let first = beat(&r, 0, t0);
+        assert!(first.refresh_due && first.metrics_due);
+        let minute = beat(&r, 0, t0 + Duration::from_secs(60));
+        assert!(!minute.refresh_due && minute.metrics_due && minute.write_due());
+        assert!(!minute.state_due());
+        let later = beat(&r, 0, t0 + Duration::from_secs(600));
+        assert!(later.refresh_due);
     }
 }
