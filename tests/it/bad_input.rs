@@ -1,8 +1,11 @@
 //! Bad input on every route: each case gets its 4xx status and `{"error", "detail"}` body, and
-//! afterwards nothing anywhere has changed and the server still serves.
+//! afterwards nothing anywhere has changed and the server still serves. Each test runs on
+//! SQLite and on Firestore (`bad_input::sqlite::…`, `bad_input::firestore::…`).
 #![cfg(unix)]
 
-use crate::common::{self, Server, TestResult, fixture, get, heartbeat, register};
+use crate::common::{
+    self, Backend, Server, TestResult, both_backends, fixture, get, heartbeat, register,
+};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -914,9 +917,8 @@ fn cases(a: &str, b: &str) -> Vec<Case> {
     ]
 }
 
-#[tokio::test]
-async fn every_route_refuses_bad_input_and_changes_nothing() -> TestResult {
-    let (_home, server) = common::coordinator()?;
+async fn every_route_refuses_bad_input_and_changes_nothing(backend: Backend) -> TestResult {
+    let (_home, server) = common::coordinator_on(&backend)?;
     let http = reqwest::Client::new();
     let (a, token_a) = register(&http, &server).await?;
     let (b, token_b) = register(&http, &server).await?;
@@ -977,9 +979,8 @@ async fn every_route_refuses_bad_input_and_changes_nothing() -> TestResult {
     Ok(())
 }
 
-#[tokio::test]
-async fn anonymous_registration_is_rate_limited_per_address() -> TestResult {
-    let (_home, server) = common::coordinator()?;
+async fn anonymous_registration_is_rate_limited_per_address(backend: Backend) -> TestResult {
+    let (_home, server) = common::coordinator_on(&backend)?;
     let http = reqwest::Client::new();
     let url = format!("{}/miners/", server.api);
     let body = fixture("registration.json", "");
@@ -1034,9 +1035,8 @@ async fn anonymous_registration_is_rate_limited_per_address() -> TestResult {
 
 /// A number, null or list where a name belongs is reported as that field of the wrong type
 /// (it read "the body is not valid JSON: expected value at line 1 column 12").
-#[tokio::test]
-async fn a_wrong_type_where_a_name_belongs_names_the_field() -> TestResult {
-    let (_home, server) = common::coordinator()?;
+async fn a_wrong_type_where_a_name_belongs_names_the_field(backend: Backend) -> TestResult {
+    let (_home, server) = common::coordinator_on(&backend)?;
     let http = reqwest::Client::new();
     let (a, _) = register(&http, &server).await?;
     for (value, found) in [
@@ -1060,3 +1060,9 @@ async fn a_wrong_type_where_a_name_belongs_names_the_field() -> TestResult {
     }
     Ok(())
 }
+
+both_backends!(
+    every_route_refuses_bad_input_and_changes_nothing,
+    anonymous_registration_is_rate_limited_per_address,
+    a_wrong_type_where_a_name_belongs_names_the_field,
+);

@@ -1,6 +1,8 @@
 //! Commands from the coordinator to a miner: queued by the admin (`polaris miners …` or the
 //! HTTP API), delivered in heartbeat answers, carried out by the real agent and reported back;
-//! expired when nobody asks for them; kept across a restart of the coordinator.
+//! expired when nobody asks for them; kept across a restart of the coordinator. The tests
+//! without an agent run on SQLite and on Firestore (`commands::sqlite::…`,
+//! `commands::firestore::…`).
 // The agent tests' parts (and the agent itself, with its control socket) are Linux-only.
 #![cfg(target_os = "linux")]
 
@@ -10,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::agent::Agent;
 use crate::common::admin_miners as miners;
-use crate::common::{self, Server, TestResult};
+use crate::common::{self, Backend, Server, TestResult, both_backends};
 
 async fn commands_of(server: &Server, miner_id: &str) -> Result<Value, Box<dyn std::error::Error>> {
     let url = format!("{}/miners/{miner_id}/commands", server.api);
@@ -131,10 +133,11 @@ async fn a_key_command_to_a_miner_without_ssh_access_fails_with_the_reason() -> 
     Ok(())
 }
 
-#[tokio::test]
-async fn a_command_nobody_asks_for_expires_and_an_open_one_survives_a_restart() -> TestResult {
+async fn a_command_nobody_asks_for_expires_and_an_open_one_survives_a_restart(
+    backend: Backend,
+) -> TestResult {
     let home = tempfile::tempdir()?;
-    let server = Server::start(home.path(), &["--command-expiry", "1s"])?;
+    let server = Server::start_on(&backend, home.path(), &["--command-expiry", "1s"])?;
     let http = reqwest::Client::new();
     let (miner_id, token) = common::register(&http, &server).await?;
 
@@ -160,7 +163,7 @@ async fn a_command_nobody_asks_for_expires_and_an_open_one_survives_a_restart() 
     // A command queued before a restart of the coordinator is still there after it (each run
     // on a free port of its own).
     drop(server);
-    let server = Server::start(home.path(), &[])?;
+    let server = Server::start_on(&backend, home.path(), &[])?;
     let (status, queued) = queue(
         &server,
         &miner_id,
@@ -171,7 +174,7 @@ async fn a_command_nobody_asks_for_expires_and_an_open_one_survives_a_restart() 
     assert_eq!(status, 202, "{queued}");
     let id = queued["id"].as_str().ok_or("no id")?.to_owned();
     drop(server);
-    let server = Server::start(home.path(), &[])?;
+    let server = Server::start_on(&backend, home.path(), &[])?;
     let list = commands_of(&server, &miner_id).await?;
     assert_eq!(list["commands"][0]["id"], id.as_str(), "{list}");
     assert_eq!(list["commands"][0]["state"], "queued", "{list}");
@@ -209,9 +212,10 @@ async fn a_command_nobody_asks_for_expires_and_an_open_one_survives_a_restart() 
     Ok(())
 }
 
-#[tokio::test]
-async fn commands_are_only_for_the_admin_and_checked_before_they_are_queued() -> TestResult {
-    let (_home, server) = common::coordinator()?;
+async fn commands_are_only_for_the_admin_and_checked_before_they_are_queued(
+    backend: Backend,
+) -> TestResult {
+    let (_home, server) = common::coordinator_on(&backend)?;
     let http = reqwest::Client::new();
     let (miner_id, token) = common::register(&http, &server).await?;
     let admin = server.admin_token.clone();
@@ -262,3 +266,8 @@ async fn commands_are_only_for_the_admin_and_checked_before_they_are_queued() ->
     assert!(err.contains("fingerprint"), "{err}");
     Ok(())
 }
+
+both_backends!(
+    a_command_nobody_asks_for_expires_and_an_open_one_survives_a_restart,
+    commands_are_only_for_the_admin_and_checked_before_they_are_queued,
+);
