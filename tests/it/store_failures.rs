@@ -5,6 +5,7 @@
 
 use std::io::Read;
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::common::{
@@ -242,6 +243,31 @@ async fn a_firestore_outage_costs_no_heartbeat_and_no_transition() -> TestResult
     .await
     .ok_or("the store's queue never emptied before the outage")?;
 
+    // The steady miner beats every 300 ms from now until the end, outage or not.
+    let beats = Arc::new(Mutex::new(Vec::<(u16, Duration)>::new()));
+    let beater = {
+        let (http, beats) = (http.clone(), Arc::clone(&beats));
+        let url = format!("{}/heart_beat", server.api);
+        let body = fixture("heartbeat.json", &steady);
+        let token = steady_token.clone();
+        tokio::spawn(async move {
+            loop {
+                let sent = Instant::now();
+                let answer = http
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .json(&body)
+                    .timeout(Duration::from_secs(5))
+                    .send()
+                    .await;
+                let status = answer.map_or(0, |a| a.status().as_u16());
+                if let Ok(mut b) = beats.lock() {
+                    b.push((status, sent.elapsed()));
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        })
+    };
     emulator.stop(&project)?;
     let outage = Instant::now();
     // The steady miner keeps beating, the leaving one signs off, the silent one says nothing.
@@ -264,21 +290,9 @@ async fn a_firestore_outage_costs_no_heartbeat_and_no_transition() -> TestResult
             body[&id]["status"].as_str().map(str::to_owned)
         }
     };
-    let mut slowest = Duration::ZERO;
     let queued;
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let sent = Instant::now();
-        let status = http
-            .post(format!("{}/heart_beat", server.api))
-            .bearer_auth(&steady_token)
-            .json(&fixture("heartbeat.json", &steady))
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await?
-            .status();
-        slowest = slowest.max(sent.elapsed());
-        assert_eq!(status, 200, "a heartbeat during the outage");
         let text = common::metrics(&http, &server).await?;
         let depth = metric(&text, "polaris_store_queue_depth");
         let offline = status_of(silent.clone()).await.as_deref() == Some("offline")
@@ -293,7 +307,7 @@ async fn a_firestore_outage_costs_no_heartbeat_and_no_transition() -> TestResult
             )
             .into());
         }
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(
         status_of(steady.clone()).await.as_deref(),
@@ -301,16 +315,12 @@ async fn a_firestore_outage_costs_no_heartbeat_and_no_transition() -> TestResult
         "the steady miner during the outage"
     );
     assert!(
-        slowest < Duration::from_secs(2),
-        "a heartbeat took {slowest:?} during the outage"
-    );
-    assert!(
         hook.of_kind("miner_offline").is_empty(),
         "an alert for a change not yet stored: {:?}",
         hook.alerts()
     );
     println!(
-        "outage: both offline and {queued} writes queued {:?} in; slowest heartbeat {slowest:?}",
+        "outage: both offline and {queued} writes queued {:?} in",
         outage.elapsed()
     );
 
@@ -329,12 +339,28 @@ async fn a_firestore_outage_costs_no_heartbeat_and_no_transition() -> TestResult
         "store caught up {:?} after the emulator came back",
         back.elapsed()
     );
-    assert_eq!(
-        heartbeat(&http, &server, &steady, &steady_token).await?,
-        200
-    );
     // Time for any alert that would come twice.
     tokio::time::sleep(Duration::from_secs(2)).await;
+    beater.abort();
+    let beats = beats.lock().map(|b| b.clone()).unwrap_or_default();
+    let slowest = beats
+        .iter()
+        .map(|(_, took)| *took)
+        .max()
+        .unwrap_or_default();
+    println!(
+        "steady miner: {} heartbeats across the outage, slowest answered in {slowest:?}",
+        beats.len()
+    );
+    assert!(beats.len() >= 10, "{beats:?}");
+    assert!(
+        beats.iter().all(|(status, _)| *status == 200),
+        "every heartbeat answered 200: {beats:?}"
+    );
+    assert!(
+        slowest < Duration::from_secs(2),
+        "a heartbeat took {slowest:?} across the outage"
+    );
     let offline_alerts: Vec<String> = hook
         .of_kind("miner_offline")
         .iter()
