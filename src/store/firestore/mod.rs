@@ -53,9 +53,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use firestore::errors::{BackoffError, FirestoreError};
 use firestore::gcloud_sdk::GoogleAuthHeaders;
+use firestore::select_filter_builder::FirestoreQueryFilterBuilder;
 use firestore::{
-    FirestoreDb, FirestoreDbOptions, FirestoreDocument, FirestoreTransactionOps,
-    FirestoreTransactionOptions, FirestoreValue,
+    FirestoreDb, FirestoreDbOptions, FirestoreDocument, FirestoreQueryFilter,
+    FirestoreTransactionOps, FirestoreTransactionOptions, FirestoreValue,
 };
 use futures_util::{FutureExt, TryStreamExt};
 
@@ -302,37 +303,26 @@ impl FirestoreStore {
             .collect()
     }
 
-    /// Every document of `collection` whose `field` equals `value`.
-    async fn query_eq(
+    /// The documents of `collection` that `filter` keeps (all when it gives no filter), only
+    /// `fields` of each when given, at most `limit`.
+    async fn find(
         &self,
         collection: &str,
-        field: &str,
-        value: &str,
+        fields: Option<&[&str]>,
+        filter: impl Fn(FirestoreQueryFilterBuilder) -> Option<FirestoreQueryFilter>,
+        limit: Option<u32>,
     ) -> Result<Vec<FirestoreDocument>, StoreError> {
-        self.db()
-            .fluent()
-            .select()
-            .from(collection)
-            .filter(|q| q.for_all([q.field(field).eq(value)]))
-            .query()
-            .await
-            .map_err(backend)
-    }
-
-    /// Every document of `collection`, only `fields` of each.
-    async fn scan(
-        &self,
-        collection: &str,
-        fields: &[&str],
-    ) -> Result<Vec<FirestoreDocument>, StoreError> {
-        self.db()
-            .fluent()
-            .select()
-            .fields(fields)
-            .from(collection)
-            .query()
-            .await
-            .map_err(backend)
+        let select = self.db().fluent().select();
+        let select = match fields {
+            Some(fields) => select.fields(fields),
+            None => select,
+        };
+        let query = select.from(collection).filter(filter);
+        let query = match limit {
+            Some(limit) => query.limit(limit),
+            None => query,
+        };
+        query.query().await.map_err(backend)
     }
 
     async fn apply_once(&self, batch: Arc<[Write]>) -> Result<Applied, StoreError> {
@@ -576,10 +566,12 @@ impl Store for FirestoreStore {
     /// Two full scans (miners, miner_states), only the fields a summary needs.
     async fn load_summaries(&self) -> Result<Vec<MinerSummary>, StoreError> {
         let (miners, states) = tokio::try_join!(
-            self.scan(MINERS, &["token_hash", "token_used"]),
-            self.scan(
+            self.find(MINERS, Some(&["token_hash", "token_used"]), |_| None, None),
+            self.find(
                 STATES,
-                &["last_heartbeat", "current_status", "heartbeat_count"]
+                Some(&["last_heartbeat", "current_status", "heartbeat_count"]),
+                |_| None,
+                None
             ),
         )?;
         let states: HashMap<String, StatusDoc> = states
@@ -628,16 +620,13 @@ impl Store for FirestoreStore {
         bounded("a miner by token", async {
             let hex = docs::hex_hash(token_hash);
             let found = self
-                .db()
-                .fluent()
-                .select()
-                .fields(["token_hash", "token_used"])
-                .from(MINERS)
-                .filter(|q| q.for_all([q.field("token_hash").eq(hex.as_str())]))
-                .limit(1)
-                .query()
-                .await
-                .map_err(backend)?;
+                .find(
+                    MINERS,
+                    Some(&["token_hash", "token_used"]),
+                    |q| q.field("token_hash").eq(hex.as_str()),
+                    Some(1),
+                )
+                .await?;
             let Some(miner) = found.first() else {
                 return Ok(None);
             };
@@ -656,16 +645,13 @@ impl Store for FirestoreStore {
         loop {
             let chunk = bounded("pruning metrics_history", async {
                 let old = self
-                    .db()
-                    .fluent()
-                    .select()
-                    .fields(Vec::<String>::new())
-                    .from(METRICS)
-                    .filter(|q| q.for_all([q.field("timestamp").less_than(before)]))
-                    .limit(PRUNE_CHUNK)
-                    .query()
-                    .await
-                    .map_err(backend)?;
+                    .find(
+                        METRICS,
+                        Some(&[]),
+                        |q| q.field("timestamp").less_than(before),
+                        Some(PRUNE_CHUNK),
+                    )
+                    .await?;
                 if old.is_empty() {
                     return Ok(0);
                 }
@@ -754,7 +740,9 @@ impl Store for FirestoreStore {
     /// In `seq` order: the order the transitions were applied in.
     async fn status_history(&self, miner_id: &str) -> Result<Vec<StatusChange>, StoreError> {
         bounded("a miner's status history", async {
-            let rows = self.query_eq(HISTORY, "miner_id", miner_id).await?;
+            let rows = self
+                .find(HISTORY, None, |q| q.field("miner_id").eq(miner_id), None)
+                .await?;
             let mut rows: Vec<(HistoryDoc, String)> = rows
                 .iter()
                 .map(|doc| {
@@ -773,15 +761,13 @@ impl Store for FirestoreStore {
     /// A scan of the miners that have a key, the key field only.
     async fn relay_keys(&self) -> Result<Vec<(String, String)>, StoreError> {
         let found = self
-            .db()
-            .fluent()
-            .select()
-            .fields(["relay_key"])
-            .from(MINERS)
-            .filter(|q| q.for_all([q.field("relay_key").is_not_null()]))
-            .query()
-            .await
-            .map_err(backend)?;
+            .find(
+                MINERS,
+                Some(&["relay_key"]),
+                |q| q.field("relay_key").is_not_null(),
+                None,
+            )
+            .await?;
         let mut keys: Vec<(String, String)> = found
             .iter()
             .map(|doc| {
@@ -800,14 +786,8 @@ impl Store for FirestoreStore {
             CommandState::Delivered.as_str(),
         ];
         let found = self
-            .db()
-            .fluent()
-            .select()
-            .from(COMMANDS)
-            .filter(|q| q.for_all([q.field("state").is_in(open)]))
-            .query()
-            .await
-            .map_err(backend)?;
+            .find(COMMANDS, None, |q| q.field("state").is_in(open), None)
+            .await?;
         let mut commands = read_commands(&found)?;
         commands.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         Ok(commands)
@@ -820,7 +800,9 @@ impl Store for FirestoreStore {
         limit: usize,
     ) -> Result<Vec<StoredCommand>, StoreError> {
         bounded("a miner's commands", async {
-            let found = self.query_eq(COMMANDS, "miner_id", miner_id).await?;
+            let found = self
+                .find(COMMANDS, None, |q| q.field("miner_id").eq(miner_id), None)
+                .await?;
             let mut commands = read_commands(&found)?;
             commands.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
             commands.truncate(limit);
@@ -874,14 +856,13 @@ impl Peers for FirestoreStore {
             self.inner.written.fetch_add(1, Ordering::Relaxed);
             let now = docs::timestamp(now)?;
             let found = self
-                .db()
-                .fluent()
-                .select()
-                .from(REPLICAS)
-                .filter(|q| q.for_all([q.field("expires_at").greater_than(now)]))
-                .query()
-                .await
-                .map_err(backend)?;
+                .find(
+                    REPLICAS,
+                    None,
+                    |q| q.field("expires_at").greater_than(now),
+                    None,
+                )
+                .await?;
             let mut members: Vec<Member> = found
                 .iter()
                 .map(|doc| {
@@ -924,15 +905,9 @@ impl Peers for FirestoreStore {
     ) -> Result<Vec<SeenDoc>, StoreError> {
         bounded("reading what the other coordinators saw", async {
             let since = docs::timestamp(since)?;
-            let found = self
-                .db()
-                .fluent()
-                .select()
-                .from(SEEN)
-                .filter(|q| q.for_all([q.field("written_at").greater_than_or_equal(since)]))
-                .query()
-                .await
-                .map_err(backend)?;
+            let filter =
+                |q: FirestoreQueryFilterBuilder| q.field("written_at").greater_than_or_equal(since);
+            let found = self.find(SEEN, None, filter, None).await?;
             let mut seen = Vec::new();
             for doc in &found {
                 let what = format!("{SEEN}/{}", docs::doc_id(doc));
