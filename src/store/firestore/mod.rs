@@ -208,7 +208,7 @@ impl FirestoreStore {
         };
         let db = FirestoreDb::with_options_auth(options, auth)
             .await
-            .map_err(|err| cannot_use(settings, &err))?;
+            .map_err(|err| unreachable(settings, &err))?;
         let place = match &settings.emulator {
             Some(host) => format!(
                 "project {}, database {database}, emulator {host}",
@@ -237,7 +237,7 @@ impl FirestoreStore {
             .query()
             .await
             .map(drop)
-            .map_err(|err| cannot_use_place(&self.inner.place, self.is_emulator(), &err))
+            .map_err(|err| refused_probe(&self.inner.place, self.is_emulator(), &err))
     }
 
     fn is_emulator(&self) -> bool {
@@ -528,18 +528,24 @@ async fn key_file_credentials(path: &Path) -> Result<GoogleAuthHeaders, String> 
     }
 }
 
-fn cannot_use(settings: &FirestoreSettings, err: &FirestoreError) -> String {
-    let place = match &settings.emulator {
-        Some(host) => format!("emulator {host}"),
-        None => format!("project {}", settings.project),
-    };
-    cannot_use_place(&place, settings.emulator.is_some(), err)
+/// The connection itself failed (before any credentials were asked).
+fn unreachable(settings: &FirestoreSettings, err: &FirestoreError) -> String {
+    match &settings.emulator {
+        Some(host) => format!(
+            "cannot reach the Firestore emulator at {host} ({EMULATOR_VAR}): {err}. Start it, or fix {EMULATOR_VAR} (host:port)"
+        ),
+        None => format!(
+            "cannot reach Firestore at {GOOGLE_URL}: {err}. Check the network (DNS, proxy, firewall); for the emulator set {EMULATOR_VAR}"
+        ),
+    }
 }
 
-fn cannot_use_place(place: &str, emulator: bool, err: &FirestoreError) -> String {
+/// The probe read failed: the address answers, but the database, the project or the
+/// credentials do not do.
+fn refused_probe(place: &str, emulator: bool, err: &FirestoreError) -> String {
     if emulator {
         format!(
-            "cannot use the Firestore emulator ({place}; {EMULATOR_VAR}): {err}. Start it, or fix {EMULATOR_VAR} (host:port)"
+            "the Firestore emulator ({place}; {EMULATOR_VAR}) refused a read: {err}. Fix {EMULATOR_VAR} (host:port of a Firestore emulator)"
         )
     } else {
         format!(
