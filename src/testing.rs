@@ -4,6 +4,9 @@
 //! [`missing_service`]. `cargo test` captures what a passing test prints, so a skip is also
 //! appended to the file named by `POLARIS_SKIP_LOG`, which `scripts/test.sh` sets and prints at
 //! the end of the run.
+//!
+//! Tests of the Firestore store use the emulator `scripts/test.sh` starts: [`firestore_emulator`]
+//! says where, [`unique_project`] gives each test data of its own there.
 
 use std::io::Write;
 use std::path::Path;
@@ -26,6 +29,42 @@ pub fn missing_service(service: &str, why: &str) {
     }
 }
 
+/// `host:port` of the Firestore emulator the tests use, from `POLARIS_TEST_FIRESTORE` (which
+/// `scripts/test.sh` sets once it has started one). Unset, this reports the skip through
+/// [`missing_service`] (a panic under `POLARIS_REQUIRE_SERVICES=1`) and returns `None`.
+pub fn firestore_emulator() -> Option<String> {
+    match std::env::var("POLARIS_TEST_FIRESTORE") {
+        Ok(host) if !host.trim().is_empty() => Some(host.trim().to_owned()),
+        _ => {
+            missing_service(
+                "firestore emulator",
+                "POLARIS_TEST_FIRESTORE is not set: scripts/test.sh starts one and sets it",
+            );
+            None
+        }
+    }
+}
+
+/// A Firestore project id no other test (of this run or an earlier one against the same
+/// emulator) uses: on the emulator every project id works and holds its own data.
+pub fn unique_project(label: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let label: String = label
+        .chars()
+        .map(|c| match c.to_ascii_lowercase() {
+            c @ ('a'..='z' | '0'..='9') => c,
+            _ => '-',
+        })
+        .collect();
+    format!(
+        "{label}-{}-{}-{:08x}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed),
+        rand::random::<u32>()
+    )
+}
+
 /// The test harness names each test's thread after the test.
 fn skip_line(test: Option<&str>, service: &str, why: &str) -> String {
     let test = test.unwrap_or("a test");
@@ -43,6 +82,21 @@ fn record(path: &Path, line: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unique_projects_differ_and_keep_to_safe_characters() {
+        let (a, b) = (
+            unique_project("Store contract"),
+            unique_project("Store contract"),
+        );
+        assert_ne!(a, b);
+        assert!(a.starts_with("store-contract-"), "{a}");
+        assert!(
+            a.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
+            "{a}"
+        );
+    }
 
     #[test]
     fn skips_are_appended_one_line_each_with_the_test_name() -> std::io::Result<()> {

@@ -133,9 +133,16 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     println!(
         "{} miners loaded from {}; a miner is offline after {} of silence",
         coordinator.miner_count(),
-        settings.database_path().display(),
+        coordinator.store_name(),
         humantime::format_duration(settings.server.offline_after)
     );
+    if let Some(replica) = coordinator.replica_name() {
+        println!(
+            "coordinator {replica} shares the store; it sweeps {} of {} shards now (see polaris_shard_holder in /metrics)",
+            coordinator.shards_owned(),
+            crate::store::SHARDS
+        );
+    }
     if let Some(relay) = coordinator.relay() {
         // One stable line: miners copy the fingerprint into POLARIS_RELAY_HOST_KEY.
         println!(

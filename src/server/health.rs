@@ -25,13 +25,18 @@ pub(super) async fn run(state: AppState, cancel: CancellationToken) {
         let sweep = state.registry.sweep(Instant::now(), |miner| {
             transitions::after_silence(miner, &reason, Utc::now()).queue(&state);
         });
-        if let Some((silent, up)) = sweep.hold_started {
+        // Coordinators sharing the store see the same fleet: the owner of shard 0 speaks for
+        // all of them, so a mass silence is alerted once (alone, a coordinator owns every shard).
+        let speaks_for_all = state.registry.owned() & 1 != 0;
+        if let Some((silent, up)) = sweep.hold_started
+            && speaks_for_all
+        {
             state.alerter.send(Alert::MassSilence { silent, up });
         }
-        if sweep.hold_ended {
+        if sweep.hold_ended && speaks_for_all {
             state.alerter.send(Alert::MassSilenceEnded);
         }
-        if sweep.hold_expired {
+        if sweep.hold_expired && speaks_for_all {
             let held = state.registry.offline_after() * MAX_HOLD_FACTOR;
             state.alerter.send(Alert::MassSilenceExpired {
                 held_for_secs: held.as_secs(),

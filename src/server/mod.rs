@@ -58,6 +58,7 @@ pub struct Coordinator {
     writer_task: JoinHandle<()>,
     /// Set when this start created the admin token file: its path, to tell the operator once.
     pub created_admin_token: Option<std::path::PathBuf>,
+    store_name: String,
 }
 
 impl Coordinator {
@@ -88,7 +89,7 @@ impl Coordinator {
             ),
             None => None,
         };
-        let (store, peers) = open_store(settings).await?;
+        let (store, peers, store_name) = open_store(settings).await?;
         let replica = peers.map(|peers| {
             Arc::new(replicas::Replica::new(
                 replica_name(server.replica.as_deref()),
@@ -160,6 +161,7 @@ impl Coordinator {
             state,
             writer_task,
             created_admin_token,
+            store_name,
         })
     }
 
@@ -179,6 +181,21 @@ impl Coordinator {
             addr: relay.local_addr().ok()?,
             fingerprint: relay.fingerprint().to_owned(),
         })
+    }
+
+    /// Where the state is kept, in words: the database file, or the Firestore project.
+    pub fn store_name(&self) -> &str {
+        &self.store_name
+    }
+
+    /// This coordinator's name among those sharing the store, if it is shared.
+    pub fn replica_name(&self) -> Option<&str> {
+        self.state.replica.as_deref().map(|r| r.name.as_str())
+    }
+
+    /// How many shards this coordinator sweeps now.
+    pub fn shards_owned(&self) -> u32 {
+        self.state.registry.owned().count_ones()
     }
 
     /// Number of miners loaded.
@@ -262,13 +279,13 @@ fn check_store_settings(server: &crate::config::ServerSettings) -> anyhow::Resul
 /// Opens the store the settings name; a shared one (Firestore) also gives its [`Peers`].
 async fn open_store(
     settings: &Settings,
-) -> anyhow::Result<(Arc<dyn Store>, Option<Arc<dyn Peers>>)> {
+) -> anyhow::Result<(Arc<dyn Store>, Option<Arc<dyn Peers>>, String)> {
     match settings.server.store {
         StoreKind::Sqlite => {
             let path = settings.database_path();
             let store = SqliteStore::open(&path)
                 .with_context(|| format!("cannot open the database {}", path.display()))?;
-            Ok((Arc::new(store), None))
+            Ok((Arc::new(store), None, path.display().to_string()))
         }
         StoreKind::Firestore => anyhow::bail!("firestore: wired once the store lands"),
     }

@@ -55,6 +55,8 @@ pub struct View {
     pub owners: Vec<usize>,
     /// Whether the last renewal of the membership failed (the store is unreachable).
     pub renewal_failing: bool,
+    /// Whether the last read of the others' news failed.
+    pub reading_failing: bool,
 }
 
 impl Replica {
@@ -103,11 +105,10 @@ impl Replica {
             .enumerate()
             .filter(|&(_, &owner)| owner == me)
             .fold(0u64, |mask, (shard, _)| mask | (1 << shard));
-        *self.lock() = View {
-            members: names.iter().map(|&n| n.to_owned()).collect(),
-            owners,
-            renewal_failing: false,
-        };
+        let mut view = self.lock();
+        view.members = names.iter().map(|&n| n.to_owned()).collect();
+        view.owners = owners;
+        drop(view);
         Ok((members, owned))
     }
 }
@@ -200,6 +201,9 @@ async fn tick(
     let since = *read_since - chrono::TimeDelta::from_std(CLOCK_SKEW).unwrap_or_default();
     match replica.peers.seen_since(&replica.name, since).await {
         Ok(docs) => {
+            if std::mem::replace(&mut replica.lock().reading_failing, false) {
+                tracing::info!("reading the other coordinators' heartbeats again");
+            }
             let mut lookups = 0;
             for doc in &docs {
                 merge(state, doc, &mut lookups).await;
@@ -207,7 +211,9 @@ async fn tick(
             *read_since = started;
         }
         Err(err) => {
-            tracing::warn!(error = %err, "cannot read the other coordinators' heartbeats; trying again next tick")
+            if !std::mem::replace(&mut replica.lock().reading_failing, true) {
+                tracing::warn!(error = %err, "cannot read the other coordinators' heartbeats; trying again every tick");
+            }
         }
     }
 }

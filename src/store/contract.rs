@@ -1,14 +1,17 @@
 //! What every [`Store`] must do, as one suite run against any `Arc<dyn Store>`: each backend's
-//! tests call [`holds_for`] with a fresh, empty store (SQLite today; Firestore, through its
-//! emulator, when it lands). Rules that belong to one backend (SQLite's schema upgrades) stay in
-//! that backend's own tests.
+//! tests call [`holds_for`] with a fresh, empty store (SQLite; Firestore through its emulator).
+//! A store several coordinators share (Firestore) must also keep the rules of
+//! [`holds_for_shared`]: compare-and-set transitions, first-status-only refreshes, and what
+//! [`Peers`] promises. Rules that belong to one backend (SQLite's schema upgrades) stay in that
+//! backend's own tests.
 
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::{
-    MinerState, NewMiner, StatusChange, Store, StoreError, StoredCommand, TransitionWrite, Write,
+    Applied, MinerState, NewMiner, Peers, Seen, SeenDoc, StatusChange, Store, StoreError,
+    StoredCommand, TransitionWrite, Write,
 };
 use crate::api::{Command, CommandState, HeartbeatStatus, RestartTarget, VerificationStatus};
 
@@ -24,6 +27,23 @@ pub(crate) async fn holds_for(store: Arc<dyn Store>) -> Outcome {
     commands_follow_their_rules(store.as_ref()).await?;
     pruning_drops_only_old_metrics(store.as_ref()).await?;
     a_full_batch_fits(store.as_ref()).await?;
+    Ok(())
+}
+
+/// Runs the rules of a store several coordinators share against `first` and `second`, two
+/// clients of one empty store (as two coordinators would hold), and `peers`, the [`Peers`] of
+/// the same store.
+pub(crate) async fn holds_for_shared(
+    first: Arc<dyn Store>,
+    second: Arc<dyn Store>,
+    peers: Arc<dyn Peers>,
+) -> Outcome {
+    a_stale_transition_is_superseded_and_writes_nothing(first.as_ref()).await?;
+    transitions_of_one_batch_are_judged_in_order(first.as_ref()).await?;
+    a_refresh_sets_only_the_first_status(first.as_ref()).await?;
+    seen_documents_come_back_to_the_others_only(first.as_ref(), peers.as_ref()).await?;
+    of_two_racing_transitions_exactly_one_is_recorded(first, second).await?;
+    memberships_expire_and_end(peers.as_ref()).await?;
     Ok(())
 }
 
@@ -373,5 +393,248 @@ async fn a_full_batch_fits(store: &dyn Store) -> Outcome {
         store.prune_metrics(now - TimeDelta::days(30)).await?,
         max as u64
     );
+    Ok(())
+}
+
+/// `at` to whole microseconds, what stores keep, so that it compares equal once read back.
+fn whole_microseconds(at: DateTime<Utc>) -> Result<DateTime<Utc>, &'static str> {
+    DateTime::from_timestamp_micros(at.timestamp_micros()).ok_or("a time out of range")
+}
+
+fn transition(
+    miner_id: &str,
+    old: Option<HeartbeatStatus>,
+    new: HeartbeatStatus,
+    count: u64,
+    at: DateTime<Utc>,
+) -> Write {
+    Write::Transition(Box::new(TransitionWrite {
+        change: StatusChange {
+            miner_id: miner_id.into(),
+            timestamp: at,
+            old_status: old,
+            new_status: new,
+            reason: format!("{old:?} to {new:?}"),
+        },
+        state: state(miner_id, new, count, at),
+    }))
+}
+
+async fn a_stale_transition_is_superseded_and_writes_nothing(store: &dyn Store) -> Outcome {
+    let at = Utc::now();
+    apply(
+        store,
+        vec![
+            miner("s1", at),
+            Write::State(state("s1", HeartbeatStatus::Online, 4, at)),
+        ],
+    )
+    .await?;
+    // This coordinator believes s1 offline; the store says online.
+    let applied = store
+        .apply(
+            vec![transition(
+                "s1",
+                Some(HeartbeatStatus::Offline),
+                HeartbeatStatus::Online,
+                5,
+                at,
+            )]
+            .into(),
+        )
+        .await?;
+    assert_eq!(applied.superseded, [0]);
+    assert!(
+        store.status_history("s1").await?.is_empty(),
+        "no history row"
+    );
+    let summary = store.summary("s1").await?.ok_or("s1 is gone")?;
+    assert_eq!(summary.current_status, Some(HeartbeatStatus::Online));
+    assert_eq!(summary.heartbeat_count, 4, "the state is unchanged");
+    Ok(())
+}
+
+async fn transitions_of_one_batch_are_judged_in_order(store: &dyn Store) -> Outcome {
+    use HeartbeatStatus::{Degraded, Offline, Online};
+    let at = Utc::now();
+    apply(store, vec![miner("s2", at)]).await?;
+    let applied = store
+        .apply(
+            vec![
+                transition("s2", None, Online, 1, at),
+                transition("s2", Some(Online), Offline, 2, at),
+                // Judged against offline, which the batch reached: stale.
+                transition("s2", Some(Online), Degraded, 3, at),
+                transition("s2", Some(Offline), Online, 4, at),
+            ]
+            .into(),
+        )
+        .await?;
+    assert_eq!(
+        applied,
+        Applied {
+            superseded: vec![2]
+        }
+    );
+    let history: Vec<_> = store
+        .status_history("s2")
+        .await?
+        .into_iter()
+        .map(|c| (c.old_status, c.new_status))
+        .collect();
+    assert_eq!(
+        history,
+        [
+            (None, Online),
+            (Some(Online), Offline),
+            (Some(Offline), Online)
+        ]
+    );
+    let summary = store.summary("s2").await?.ok_or("s2 is gone")?;
+    assert_eq!(
+        (summary.current_status, summary.heartbeat_count),
+        (Some(Online), 4)
+    );
+    Ok(())
+}
+
+async fn a_refresh_sets_only_the_first_status(store: &dyn Store) -> Outcome {
+    let at = whole_microseconds(Utc::now())?;
+    apply(store, vec![miner("s3", at)]).await?;
+    apply(
+        store,
+        vec![Write::State(state("s3", HeartbeatStatus::Degraded, 1, at))],
+    )
+    .await?;
+    let first = store.summary("s3").await?.ok_or("s3 is gone")?;
+    assert_eq!(first.current_status, Some(HeartbeatStatus::Degraded));
+    let later = at + TimeDelta::seconds(30);
+    apply(
+        store,
+        vec![Write::State(state(
+            "s3",
+            HeartbeatStatus::Offline,
+            2,
+            later,
+        ))],
+    )
+    .await?;
+    let summary = store.summary("s3").await?.ok_or("s3 is gone")?;
+    assert_eq!(
+        summary.current_status,
+        Some(HeartbeatStatus::Degraded),
+        "a refresh never changes a stored status"
+    );
+    assert_eq!(summary.heartbeat_count, 2);
+    assert_eq!(summary.last_heartbeat, Some(later));
+    Ok(())
+}
+
+async fn of_two_racing_transitions_exactly_one_is_recorded(
+    first: Arc<dyn Store>,
+    second: Arc<dyn Store>,
+) -> Outcome {
+    use HeartbeatStatus::{Offline, Online};
+    let at = Utc::now();
+    let ids: Vec<String> = (0..5).map(|i| format!("race{i}")).collect();
+    let mut setup: Vec<Write> = ids.iter().map(|id| miner(id, at)).collect();
+    setup.extend(ids.iter().map(|id| Write::State(state(id, Online, 1, at))));
+    apply(first.as_ref(), setup).await?;
+    for id in &ids {
+        // Both coordinators saw the miner go silent and decide it is offline.
+        let (a, b) = tokio::join!(
+            first.apply(vec![transition(id, Some(Online), Offline, 1, at)].into()),
+            second.apply(vec![transition(id, Some(Online), Offline, 1, at)].into()),
+        );
+        let superseded = [a?.superseded, b?.superseded];
+        let lost = superseded.iter().filter(|s| s.as_slice() == [0]).count();
+        let won = superseded.iter().filter(|s| s.is_empty()).count();
+        assert_eq!((won, lost), (1, 1), "{id}: {superseded:?}");
+        assert_eq!(store_history_len(second.as_ref(), id).await?, 1, "{id}");
+        let summary = second.summary(id).await?.ok_or("a racer is gone")?;
+        assert_eq!(summary.current_status, Some(Offline));
+    }
+    Ok(())
+}
+
+async fn store_history_len(store: &dyn Store, id: &str) -> Result<usize, StoreError> {
+    Ok(store.status_history(id).await?.len())
+}
+
+fn seen_doc(replica: &str, shard: u32, written_at: DateTime<Utc>) -> SeenDoc {
+    SeenDoc {
+        replica: replica.into(),
+        shard,
+        written_at,
+        miners: vec![Seen {
+            miner_id: format!("seen-by-{replica}"),
+            last_heartbeat: written_at,
+            status: HeartbeatStatus::Online,
+            heartbeats: u64::from(shard) + 1,
+        }],
+    }
+}
+
+/// Seen documents are written through [`Store::apply`] and read through [`Peers`].
+async fn seen_documents_come_back_to_the_others_only(
+    store: &dyn Store,
+    peers: &dyn Peers,
+) -> Outcome {
+    let now = whole_microseconds(Utc::now())?;
+    let old = now - TimeDelta::minutes(10);
+    let writes = vec![
+        Write::Seen(Box::new(seen_doc("alpha", 3, now))),
+        Write::Seen(Box::new(seen_doc("alpha", 4, old))),
+        Write::Seen(Box::new(seen_doc("beta", 3, now))),
+    ];
+    apply(store, writes).await?;
+    let since = now - TimeDelta::minutes(1);
+    let for_beta = peers.seen_since("beta", since).await?;
+    assert_eq!(
+        for_beta,
+        [seen_doc("alpha", 3, now)],
+        "not beta's own, not older"
+    );
+    let for_gamma = peers.seen_since("gamma", since).await?;
+    assert_eq!(
+        for_gamma,
+        [seen_doc("alpha", 3, now), seen_doc("beta", 3, now)]
+    );
+    // A newer document for the same shard replaces the older.
+    let newer = now + TimeDelta::seconds(5);
+    apply(
+        store,
+        vec![Write::Seen(Box::new(seen_doc("alpha", 3, newer)))],
+    )
+    .await?;
+    let for_beta = peers.seen_since("beta", since).await?;
+    assert_eq!(for_beta, [seen_doc("alpha", 3, newer)]);
+    Ok(())
+}
+
+async fn memberships_expire_and_end(peers: &dyn Peers) -> Outcome {
+    let now = whole_microseconds(Utc::now())?;
+    let until = now + TimeDelta::seconds(30);
+    // Renewed until the past: expired, not listed.
+    peers
+        .renew_membership(
+            "c-gone",
+            now - TimeDelta::seconds(60),
+            now - TimeDelta::seconds(1),
+        )
+        .await?;
+    peers.renew_membership("c-b", now, until).await?;
+    let members = peers.renew_membership("c-a", now, until).await?;
+    let names: Vec<_> = members.iter().map(|m| m.replica.as_str()).collect();
+    assert_eq!(
+        names,
+        ["c-a", "c-b"],
+        "ordered by name, the expired one left out"
+    );
+    assert_eq!(members[0].expires_at, until);
+    peers.leave("c-b").await?;
+    let members = peers.renew_membership("c-a", now, until).await?;
+    let names: Vec<_> = members.iter().map(|m| m.replica.as_str()).collect();
+    assert_eq!(names, ["c-a"], "c-b left");
     Ok(())
 }

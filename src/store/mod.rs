@@ -7,6 +7,7 @@
 
 #[cfg(test)]
 pub(crate) mod contract;
+pub mod firestore;
 mod records;
 pub mod sqlite;
 pub mod writer;
