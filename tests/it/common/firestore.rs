@@ -12,37 +12,16 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use super::services::{free_port, missing_service};
 
-/// The variable `scripts/test.sh` sets to the shared emulator's `127.0.0.1:PORT`.
-pub(crate) const SHARED: &str = "POLARIS_TEST_FIRESTORE";
-
-/// The shared emulator's `HOST:PORT`, or `None` after [`missing_service`] when no emulator was
-/// started for this run.
-pub(crate) fn shared() -> Option<String> {
-    match std::env::var(SHARED) {
-        Ok(addr) if !addr.trim().is_empty() => Some(addr.trim().to_owned()),
-        _ => {
-            missing_service(
-                "Firestore emulator",
-                &format!("{SHARED} is not set (scripts/test.sh starts one and sets it)"),
-            );
-            None
-        }
-    }
-}
-
+/// The shared emulator's `HOST:PORT` (`POLARIS_TEST_FIRESTORE`, set by `scripts/test.sh`), or
+/// `None` after `missing_service` when this run has none.
+pub(crate) use polaris::testing::firestore_emulator as shared;
 /// A project id no other test (of this run or an earlier one on the same emulator) uses: the
 /// emulator keeps each project's data apart.
-pub(crate) fn unique_project(tag: &str) -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let micros = chrono::Utc::now().timestamp_micros() % 1_000_000_000;
-    format!("{tag}-{}-{n}-{micros}", std::process::id())
-}
+pub(crate) use polaris::testing::unique_project;
 
 /// The emulator's jar, from the gcloud SDK (`gcloud info`), or why it cannot be used.
 fn jar() -> Result<PathBuf, String> {
