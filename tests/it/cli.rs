@@ -219,21 +219,6 @@ fn an_inert_firestore_project_is_refused_not_ignored() {
 }
 
 #[test]
-fn firestore_is_refused_until_it_exists() {
-    let home = tempfile::tempdir().expect("temp dir");
-    // Even on a busy port: the store is the problem to report, and no fixed port is assumed.
-    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    let address = busy.local_addr().expect("its address").to_string();
-    let out = polaris(
-        home.path(),
-        &["server", "--store", "firestore", "--listen", &address],
-        &[],
-    );
-    assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("--store sqlite"));
-}
-
-#[test]
 fn the_systemd_unit_runs_the_daemon_and_restarts_it() {
     let unit = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/polaris.service"),

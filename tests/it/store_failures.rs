@@ -161,13 +161,16 @@ fn an_emulator_nobody_listens_on_stops_the_start_in_seconds_naming_it() -> TestR
     Ok(())
 }
 
+/// Even on a busy port: the missing project is the problem to report (it is found before the
+/// listener is bound), and no fixed port is assumed.
 #[test]
 fn firestore_without_a_project_is_a_usage_error_naming_the_flag() -> TestResult {
     let home = tempfile::tempdir()?;
-    let failed = exits_within(
-        firestore_server(home.path(), &[], &[]),
-        Duration::from_secs(10),
-    )?;
+    let busy = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let address = busy.local_addr()?.to_string();
+    let mut command = common::polaris(home.path());
+    command.args(["server", "--store", "firestore", "--listen", &address]);
+    let failed = exits_within(command, Duration::from_secs(10))?;
     assert_eq!(failed.code, Some(2), "a usage error: {}", failed.stderr);
     let line = one_line(&failed);
     assert!(line.contains("--firestore-project"), "{line}");
