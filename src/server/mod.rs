@@ -34,6 +34,7 @@ pub use alerts::Alert;
 pub use routes::{ApiDoc, MAX_BODY, router};
 
 use crate::config::{Settings, StoreKind};
+use crate::store::firestore::{FirestoreSettings, FirestoreStore};
 use crate::store::sqlite::SqliteStore;
 use crate::store::writer::StoreWriter;
 use crate::store::{Peers, Store};
@@ -287,7 +288,37 @@ async fn open_store(
                 .with_context(|| format!("cannot open the database {}", path.display()))?;
             Ok((Arc::new(store), None, path.display().to_string()))
         }
-        StoreKind::Firestore => anyhow::bail!("firestore: wired once the store lands"),
+        StoreKind::Firestore => {
+            let server = &settings.server;
+            let project = server.firestore_project.clone().context(
+                "the firestore store needs a project: pass --firestore-project ID or set POLARIS_FIRESTORE_PROJECT",
+            )?;
+            let firestore = FirestoreSettings {
+                project,
+                database: server.firestore_database.clone(),
+                // Google's own variable, as its tools and client libraries read it.
+                emulator: std::env::var("FIRESTORE_EMULATOR_HOST")
+                    .ok()
+                    .filter(|host| !host.trim().is_empty()),
+            };
+            let name = match (&firestore.emulator, &firestore.database) {
+                (Some(host), _) => format!(
+                    "Firestore project {} on the emulator at {host}",
+                    firestore.project
+                ),
+                (None, Some(database)) => format!(
+                    "Firestore project {} (database {database})",
+                    firestore.project
+                ),
+                (None, None) => format!("Firestore project {}", firestore.project),
+            };
+            let store = Arc::new(FirestoreStore::connect(&firestore).await?);
+            Ok((
+                Arc::clone(&store) as Arc<dyn Store>,
+                Some(store as Arc<dyn Peers>),
+                name,
+            ))
+        }
     }
 }
 

@@ -223,9 +223,11 @@ impl Registry {
                 .unwrap_or(0);
             let entry = &mut inner.miners[i];
             entry.heartbeat_count += seen.heartbeats.saturating_sub(before);
-            match entry.last_seen {
-                Some(mine) if seen.last_heartbeat < mine => continue,
-                Some(mine) if seen.last_heartbeat == mine => {
+            // Compared in microseconds: the store keeps no finer time than that.
+            let theirs = seen.last_heartbeat.timestamp_micros();
+            match entry.last_seen.map(|t| t.timestamp_micros()) {
+                Some(mine) if theirs < mine => continue,
+                Some(mine) if theirs == mine => {
                     if seen.status == HeartbeatStatus::Offline
                         && entry.status.is_some_and(HeartbeatStatus::is_up)
                     {
@@ -504,5 +506,28 @@ mod tests {
         assert_eq!(outcome(t0), Ok((true, true)));
         assert_eq!(outcome(t0 + Duration::from_secs(60)), Ok((false, false)));
         assert_eq!(outcome(t0 + Duration::from_secs(120)), Ok((true, true)));
+    }
+
+    #[test]
+    fn the_owners_verdict_on_a_heartbeat_the_store_kept_in_microseconds_is_taken()
+    -> Result<(), &'static str> {
+        let r = registry(&["a"]);
+        let t0 = Instant::now();
+        let precise = DateTime::from_timestamp(1_800_000_000, 123_456_789).ok_or("time")?;
+        beat(&r, "a", 0, t0, precise);
+        r.set_owned(0);
+        assert!(r.sweep(t0 + AFTER, |_| {}).offline.is_empty());
+        let kept = DateTime::from_timestamp(1_800_000_000, 123_456_000).ok_or("time")?;
+        r.merge(
+            &doc("b", vec![seen("a", kept, HeartbeatStatus::Offline, 0)]),
+            t0 + AFTER,
+            precise,
+            |_| {},
+        );
+        assert_eq!(
+            r.liveness_of("a", t0 + AFTER).and_then(|l| l.status),
+            Some(HeartbeatStatus::Offline)
+        );
+        Ok(())
     }
 }
