@@ -644,7 +644,7 @@ impl Store for FirestoreStore {
         .await
     }
 
-    /// Deletes in commits of [`PRUNE_CHUNK`], each within [`CALL_TIMEOUT`].
+    /// Deletes in commits of 500 documents, each within [`CALL_TIMEOUT`].
     async fn prune_metrics(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         let before = docs::timestamp(before)?;
         let mut deleted = 0;
