@@ -530,6 +530,7 @@ async fn key_file_credentials(path: &Path) -> Result<GoogleAuthHeaders, String> 
 
 /// The connection itself failed (before any credentials were asked).
 fn unreachable(settings: &FirestoreSettings, err: &FirestoreError) -> String {
+    let err = root_cause(&err.to_string());
     match &settings.emulator {
         Some(host) => format!(
             "cannot reach the Firestore emulator at {host} ({EMULATOR_VAR}): {err}. Start it, or fix {EMULATOR_VAR} (host:port)"
@@ -538,6 +539,21 @@ fn unreachable(settings: &FirestoreSettings, err: &FirestoreError) -> String {
             "cannot reach Firestore at {GOOGLE_URL}: {err}. Check the network (DNS, proxy, firewall); for the emulator set {EMULATOR_VAR}"
         ),
     }
+}
+
+/// The words of the innermost error of a transport failure. The firestore crate flattens the
+/// chain into one text that quotes the gRPC layers' debug forms (`ConnectError("tcp connect
+/// error", …, Os { …, message: "Connection refused" })`); the operator needs only the last
+/// quoted reason. Text without one is kept whole.
+fn root_cause(text: &str) -> String {
+    for marker in ["message: \"", "error: \""] {
+        if let Some(start) = text.rfind(marker).map(|i| i + marker.len())
+            && let Some(len) = text[start..].find('"')
+        {
+            return text[start..start + len].to_owned();
+        }
+    }
+    text.to_owned()
 }
 
 /// The probe read failed: the address answers, but the database, the project or the
@@ -931,6 +947,18 @@ impl Peers for FirestoreStore {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_transport_failure_is_told_by_its_innermost_reason() {
+        let refused = "Firestore system/internal error: Error code: GrpcStatus(tonic::transport::Error(Transport, ConnectError(ConnectError(\"tcp connect error\", 127.0.0.1:1, Os { code: 111, kind: ConnectionRefused, message: \"Connection refused\" })))). GCloud system error: Tonic/gRPC error: transport error";
+        assert_eq!(root_cause(refused), "Connection refused");
+        let dns = "… ConnectError(\"dns error\", Custom { kind: Uncategorized, error: \"failed to lookup address information: Name or service not known\" }))) …";
+        assert_eq!(
+            root_cause(dns),
+            "failed to lookup address information: Name or service not known"
+        );
+        assert_eq!(root_cause("deadline has elapsed"), "deadline has elapsed");
+    }
     use std::time::Instant;
 
     use super::*;
