@@ -7,6 +7,7 @@
 //! did, a document written twice in one commit is refused by Firestore, and fields this version
 //! does not know of are kept.
 
+use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::docs::{
@@ -320,23 +321,30 @@ impl Planner {
                 self.miner(miner_id, &["token_used"])?.token_used = true;
             }
             Write::State(state) => {
-                self.state(state, false)?;
+                self.state(state, None)?;
             }
             Write::Transition(transition) => {
                 let change = &transition.change;
-                let stored = self
+                let doc = self
                     .states
                     .get(&change.miner_id)
-                    .and_then(|slot| slot.doc.as_ref())
-                    .and_then(|doc| doc.current_status.as_deref());
+                    .and_then(|slot| slot.doc.as_ref());
+                let stored = doc.and_then(|doc| doc.current_status.as_deref());
                 // No status stored: this is the first, whatever the coordinator thought before.
                 let current = stored
                     .is_none_or(|stored| change.old_status.map(|s| s.as_str()) == Some(stored));
                 if !current {
-                    self.superseded.push(index);
+                    // This very change, written by an earlier try whose answer was lost (a
+                    // timeout after the commit landed): done, not superseded, so its alert goes.
+                    let at = docs::timestamp(change.timestamp)?;
+                    let replayed = stored == Some(change.new_status.as_str())
+                        && doc.and_then(|doc| doc.last_transition_at) == Some(at);
+                    if !replayed {
+                        self.superseded.push(index);
+                    }
                     return Ok(());
                 }
-                let seq = self.state(&transition.state, true)?;
+                let seq = self.state(&transition.state, Some(change.timestamp))?;
                 let id = format!("{}-{seq:010}", change.miner_id);
                 let row = HistoryDoc {
                     miner_id: change.miner_id.clone(),
@@ -450,9 +458,16 @@ impl Planner {
         Ok(())
     }
 
-    /// Writes a miner's state: its status too when `transition` is set, else only when none is
-    /// stored. A transition also counts itself in `transitions`; returns that count.
-    fn state(&mut self, state: &MinerState, transition: bool) -> Result<i64, StoreError> {
+    /// Writes a miner's state: its status too for a transition (made at `transition`), else only
+    /// when none is stored. A transition also counts itself in `transitions` and keeps its time;
+    /// returns the count.
+    fn state(
+        &mut self,
+        state: &MinerState,
+        transition: Option<DateTime<Utc>>,
+    ) -> Result<i64, StoreError> {
+        let transition_at = transition.map(docs::timestamp).transpose()?;
+        let transition = transition.is_some();
         let id = &state.miner_id;
         let slot = self.states.get_mut(id).ok_or_else(|| refused(id))?;
         let last_heartbeat = docs::timestamp(state.last_heartbeat)?;
@@ -474,6 +489,7 @@ impl Planner {
                 updated_at,
                 shard: shard_of(id),
                 transitions: i64::from(transition),
+                last_transition_at: transition_at,
             });
             return Ok(i64::from(transition));
         };
@@ -493,7 +509,8 @@ impl Planner {
         }
         if transition {
             doc.transitions += 1;
-            fields.push("transitions");
+            doc.last_transition_at = transition_at;
+            fields.extend(["transitions", "last_transition_at"]);
         }
         let seq = doc.transitions;
         slot.changed.extend(fields.into_iter().map(str::to_owned));
@@ -690,6 +707,23 @@ mod tests {
             })
             .collect();
         assert_eq!(rows, [("m-0000000002", 2)], "the second row of m");
+        Ok(())
+    }
+
+    #[test]
+    fn a_transition_retried_after_its_commit_landed_is_done_not_superseded()
+    -> Result<(), StoreError> {
+        let change = transition(Some(Online), Offline);
+        let plan = planned(&[transition(None, Online), change.clone()], &[change])?;
+        assert!(plan.superseded.is_empty(), "{:?}", plan.superseded);
+        assert!(plan.writes.is_empty(), "nothing written twice");
+        // Another coordinator's change to the same status, at another time, is superseded.
+        let other = transition(Some(Online), Offline);
+        let plan = planned(
+            &[transition(None, Online), transition(Some(Online), Offline)],
+            &[other],
+        )?;
+        assert_eq!(plan.superseded, [0]);
         Ok(())
     }
 }
