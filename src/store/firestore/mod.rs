@@ -96,6 +96,8 @@ struct Inner {
     written: AtomicU64,
     /// Which database, for messages: `project p, database d` and where.
     place: String,
+    /// A random name of this process, for the transitions it writes (see `plan.rs`).
+    writer: String,
 }
 
 impl std::fmt::Debug for FirestoreStore {
@@ -220,6 +222,7 @@ impl FirestoreStore {
             inner: Arc::new(Inner {
                 db,
                 written: AtomicU64::new(0),
+                writer: format!("{:016x}", rand::random::<u64>()),
                 place,
             }),
         })
@@ -333,6 +336,7 @@ impl FirestoreStore {
             .run_transaction_with_options(
                 |db, transaction| {
                     let batch = Arc::clone(&batch);
+                    let writer = self.inner.writer.clone();
                     async move {
                         let needs = plan::needs(&batch);
                         let (miners, states, commands) = tokio::try_join!(
@@ -346,7 +350,7 @@ impl FirestoreStore {
                             states,
                             commands,
                         };
-                        let plan = plan::plan(&batch, loaded).map_err(BackoffError::Permanent)?;
+                        let plan = plan::plan(&batch, loaded, &writer).map_err(BackoffError::Permanent)?;
                         if plan.writes.len() > MAX_COMMIT {
                             return Err(BackoffError::Permanent(StoreError::Backend {
                                 backend: "firestore",

@@ -166,14 +166,17 @@ struct Planner {
     /// a later one with the same id replaces the earlier.
     created: BTreeMap<(&'static str, String), Body>,
     superseded: Vec<usize>,
+    /// Who plans: this process's random name (see `StateDoc::last_transition`).
+    writer: String,
 }
 
 /// Decides what `batch` writes given the documents `loaded` for [`needs`]`(batch)`. A write that
 /// can never succeed (a miner or command that does not exist, a miner registered twice) fails
 /// the whole batch, as in SQLite.
-pub(super) fn plan(batch: &[Write], loaded: Loaded) -> Result<Plan, StoreError> {
+pub(super) fn plan(batch: &[Write], loaded: Loaded, writer: &str) -> Result<Plan, StoreError> {
     let needs = needs(batch);
     let mut planner = Planner {
+        writer: writer.to_owned(),
         miners: slots(&needs.miners, loaded.miners),
         states: slots(&needs.states, loaded.states),
         commands: slots(&needs.commands, loaded.commands),
@@ -189,6 +192,7 @@ pub(super) fn plan(batch: &[Write], loaded: Loaded) -> Result<Plan, StoreError> 
         commands,
         created,
         superseded,
+        ..
     } = planner;
     let mut writes: Vec<DocWrite> = Vec::new();
     writes.extend(
@@ -336,9 +340,9 @@ impl Planner {
                 if !current {
                     // This very change, written by an earlier try whose answer was lost (a
                     // timeout after the commit landed): done, not superseded, so its alert goes.
-                    let at = docs::timestamp(change.timestamp)?;
+                    let mine = self.transition_key(change.timestamp);
                     let replayed = stored == Some(change.new_status.as_str())
-                        && doc.and_then(|doc| doc.last_transition_at) == Some(at);
+                        && doc.and_then(|doc| doc.last_transition.as_deref()) == Some(&mine);
                     if !replayed {
                         self.superseded.push(index);
                     }
@@ -458,6 +462,11 @@ impl Planner {
         Ok(())
     }
 
+    /// What `StateDoc::last_transition` says of a change this process makes at `at`.
+    fn transition_key(&self, at: DateTime<Utc>) -> String {
+        format!("{}/{}", at.timestamp_micros(), self.writer)
+    }
+
     /// Writes a miner's state: its status too for a transition (made at `transition`), else only
     /// when none is stored. A transition also counts itself in `transitions` and keeps its time;
     /// returns the count.
@@ -466,7 +475,7 @@ impl Planner {
         state: &MinerState,
         transition: Option<DateTime<Utc>>,
     ) -> Result<i64, StoreError> {
-        let transition_at = transition.map(docs::timestamp).transpose()?;
+        let transition_key = transition.map(|at| self.transition_key(at));
         let transition = transition.is_some();
         let id = &state.miner_id;
         let slot = self.states.get_mut(id).ok_or_else(|| refused(id))?;
@@ -489,7 +498,7 @@ impl Planner {
                 updated_at,
                 shard: shard_of(id),
                 transitions: i64::from(transition),
-                last_transition_at: transition_at,
+                last_transition: transition_key,
             });
             return Ok(i64::from(transition));
         };
@@ -509,8 +518,8 @@ impl Planner {
         }
         if transition {
             doc.transitions += 1;
-            doc.last_transition_at = transition_at;
-            fields.extend(["transitions", "last_transition_at"]);
+            doc.last_transition = transition_key;
+            fields.extend(["transitions", "last_transition"]);
         }
         let seq = doc.transitions;
         slot.changed.extend(fields.into_iter().map(str::to_owned));
@@ -552,7 +561,7 @@ mod tests {
     /// The plan of `batch` once `before` (created from nothing) is stored.
     fn planned(before: &[Write], batch: &[Write]) -> Result<Plan, StoreError> {
         let mut loaded = Loaded::default();
-        for write in plan(before, Loaded::default())?.writes {
+        for write in plan(before, Loaded::default(), "me")?.writes {
             match write.body {
                 Body::Miner(doc) => drop(loaded.miners.insert(write.id, doc)),
                 Body::State(doc) => drop(loaded.states.insert(write.id, doc)),
@@ -560,7 +569,7 @@ mod tests {
                 Body::History(_) | Body::Metrics(_) | Body::Seen(_) => {}
             }
         }
-        plan(batch, loaded)
+        plan(batch, loaded, "me")
     }
 
     fn state(status: HeartbeatStatus, count: u64, metrics: Option<&str>) -> MinerState {
@@ -640,7 +649,7 @@ mod tests {
                 at,
             },
         ] {
-            let outcome = plan(&[write], Loaded::default());
+            let outcome = plan(&[write], Loaded::default(), "me");
             assert!(
                 matches!(outcome, Err(StoreError::NoSuchMiner(_))),
                 "{outcome:?}"
@@ -714,16 +723,21 @@ mod tests {
     fn a_transition_retried_after_its_commit_landed_is_done_not_superseded()
     -> Result<(), StoreError> {
         let change = transition(Some(Online), Offline);
-        let plan = planned(&[transition(None, Online), change.clone()], &[change])?;
-        assert!(plan.superseded.is_empty(), "{:?}", plan.superseded);
-        assert!(plan.writes.is_empty(), "nothing written twice");
-        // Another coordinator's change to the same status, at another time, is superseded.
-        let other = transition(Some(Online), Offline);
-        let plan = planned(
-            &[transition(None, Online), transition(Some(Online), Offline)],
-            &[other],
+        let again = planned(
+            &[transition(None, Online), change.clone()],
+            std::slice::from_ref(&change),
         )?;
-        assert_eq!(plan.superseded, [0]);
+        assert!(again.superseded.is_empty(), "{:?}", again.superseded);
+        assert!(again.writes.is_empty(), "nothing written twice");
+        // The same change (same time) from another coordinator is superseded.
+        let before = [transition(None, Online), change.clone()];
+        let mut loaded = Loaded::default();
+        for write in plan(&before, Loaded::default(), "other")?.writes {
+            if let Body::State(doc) = write.body {
+                loaded.states.insert(write.id, doc);
+            }
+        }
+        assert_eq!(plan(&[change], loaded, "me")?.superseded, [0]);
         Ok(())
     }
 }
