@@ -9,7 +9,7 @@
 //! | Collection / document id | Fields |
 //! |---|---|
 //! | `miners/{miner_id}` | `name`, `location`, `description`, `registration_type`, `compute_resources` (JSON text), `network` (JSON text), `bittensor_details` (JSON text), `commune_details` (JSON text), `verification_status`, `token_hash` (lowercase hex of the token's SHA-256, never the token), `token_used` (bool), `relay_key` (OpenSSH line), `relay_key_updated_at`, `created_at`, `updated_at`, `shard` |
-//! | `miner_states/{miner_id}` | `miner_id`, `last_heartbeat`, `current_status` (`online`, `degraded`, `offline`), `current_metrics` (JSON text), `heartbeat_count`, `updated_at`, `shard`, `transitions` (status_history rows written for it) |
+//! | `miner_states/{miner_id}` | `miner_id`, `last_heartbeat`, `current_status` (`online`, `degraded`, `offline`), `current_metrics` (JSON text), `heartbeat_count`, `updated_at`, `shard`, `transitions` (status_history rows written for it), `last_transition` (`{µs}/{writer}` of the last one, so a retried commit knows its own) |
 //! | `status_history/{miner_id}-{seq:010}` | `miner_id`, `timestamp`, `old_status`, `new_status`, `reason`, `seq` (1, 2, 3… per miner in the order applied: the order of rows with equal timestamps) |
 //! | `metrics_history/{miner_id}-{timestamp in µs}` | `miner_id`, `timestamp`, `status`, `metrics` (JSON text), `time_since_last` (seconds) |
 //! | `commands/{command_id}` | `miner_id`, `command` (JSON text), `state` (`queued`, `delivered`, `done`, `failed`, `expired`), `reason`, `created_at`, `expires_at`, `delivered_at`, `finished_at` |
