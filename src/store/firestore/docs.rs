@@ -77,6 +77,11 @@ pub(super) struct StateDoc {
     /// How many status_history rows were written for this miner: the `seq` of the last one.
     #[serde(default)]
     pub(super) transitions: i64,
+    /// The last status change written, as `{microseconds}/{writer}` (the writer: a random name
+    /// of the process): a retried commit that had landed finds its own change here, and does not
+    /// take it for another coordinator's.
+    #[serde(default)]
+    pub(super) last_transition: Option<String>,
 }
 
 /// What [`MinerSummary`] and [`MinerRecord`] need of a `miner_states` document (a projection).

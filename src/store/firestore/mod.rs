@@ -9,7 +9,7 @@
 //! | Collection / document id | Fields |
 //! |---|---|
 //! | `miners/{miner_id}` | `name`, `location`, `description`, `registration_type`, `compute_resources` (JSON text), `network` (JSON text), `bittensor_details` (JSON text), `commune_details` (JSON text), `verification_status`, `token_hash` (lowercase hex of the token's SHA-256, never the token), `token_used` (bool), `relay_key` (OpenSSH line), `relay_key_updated_at`, `created_at`, `updated_at`, `shard` |
-//! | `miner_states/{miner_id}` | `miner_id`, `last_heartbeat`, `current_status` (`online`, `degraded`, `offline`), `current_metrics` (JSON text), `heartbeat_count`, `updated_at`, `shard`, `transitions` (status_history rows written for it) |
+//! | `miner_states/{miner_id}` | `miner_id`, `last_heartbeat`, `current_status` (`online`, `degraded`, `offline`), `current_metrics` (JSON text), `heartbeat_count`, `updated_at`, `shard`, `transitions` (status_history rows written for it), `last_transition` (`{µs}/{writer}` of the last one, so a retried commit knows its own) |
 //! | `status_history/{miner_id}-{seq:010}` | `miner_id`, `timestamp`, `old_status`, `new_status`, `reason`, `seq` (1, 2, 3… per miner in the order applied: the order of rows with equal timestamps) |
 //! | `metrics_history/{miner_id}-{timestamp in µs}` | `miner_id`, `timestamp`, `status`, `metrics` (JSON text), `time_since_last` (seconds) |
 //! | `commands/{command_id}` | `miner_id`, `command` (JSON text), `state` (`queued`, `delivered`, `done`, `failed`, `expired`), `reason`, `created_at`, `expires_at`, `delivered_at`, `finished_at` |
@@ -96,6 +96,8 @@ struct Inner {
     written: AtomicU64,
     /// Which database, for messages: `project p, database d` and where.
     place: String,
+    /// A random name of this process, for the transitions it writes (see `plan.rs`).
+    writer: String,
 }
 
 impl std::fmt::Debug for FirestoreStore {
@@ -220,6 +222,7 @@ impl FirestoreStore {
             inner: Arc::new(Inner {
                 db,
                 written: AtomicU64::new(0),
+                writer: format!("{:016x}", rand::random::<u64>()),
                 place,
             }),
         })
@@ -333,6 +336,7 @@ impl FirestoreStore {
             .run_transaction_with_options(
                 |db, transaction| {
                     let batch = Arc::clone(&batch);
+                    let writer = self.inner.writer.clone();
                     async move {
                         let needs = plan::needs(&batch);
                         let (miners, states, commands) = tokio::try_join!(
@@ -346,7 +350,7 @@ impl FirestoreStore {
                             states,
                             commands,
                         };
-                        let plan = plan::plan(&batch, loaded).map_err(BackoffError::Permanent)?;
+                        let plan = plan::plan(&batch, loaded, &writer).map_err(BackoffError::Permanent)?;
                         if plan.writes.len() > MAX_COMMIT {
                             return Err(BackoffError::Permanent(StoreError::Backend {
                                 backend: "firestore",
@@ -530,6 +534,7 @@ async fn key_file_credentials(path: &Path) -> Result<GoogleAuthHeaders, String> 
 
 /// The connection itself failed (before any credentials were asked).
 fn unreachable(settings: &FirestoreSettings, err: &FirestoreError) -> String {
+    let err = root_cause(&err.to_string());
     match &settings.emulator {
         Some(host) => format!(
             "cannot reach the Firestore emulator at {host} ({EMULATOR_VAR}): {err}. Start it, or fix {EMULATOR_VAR} (host:port)"
@@ -538,6 +543,21 @@ fn unreachable(settings: &FirestoreSettings, err: &FirestoreError) -> String {
             "cannot reach Firestore at {GOOGLE_URL}: {err}. Check the network (DNS, proxy, firewall); for the emulator set {EMULATOR_VAR}"
         ),
     }
+}
+
+/// The words of the innermost error of a transport failure. The firestore crate flattens the
+/// chain into one text that quotes the gRPC layers' debug forms (`ConnectError("tcp connect
+/// error", …, Os { …, message: "Connection refused" })`); the operator needs only the last
+/// quoted reason. Text without one is kept whole.
+fn root_cause(text: &str) -> String {
+    for marker in ["message: \"", "error: \""] {
+        if let Some(start) = text.rfind(marker).map(|i| i + marker.len())
+            && let Some(len) = text[start..].find('"')
+        {
+            return text[start..start + len].to_owned();
+        }
+    }
+    text.to_owned()
 }
 
 /// The probe read failed: the address answers, but the database, the project or the
@@ -644,7 +664,7 @@ impl Store for FirestoreStore {
         .await
     }
 
-    /// Deletes in commits of [`PRUNE_CHUNK`], each within [`CALL_TIMEOUT`].
+    /// Deletes in commits of 500 documents, each within [`CALL_TIMEOUT`].
     async fn prune_metrics(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         let before = docs::timestamp(before)?;
         let mut deleted = 0;
@@ -931,6 +951,18 @@ impl Peers for FirestoreStore {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_transport_failure_is_told_by_its_innermost_reason() {
+        let refused = "Firestore system/internal error: Error code: GrpcStatus(tonic::transport::Error(Transport, ConnectError(ConnectError(\"tcp connect error\", 127.0.0.1:1, Os { code: 111, kind: ConnectionRefused, message: \"Connection refused\" })))). GCloud system error: Tonic/gRPC error: transport error";
+        assert_eq!(root_cause(refused), "Connection refused");
+        let dns = "… ConnectError(\"dns error\", Custom { kind: Uncategorized, error: \"failed to lookup address information: Name or service not known\" }))) …";
+        assert_eq!(
+            root_cause(dns),
+            "failed to lookup address information: Name or service not known"
+        );
+        assert_eq!(root_cause("deadline has elapsed"), "deadline has elapsed");
+    }
     use std::time::Instant;
 
     use super::*;

@@ -7,6 +7,7 @@
 //! did, a document written twice in one commit is refused by Firestore, and fields this version
 //! does not know of are kept.
 
+use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::docs::{
@@ -165,14 +166,17 @@ struct Planner {
     /// a later one with the same id replaces the earlier.
     created: BTreeMap<(&'static str, String), Body>,
     superseded: Vec<usize>,
+    /// Who plans: this process's random name (see `StateDoc::last_transition`).
+    writer: String,
 }
 
 /// Decides what `batch` writes given the documents `loaded` for [`needs`]`(batch)`. A write that
 /// can never succeed (a miner or command that does not exist, a miner registered twice) fails
 /// the whole batch, as in SQLite.
-pub(super) fn plan(batch: &[Write], loaded: Loaded) -> Result<Plan, StoreError> {
+pub(super) fn plan(batch: &[Write], loaded: Loaded, writer: &str) -> Result<Plan, StoreError> {
     let needs = needs(batch);
     let mut planner = Planner {
+        writer: writer.to_owned(),
         miners: slots(&needs.miners, loaded.miners),
         states: slots(&needs.states, loaded.states),
         commands: slots(&needs.commands, loaded.commands),
@@ -188,6 +192,7 @@ pub(super) fn plan(batch: &[Write], loaded: Loaded) -> Result<Plan, StoreError> 
         commands,
         created,
         superseded,
+        ..
     } = planner;
     let mut writes: Vec<DocWrite> = Vec::new();
     writes.extend(
@@ -320,23 +325,30 @@ impl Planner {
                 self.miner(miner_id, &["token_used"])?.token_used = true;
             }
             Write::State(state) => {
-                self.state(state, false)?;
+                self.state(state, None)?;
             }
             Write::Transition(transition) => {
                 let change = &transition.change;
-                let stored = self
+                let doc = self
                     .states
                     .get(&change.miner_id)
-                    .and_then(|slot| slot.doc.as_ref())
-                    .and_then(|doc| doc.current_status.as_deref());
+                    .and_then(|slot| slot.doc.as_ref());
+                let stored = doc.and_then(|doc| doc.current_status.as_deref());
                 // No status stored: this is the first, whatever the coordinator thought before.
                 let current = stored
                     .is_none_or(|stored| change.old_status.map(|s| s.as_str()) == Some(stored));
                 if !current {
-                    self.superseded.push(index);
+                    // This very change, written by an earlier try whose answer was lost (a
+                    // timeout after the commit landed): done, not superseded, so its alert goes.
+                    let mine = self.transition_key(change.timestamp);
+                    let replayed = stored == Some(change.new_status.as_str())
+                        && doc.and_then(|doc| doc.last_transition.as_deref()) == Some(&mine);
+                    if !replayed {
+                        self.superseded.push(index);
+                    }
                     return Ok(());
                 }
-                let seq = self.state(&transition.state, true)?;
+                let seq = self.state(&transition.state, Some(change.timestamp))?;
                 let id = format!("{}-{seq:010}", change.miner_id);
                 let row = HistoryDoc {
                     miner_id: change.miner_id.clone(),
@@ -450,9 +462,21 @@ impl Planner {
         Ok(())
     }
 
-    /// Writes a miner's state: its status too when `transition` is set, else only when none is
-    /// stored. A transition also counts itself in `transitions`; returns that count.
-    fn state(&mut self, state: &MinerState, transition: bool) -> Result<i64, StoreError> {
+    /// What `StateDoc::last_transition` says of a change this process makes at `at`.
+    fn transition_key(&self, at: DateTime<Utc>) -> String {
+        format!("{}/{}", at.timestamp_micros(), self.writer)
+    }
+
+    /// Writes a miner's state: its status too for a transition (made at `transition`), else only
+    /// when none is stored. A transition also counts itself in `transitions` and keeps its time;
+    /// returns the count.
+    fn state(
+        &mut self,
+        state: &MinerState,
+        transition: Option<DateTime<Utc>>,
+    ) -> Result<i64, StoreError> {
+        let transition_key = transition.map(|at| self.transition_key(at));
+        let transition = transition.is_some();
         let id = &state.miner_id;
         let slot = self.states.get_mut(id).ok_or_else(|| refused(id))?;
         let last_heartbeat = docs::timestamp(state.last_heartbeat)?;
@@ -474,6 +498,7 @@ impl Planner {
                 updated_at,
                 shard: shard_of(id),
                 transitions: i64::from(transition),
+                last_transition: transition_key,
             });
             return Ok(i64::from(transition));
         };
@@ -493,7 +518,8 @@ impl Planner {
         }
         if transition {
             doc.transitions += 1;
-            fields.push("transitions");
+            doc.last_transition = transition_key;
+            fields.extend(["transitions", "last_transition"]);
         }
         let seq = doc.transitions;
         slot.changed.extend(fields.into_iter().map(str::to_owned));
@@ -535,7 +561,7 @@ mod tests {
     /// The plan of `batch` once `before` (created from nothing) is stored.
     fn planned(before: &[Write], batch: &[Write]) -> Result<Plan, StoreError> {
         let mut loaded = Loaded::default();
-        for write in plan(before, Loaded::default())?.writes {
+        for write in plan(before, Loaded::default(), "me")?.writes {
             match write.body {
                 Body::Miner(doc) => drop(loaded.miners.insert(write.id, doc)),
                 Body::State(doc) => drop(loaded.states.insert(write.id, doc)),
@@ -543,7 +569,7 @@ mod tests {
                 Body::History(_) | Body::Metrics(_) | Body::Seen(_) => {}
             }
         }
-        plan(batch, loaded)
+        plan(batch, loaded, "me")
     }
 
     fn state(status: HeartbeatStatus, count: u64, metrics: Option<&str>) -> MinerState {
@@ -623,7 +649,7 @@ mod tests {
                 at,
             },
         ] {
-            let outcome = plan(&[write], Loaded::default());
+            let outcome = plan(&[write], Loaded::default(), "me");
             assert!(
                 matches!(outcome, Err(StoreError::NoSuchMiner(_))),
                 "{outcome:?}"
@@ -690,6 +716,28 @@ mod tests {
             })
             .collect();
         assert_eq!(rows, [("m-0000000002", 2)], "the second row of m");
+        Ok(())
+    }
+
+    #[test]
+    fn a_transition_retried_after_its_commit_landed_is_done_not_superseded()
+    -> Result<(), StoreError> {
+        let change = transition(Some(Online), Offline);
+        let again = planned(
+            &[transition(None, Online), change.clone()],
+            std::slice::from_ref(&change),
+        )?;
+        assert!(again.superseded.is_empty(), "{:?}", again.superseded);
+        assert!(again.writes.is_empty(), "nothing written twice");
+        // The same change (same time) from another coordinator is superseded.
+        let before = [transition(None, Online), change.clone()];
+        let mut loaded = Loaded::default();
+        for write in plan(&before, Loaded::default(), "other")?.writes {
+            if let Body::State(doc) = write.body {
+                loaded.states.insert(write.id, doc);
+            }
+        }
+        assert_eq!(plan(&[change], loaded, "me")?.superseded, [0]);
         Ok(())
     }
 }
