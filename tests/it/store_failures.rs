@@ -210,7 +210,9 @@ fn metric(text: &str, name: &str) -> f64 {
 /// (`polaris_store_queue_depth`) is visible in /metrics, and once the emulator is back every
 /// queued transition is written (read back through a second coordinator started afterwards on
 /// the same project, so it comes from the store, not the first one's memory) and alerted once.
-#[tokio::test]
+// Two workers: the emulator's stop and restart block one (block_in_place) while the steady
+// miner's heartbeats go on from the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_firestore_outage_costs_no_heartbeat_and_no_transition() -> TestResult {
     let Some(mut emulator) = Emulator::start()? else {
         return Ok(());
@@ -271,7 +273,7 @@ async fn a_firestore_outage_costs_no_heartbeat_and_no_transition() -> TestResult
             }
         })
     };
-    emulator.stop(&project)?;
+    tokio::task::block_in_place(|| emulator.stop(&project))?;
     let outage = Instant::now();
     // The steady miner keeps beating, the leaving one signs off, the silent one says nothing.
     let mut sign_off = fixture("heartbeat.json", &leaving);
@@ -328,7 +330,7 @@ async fn a_firestore_outage_costs_no_heartbeat_and_no_transition() -> TestResult
     );
 
     // Back on the same port: the queue drains, each offline is alerted once.
-    emulator.restart()?;
+    tokio::task::block_in_place(|| emulator.restart())?;
     let back = Instant::now();
     wait_for(Duration::from_secs(30), || async {
         let text = common::metrics(&http, &server).await.ok()?;
@@ -426,12 +428,12 @@ fn the_test_emulator_keeps_a_projects_documents_across_stop_and_restart() -> Tes
     )?;
     assert_eq!(status, 200, "{body}");
     let port = emulator.port;
-    emulator.stop(&project)?;
+    tokio::task::block_in_place(|| emulator.stop(&project))?;
     assert!(
         request(&emulator.addr(), "GET", &doc, "").is_err(),
         "still answering after the stop"
     );
-    emulator.restart()?;
+    tokio::task::block_in_place(|| emulator.restart())?;
     assert_eq!(emulator.port, port);
     let (status, body) = request(&emulator.addr(), "GET", &doc, "")?;
     assert_eq!(status, 200, "{body}");
