@@ -4,8 +4,9 @@
 //! so a miner registered anywhere is known everywhere at its first request.
 //!
 //! Unknown tokens and ids cost a store read each, so they are remembered for a moment (a
-//! negative cache) and lookups are capped per second: a client spraying made-up tokens cannot
-//! turn into a flood of reads. Past the cap, the request goes on as unknown (401 or 404).
+//! negative cache), ids are looked up only for callers with a known token, and lookups are
+//! capped per second: a client spraying made-up tokens cannot turn into a flood of reads. Past
+//! the cap, the request goes on as unknown (401 or 404).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -21,8 +22,10 @@ use super::registry::{Registry, TokenOwner};
 use super::state::AppState;
 use crate::store::Store;
 
-/// How long a token or id the store did not have is not looked up again.
-const REMEMBER_MISSES_FOR: Duration = Duration::from_secs(2);
+/// How long a token or id the store did not have is not looked up again: longer than two ticks
+/// of the coordinators' news, so an id named there is asked for once, not every tick. A miner
+/// registered since is unaffected: nobody could name it before it existed.
+const REMEMBER_MISSES_FOR: Duration = Duration::from_secs(15);
 /// Most store lookups a second.
 const LOOKUPS_PER_SECOND: u32 = 200;
 /// Most misses remembered (beyond it, the oldest second's are forgotten).
@@ -136,13 +139,18 @@ pub(super) async fn unknown_miners(
     };
     let (mut parts, body) = request.into_parts();
     // A malformed header is the route's to refuse; only a well-formed unknown token is learned.
-    if let Ok(Bearer(hash)) = Bearer::from_request_parts(&mut parts, &()).await
-        && !state.is_admin(&hash)
-        && state.registry.token_owner(&hash) == TokenOwner::Unknown
-    {
-        learner.learn(&state.registry, Key::Token(hash)).await;
+    let mut known_caller = false;
+    if let Ok(Bearer(hash)) = Bearer::from_request_parts(&mut parts, &()).await {
+        if !state.is_admin(&hash) && state.registry.token_owner(&hash) == TokenOwner::Unknown {
+            learner.learn(&state.registry, Key::Token(hash)).await;
+        }
+        known_caller =
+            state.is_admin(&hash) || state.registry.token_owner(&hash) != TokenOwner::Unknown;
     }
-    if let Ok(params) = RawPathParams::from_request_parts(&mut parts, &state).await
+    // Only for a caller with a token this coordinator knows: an anonymous client naming made-up
+    // miners must not spend the lookups real miners need.
+    if known_caller
+        && let Ok(params) = RawPathParams::from_request_parts(&mut parts, &state).await
         && let Some((_, id)) = params.iter().find(|(name, _)| *name == "id")
     {
         learner.learn_id(&state.registry, id).await;

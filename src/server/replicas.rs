@@ -29,10 +29,12 @@ use super::transitions;
 use crate::store::{Member, Peers, SHARDS, SeenDoc, StoreError, Write};
 
 /// Most miners looked up in the store per tick for another coordinator's news (the rest wait for
-/// the next tick).
-const MAX_LOOKUPS_PER_TICK: usize = 100;
-/// Allowance for clocks of coordinators that disagree, when reading the others' news.
-const CLOCK_SKEW: Duration = Duration::from_secs(2);
+/// the next tick), looked up together.
+const MAX_LOOKUPS_PER_TICK: usize = 20;
+/// How far back each read of the others' news reaches before the previous read began: room for
+/// clocks that disagree and for news committed late (a backlog, retries). Reading a document
+/// twice changes nothing.
+const READ_OVERLAP: Duration = Duration::from_secs(15);
 /// How long a clean stop waits to say it leaves.
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -149,6 +151,8 @@ pub(super) async fn run(state: AppState, replica: Arc<Replica>, cancel: Cancella
             () = cancel.cancelled() => break,
         }
     }
+    // The heartbeats taken since the last tick, for whoever takes this coordinator's shards.
+    publish(&state, &replica, window);
     match tokio::time::timeout(LEAVE_TIMEOUT, replica.peers.leave(&replica.name)).await {
         Ok(Ok(())) => {
             tracing::info!(replica = %replica.name, "left the coordinators sharing the store")
@@ -198,7 +202,8 @@ async fn tick(
     }
     publish(state, replica, window);
     let started = Utc::now();
-    let since = *read_since - chrono::TimeDelta::from_std(CLOCK_SKEW).unwrap_or_default();
+    let overlap = READ_OVERLAP.max(replica.tick * 3);
+    let since = *read_since - chrono::TimeDelta::from_std(overlap).unwrap_or_default();
     match replica.peers.seen_since(&replica.name, since).await {
         Ok(docs) => {
             if std::mem::replace(&mut replica.lock().reading_failing, false) {
@@ -238,25 +243,26 @@ async fn merge(state: &AppState, doc: &SeenDoc, lookups: &mut usize) {
     let record = |merged: &super::registry::Merged| {
         transitions::after_merge(merged, Utc::now()).queue(state);
     };
-    let unknown = state
-        .registry
-        .merge(doc, Instant::now(), Utc::now(), record);
+    let unknown = state.registry.merge(doc, Instant::now(), record);
     if unknown.is_empty() {
         return;
     }
     let Some(learner) = state.learner.as_ref() else {
         return;
     };
-    for id in &unknown {
-        if *lookups >= MAX_LOOKUPS_PER_TICK {
-            break;
-        }
-        *lookups += 1;
-        learner.learn_id(&state.registry, id).await;
-    }
-    state
-        .registry
-        .merge(doc, Instant::now(), Utc::now(), record);
+    let take = unknown
+        .len()
+        .min(MAX_LOOKUPS_PER_TICK.saturating_sub(*lookups));
+    *lookups += take;
+    // Together, so a slow store holds the tick (and the renewal after it) back by one lookup's
+    // time, not by one per miner.
+    futures_util::future::join_all(
+        unknown[..take]
+            .iter()
+            .map(|id| learner.learn_id(&state.registry, id)),
+    )
+    .await;
+    state.registry.merge(doc, Instant::now(), record);
 }
 
 #[cfg(test)]

@@ -58,7 +58,8 @@ pub(super) struct Transition {
 /// - the same status as before: a sheddable refresh of miner_states.
 /// - A change of a known status: miner_states (kept) and a status_history row; an alert only
 ///   for offline → up (recovered) and up → offline (signed off). Online ↔ degraded is recorded
-///   but not alerted.
+///   but not alerted. Only when this coordinator owns the miner's shard: otherwise the owner
+///   records it from this coordinator's news, and only miner_states is written (kept).
 /// - The first heartbeat (no status before): miner_states only, kept.
 /// - In every case, a metrics_history sample when one is due (`--metrics-every`).
 pub(super) fn after_heartbeat(
@@ -90,6 +91,9 @@ pub(super) fn after_heartbeat(
     };
     let (queue, transition) = match outcome.old_status {
         Some(old) if old == outcome.new_status => (Queue::Shed, None),
+        // Another coordinator owns this miner's shard: it records the change from this
+        // coordinator's news, so that one view (the owner's) decides every change of a miner.
+        Some(_) if !outcome.owned => (Queue::Keep, None),
         Some(old) => {
             let transition = Transition {
                 change: StatusChange {
@@ -266,6 +270,7 @@ mod tests {
             refresh_due: sample,
             metrics_due: sample,
             credential: Default::default(),
+            owned: true,
         }
     }
 
@@ -492,5 +497,14 @@ mod tests {
             plan.sample.is_none(),
             "the coordinator that took it sampled it"
         );
+    }
+
+    #[test]
+    fn a_change_in_another_coordinators_shard_is_left_to_its_owner() {
+        let mut signed_off = outcome(Some(Online), Offline, false);
+        signed_off.owned = false;
+        let plan = after_heartbeat(&signed_off, "{}".into(), now());
+        assert!(plan.transition.is_none(), "the owner records it");
+        assert_eq!(state_of(&plan), Some((Offline, Queue::Keep)));
     }
 }

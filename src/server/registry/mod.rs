@@ -162,6 +162,9 @@ pub struct HeartbeatOutcome {
     /// A metrics_history sample is due: `metrics_every` passed since the last one.
     pub metrics_due: bool,
     pub credential: CredentialNews,
+    /// This coordinator owns the miner's shard (always, alone): it records the miner's changes.
+    /// Another coordinator's change reaches the owner in its news (see `sharing.rs`).
+    pub owned: bool,
 }
 
 impl HeartbeatOutcome {
@@ -383,6 +386,7 @@ impl Registry {
             refresh_due,
             metrics_due,
             credential: news,
+            owned: inner.sharing.owns(entry.shard),
         };
         if reported.is_up() {
             inner.clock(i, now);
@@ -403,6 +407,7 @@ impl Registry {
         let mut guard = self.lock();
         let inner = &mut *guard;
         let mut sweep = Sweep::default();
+        inner.give_up_orphans(now, self.offline_after);
         let Some(overdue_before) = now.checked_sub(self.offline_after) else {
             sweep.next = inner.next_deadline(self.offline_after);
             return sweep;
@@ -624,9 +629,17 @@ impl Inner {
     fn next_deadline(&self, offline_after: Duration) -> Option<Instant> {
         // `offline_after` is bounded by the settings; checked all the same, since an overflow
         // here would stop the health check for good.
-        self.silence
+        let silence = self
+            .silence
             .first()
-            .and_then(|&(clock, _)| clock.checked_add(offline_after))
+            .and_then(|&(clock, _)| clock.checked_add(offline_after));
+        let orphan = self.sharing.orphans.first().and_then(|&(clock, _)| {
+            clock.checked_add(offline_after.saturating_mul(sharing::ORPHAN_GIVE_UP_FACTOR))
+        });
+        match (silence, orphan) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }
 

@@ -29,6 +29,11 @@ const _: () = assert!(SHARDS == u64::BITS);
 /// Every shard.
 pub const ALL_SHARDS: u64 = u64::MAX;
 
+/// An orphan whose owner has said nothing for this many times `offline_after` since its clock
+/// started (its news lost, or the owner cut off) is held offline here too, without a record:
+/// the owner's word decides what is stored, but this coordinator stops showing it as up.
+pub(super) const ORPHAN_GIVE_UP_FACTOR: u32 = 3;
+
 /// Most miners in one news document: each takes under 100 bytes, and a Firestore document holds
 /// at most 1 MiB.
 const MAX_SEEN_PER_DOC: usize = 10_000;
@@ -65,6 +70,27 @@ impl Default for Sharing {
             recent: Vec::new(),
             dirty: 0,
             peer_counts: HashMap::new(),
+        }
+    }
+}
+
+impl super::Inner {
+    /// Holds offline, unrecorded, the orphans silent for [`ORPHAN_GIVE_UP_FACTOR`] times
+    /// `offline_after`.
+    pub(super) fn give_up_orphans(&mut self, now: Instant, offline_after: Duration) {
+        let Some(before) = now.checked_sub(offline_after.saturating_mul(ORPHAN_GIVE_UP_FACTOR))
+        else {
+            return;
+        };
+        while let Some(&(clock, i)) = self.sharing.orphans.first() {
+            if clock > before {
+                break;
+            }
+            self.sharing.orphans.remove(&(clock, i));
+            let entry = &mut self.miners[i];
+            entry.orphaned = false;
+            entry.clock = None;
+            entry.status = Some(HeartbeatStatus::Offline);
         }
     }
 }
@@ -194,18 +220,19 @@ impl Registry {
         out
     }
 
-    /// Merges another coordinator's news, received at `now` (`wall` on the clock its times
-    /// use). A newer heartbeat moves the miner's clock and status; the same heartbeat with
-    /// `offline` is the owner's verdict on a silence. `record` gets each change of status of a
-    /// shard this coordinator owns. Returns the ids of miners this coordinator does not know
-    /// (to look up in the store and merge again).
+    /// Merges another coordinator's news, received at `now`. A newer heartbeat moves the
+    /// miner's clock and status: its age is taken on the writer's clock (`written_at` less the
+    /// heartbeat's time), so clocks of coordinators that disagree do not move deadlines. The same
+    /// heartbeat with `offline`, or any `offline` for an orphan, is the owner's verdict on a
+    /// silence. `record` gets each change of status of a shard this coordinator owns. Returns
+    /// the ids of miners this coordinator does not know (to look up and merge again).
     pub fn merge(
         &self,
         doc: &SeenDoc,
         now: Instant,
-        wall: DateTime<Utc>,
         mut record: impl FnMut(&Merged),
     ) -> Vec<String> {
+        let offline_after = self.offline_after;
         let mut unknown = Vec::new();
         let peer: Arc<str> = doc.replica.as_str().into();
         let mut moved = false;
@@ -225,18 +252,27 @@ impl Registry {
             entry.heartbeat_count += seen.heartbeats.saturating_sub(before);
             // Compared in microseconds: the store keeps no finer time than that.
             let theirs = seen.last_heartbeat.timestamp_micros();
-            match entry.last_seen.map(|t| t.timestamp_micros()) {
-                Some(mine) if theirs < mine => continue,
-                Some(mine) if theirs == mine => {
-                    if seen.status == HeartbeatStatus::Offline
-                        && entry.status.is_some_and(HeartbeatStatus::is_up)
-                    {
-                        entry.status = Some(HeartbeatStatus::Offline);
-                        inner.unclock(i);
-                    }
-                    continue;
+            if let Some(mine) = entry.last_seen.map(|t| t.timestamp_micros())
+                && theirs <= mine
+            {
+                if seen.status == HeartbeatStatus::Offline
+                    && entry.status.is_some_and(HeartbeatStatus::is_up)
+                    && (theirs == mine || entry.orphaned)
+                {
+                    entry.status = Some(HeartbeatStatus::Offline);
+                    inner.unclock(i);
                 }
-                _ => {}
+                continue;
+            }
+            let age = (doc.written_at - seen.last_heartbeat)
+                .to_std()
+                .unwrap_or_default();
+            // News that comes late must not bring a miner this coordinator holds offline back
+            // up for a moment (a recovery, then a second offline): past half of offline_after,
+            // only its time is taken.
+            if !entry.status.is_some_and(HeartbeatStatus::is_up) && age >= offline_after / 2 {
+                entry.last_seen = Some(seen.last_heartbeat);
+                continue;
             }
             let old_status = entry.status;
             let since_last = entry
@@ -246,7 +282,6 @@ impl Registry {
             entry.last_seen = Some(seen.last_heartbeat);
             let (shard, count, id) = (entry.shard, entry.heartbeat_count, Arc::clone(&entry.id));
             if seen.status.is_up() {
-                let age = (wall - seen.last_heartbeat).to_std().unwrap_or_default();
                 inner.clock(i, now.checked_sub(age).unwrap_or(now));
                 moved = true;
             } else {
@@ -309,11 +344,17 @@ mod tests {
         .expect("known miner with its own token");
     }
 
+    /// A news document written at the time of its newest heartbeat.
     fn doc(replica: &str, miners: Vec<Seen>) -> SeenDoc {
+        let written_at = miners
+            .iter()
+            .map(|s| s.last_heartbeat)
+            .max()
+            .unwrap_or_else(Utc::now);
         SeenDoc {
             replica: replica.into(),
             shard: 0,
-            written_at: Utc::now(),
+            written_at,
             miners,
         }
     }
@@ -339,12 +380,15 @@ mod tests {
         r.set_owned(ALL_SHARDS & !mask_of("a"));
         let sweep = r.sweep(t0 + AFTER, |_| panic!("not ours to record"));
         assert!(sweep.offline.is_empty());
-        assert_eq!(sweep.next, None, "an orphan does not keep the sweep busy");
+        assert_eq!(
+            sweep.next,
+            Some(t0 + AFTER * ORPHAN_GIVE_UP_FACTOR),
+            "an orphan does not keep the sweep busy"
+        );
         // The owner's verdict: the same heartbeat, offline.
         r.merge(
             &doc("b", vec![seen("a", w0, HeartbeatStatus::Offline, 0)]),
             t0 + AFTER,
-            w0,
             |_| panic!("the owner recorded it"),
         );
         let now = t0 + AFTER;
@@ -374,7 +418,6 @@ mod tests {
         // Coordinator b took two heartbeats, the last 40 s after ours.
         let later = w0 + chrono::TimeDelta::seconds(40);
         let merged_at = t0 + Duration::from_secs(41);
-        let wall = w0 + chrono::TimeDelta::seconds(41);
         let unknown = r.merge(
             &doc(
                 "b",
@@ -384,7 +427,6 @@ mod tests {
                 ],
             ),
             merged_at,
-            wall,
             |_| panic!("no change of status"),
         );
         assert_eq!(unknown, ["zz"]);
@@ -394,20 +436,18 @@ mod tests {
         r.merge(
             &doc("b", vec![seen("a", later, HeartbeatStatus::Online, 2)]),
             merged_at,
-            wall,
             |_| {},
         );
         r.merge(
             &doc("b", vec![seen("a", later, HeartbeatStatus::Online, 3)]),
             merged_at,
-            wall,
             |_| {},
         );
         let liveness = r.liveness_of("a", merged_at).ok_or("a");
         assert_eq!(liveness.map(|l| l.last_seen), Ok(Some(later)));
         assert_eq!(r.lock().miners[0].heartbeat_count, 1 + 3);
-        // b's clock counts from its heartbeat: overdue 45 s after it.
-        let sweep = r.sweep(t0 + Duration::from_secs(40) + AFTER, |_| {});
+        // b wrote its news as it took the heartbeat (age 0), merged at 41 s: overdue 45 s later.
+        let sweep = r.sweep(merged_at + AFTER, |_| {});
         assert_eq!(sweep.offline.len(), 1);
     }
 
@@ -429,12 +469,9 @@ mod tests {
             assert_eq!(r.sweep(t0 + AFTER, |_| {}).offline.len(), 1);
             r.set_owned(owned);
             let mut recorded = Vec::new();
-            r.merge(
-                &recovery,
-                t0 + Duration::from_secs(60),
-                w0 + chrono::TimeDelta::seconds(60),
-                |m| recorded.push((m.old_status, m.new_status)),
-            );
+            r.merge(&recovery, t0 + Duration::from_secs(60), |m| {
+                recorded.push((m.old_status, m.new_status))
+            });
             assert_eq!(recorded.len(), records, "owned {owned:x}");
             if records == 1 {
                 assert_eq!(
@@ -521,7 +558,6 @@ mod tests {
         r.merge(
             &doc("b", vec![seen("a", kept, HeartbeatStatus::Offline, 0)]),
             t0 + AFTER,
-            precise,
             |_| {},
         );
         assert_eq!(
@@ -529,5 +565,62 @@ mod tests {
             Some(HeartbeatStatus::Offline)
         );
         Ok(())
+    }
+
+    #[test]
+    fn late_news_never_brings_a_miner_swept_offline_back_for_a_moment() -> Result<(), &'static str>
+    {
+        let r = registry(&["a"]);
+        let (t0, w0) = (Instant::now(), Utc::now());
+        beat(&r, "a", 0, t0, w0);
+        assert_eq!(r.sweep(t0 + AFTER, |_| {}).offline.len(), 1);
+        // b's heartbeat of 3 s after ours, in news written 47 s after it.
+        let heard = w0 + chrono::TimeDelta::seconds(3);
+        let mut late = doc("b", vec![seen("a", heard, HeartbeatStatus::Online, 1)]);
+        late.written_at = heard + chrono::TimeDelta::seconds(47);
+        r.merge(&late, t0 + Duration::from_secs(50), |_| {
+            panic!("no recovery from stale news")
+        });
+        let now = t0 + Duration::from_secs(50);
+        let liveness = r.liveness_of("a", now).ok_or("a")?;
+        assert_eq!(liveness.status, Some(HeartbeatStatus::Offline));
+        assert_eq!(liveness.last_seen, Some(heard), "its time is kept");
+        Ok(())
+    }
+
+    #[test]
+    fn an_orphan_takes_the_owners_verdict_even_on_an_older_heartbeat() {
+        let r = registry(&["a"]);
+        let (t0, w0) = (Instant::now(), Utc::now());
+        beat(&r, "a", 0, t0, w0);
+        r.set_owned(0);
+        assert!(r.sweep(t0 + AFTER, |_| {}).offline.is_empty());
+        // The owner never heard our heartbeat: its verdict is on an older one.
+        let older = w0 - chrono::TimeDelta::seconds(10);
+        r.merge(
+            &doc("b", vec![seen("a", older, HeartbeatStatus::Offline, 0)]),
+            t0 + AFTER,
+            |_| {},
+        );
+        assert_eq!(
+            r.liveness_of("a", t0 + AFTER).and_then(|l| l.status),
+            Some(HeartbeatStatus::Offline)
+        );
+    }
+
+    #[test]
+    fn an_orphan_whose_owner_never_answers_is_held_offline_after_three_windows() {
+        let r = registry(&["a"]);
+        let (t0, w0) = (Instant::now(), Utc::now());
+        beat(&r, "a", 0, t0, w0);
+        r.set_owned(0);
+        let sweep = r.sweep(t0 + AFTER, |_| panic!("not ours"));
+        assert_eq!(sweep.next, Some(t0 + AFTER * 3), "woken to give it up");
+        r.sweep(t0 + AFTER * 3, |_| panic!("not recorded"));
+        assert_eq!(
+            r.liveness_of("a", t0 + AFTER * 3).and_then(|l| l.status),
+            Some(HeartbeatStatus::Offline)
+        );
+        assert!(r.lock().sharing.orphans.is_empty());
     }
 }

@@ -937,9 +937,17 @@ impl Peers for FirestoreStore {
             let mut seen = Vec::new();
             for doc in &found {
                 let what = format!("{SEEN}/{}", docs::doc_id(doc));
-                let stored: SeenDocDoc = docs::read(doc)?;
-                if stored.replica != replica {
-                    seen.push(docs::seen(&stored, &what)?);
+                // One document this version cannot read (a newer coordinator's, one a tool
+                // edited) must not hide every other one: it is skipped and named.
+                let read = docs::read::<SeenDocDoc>(doc).and_then(|stored| {
+                    (stored.replica != replica)
+                        .then(|| docs::seen(&stored, &what))
+                        .transpose()
+                });
+                match read {
+                    Ok(Some(doc)) => seen.push(doc),
+                    Ok(None) => {}
+                    Err(err) => tracing::warn!(document = %what, error = %err, "another coordinator's news is unreadable; skipped"),
                 }
             }
             seen.sort_by(|a, b| (&a.replica, a.shard).cmp(&(&b.replica, b.shard)));
@@ -951,7 +959,6 @@ impl Peers for FirestoreStore {
 
 #[cfg(test)]
 mod tests {
-
     #[test]
     fn a_transport_failure_is_told_by_its_innermost_reason() {
         let refused = "Firestore system/internal error: Error code: GrpcStatus(tonic::transport::Error(Transport, ConnectError(ConnectError(\"tcp connect error\", 127.0.0.1:1, Os { code: 111, kind: ConnectionRefused, message: \"Connection refused\" })))). GCloud system error: Tonic/gRPC error: transport error";

@@ -335,8 +335,16 @@ impl Planner {
                     .and_then(|slot| slot.doc.as_ref());
                 let stored = doc.and_then(|doc| doc.current_status.as_deref());
                 // No status stored: this is the first, whatever the coordinator thought before.
+                // A change older than the last one stored is stale even when the status went
+                // back to its old one meanwhile (online → offline → online): a coordinator that
+                // overlapped another as owner, committing late.
+                let last_at = doc
+                    .and_then(|doc| doc.last_transition.as_deref())
+                    .and_then(|key| key.split_once('/'))
+                    .and_then(|(micros, _)| micros.parse::<i64>().ok());
                 let current = stored
-                    .is_none_or(|stored| change.old_status.map(|s| s.as_str()) == Some(stored));
+                    .is_none_or(|stored| change.old_status.map(|s| s.as_str()) == Some(stored))
+                    && last_at.is_none_or(|last| change.timestamp.timestamp_micros() >= last);
                 if !current {
                     // This very change, written by an earlier try whose answer was lost (a
                     // timeout after the commit landed): done, not superseded, so its alert goes.
@@ -722,15 +730,16 @@ mod tests {
     #[test]
     fn a_transition_retried_after_its_commit_landed_is_done_not_superseded()
     -> Result<(), StoreError> {
+        let first = transition(None, Online);
         let change = transition(Some(Online), Offline);
         let again = planned(
-            &[transition(None, Online), change.clone()],
+            &[first.clone(), change.clone()],
             std::slice::from_ref(&change),
         )?;
         assert!(again.superseded.is_empty(), "{:?}", again.superseded);
         assert!(again.writes.is_empty(), "nothing written twice");
         // The same change (same time) from another coordinator is superseded.
-        let before = [transition(None, Online), change.clone()];
+        let before = [first, change.clone()];
         let mut loaded = Loaded::default();
         for write in plan(&before, Loaded::default(), "other")?.writes {
             if let Body::State(doc) = write.body {
@@ -738,6 +747,29 @@ mod tests {
             }
         }
         assert_eq!(plan(&[change], loaded, "me")?.superseded, [0]);
+        Ok(())
+    }
+
+    #[test]
+    fn a_late_change_older_than_the_last_stored_is_superseded_though_the_status_matches()
+    -> Result<(), StoreError> {
+        let at = |secs: i64| {
+            let mut write = transition(Some(Online), Offline);
+            if let Write::Transition(t) = &mut write {
+                t.change.timestamp =
+                    DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap_or_default();
+                if secs == 20 {
+                    t.change.old_status = Some(Offline);
+                    t.change.new_status = Online;
+                    t.state.status = Online;
+                }
+            }
+            write
+        };
+        // Stored: online → offline at 10 s, offline → online at 20 s; then online → offline made
+        // at 5 s by an overlapping owner arrives.
+        let plan = planned(&[transition(None, Online), at(10), at(20)], &[at(5)])?;
+        assert_eq!(plan.superseded, [0]);
         Ok(())
     }
 }
