@@ -112,6 +112,22 @@ pub(super) fn run(args: ServerArgs, home: Option<PathBuf>) -> anyhow::Result<Exi
         flags.push((keys::COMMAND_EXPIRY.env, expiry));
     }
     let settings = Settings::load(home, &flags)?;
+    // A store named without what it needs (firestore without a project), or a setting of the
+    // other store: nothing was started. Given by flags it is a usage error (exit 2), as clap's;
+    // from the environment or a file, a failure to fix there (exit 1).
+    if let Err(err) = crate::server::check_store_settings(&settings.server) {
+        let store_keys = [
+            keys::STORE.env,
+            keys::FIRESTORE_PROJECT.env,
+            keys::FIRESTORE_DATABASE.env,
+            keys::REPLICA.env,
+        ];
+        if flags.iter().any(|(key, _)| store_keys.contains(key)) {
+            eprintln!("polaris: error: {err:#}");
+            return Ok(ExitCode::from(2));
+        }
+        return Err(err);
+    }
     // Everything the coordinator creates (its database with the WAL and shared-memory files,
     // the log files tracing-appender rotates in) holds token hashes, inventories and addresses:
     // owner only. It starts no other program, so the mask reaches nothing else.

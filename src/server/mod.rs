@@ -246,7 +246,7 @@ impl Coordinator {
 }
 
 /// Refuses store settings that cannot work, or would do nothing, before anything is bound.
-fn check_store_settings(server: &crate::config::ServerSettings) -> anyhow::Result<()> {
+pub fn check_store_settings(server: &crate::config::ServerSettings) -> anyhow::Result<()> {
     match server.store {
         StoreKind::Sqlite => {
             let firestore_only = [
