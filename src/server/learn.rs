@@ -14,10 +14,11 @@ use std::time::Duration;
 
 use axum::extract::{FromRequestParts, RawPathParams, Request, State};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use tokio::time::Instant;
 
 use super::auth::Bearer;
+use super::error::ApiError;
 use super::registry::{Registry, TokenOwner};
 use super::state::AppState;
 use crate::store::Store;
@@ -98,11 +99,20 @@ impl Learner {
         }
     }
 
-    /// Looks `key` up in the store and adds what it finds to `registry`.
-    async fn learn(&self, registry: &Registry, key: Key) {
+    /// Looks `key` up in the store and adds what it finds to `registry`. Returns false when it
+    /// was not asked, for the cap on lookups a second.
+    async fn learn(&self, registry: &Registry, key: Key) -> bool {
         let now = Instant::now();
+        if self
+            .lock()
+            .until
+            .get(&key)
+            .is_some_and(|&until| now < until)
+        {
+            return true;
+        }
         if !self.may_look_up(&key, now) {
-            return;
+            return false;
         }
         let found = match &key {
             Key::Token(hash) => self.store.summary_by_token(hash).await,
@@ -117,6 +127,7 @@ impl Learner {
             // The route answers as for an unknown miner; the next request tries again.
             Err(err) => tracing::warn!(error = %err, "cannot look a miner up in the store"),
         }
+        true
     }
 
     /// Looks up a miner by id (a route that names one, or another coordinator's news).
@@ -141,8 +152,17 @@ pub(super) async fn unknown_miners(
     // A malformed header is the route's to refuse; only a well-formed unknown token is learned.
     let mut known_caller = false;
     if let Ok(Bearer(hash)) = Bearer::from_request_parts(&mut parts, &()).await {
-        if !state.is_admin(&hash) && state.registry.token_owner(&hash) == TokenOwner::Unknown {
-            learner.learn(&state.registry, Key::Token(hash)).await;
+        if !state.is_admin(&hash)
+            && state.registry.token_owner(&hash) == TokenOwner::Unknown
+            && !learner.learn(&state.registry, Key::Token(hash)).await
+        {
+            // Past the cap a real miner's token would read as unknown, and its agent would
+            // tell the operator to register again: ask it to come back instead.
+            return ApiError::RateLimited {
+                detail: "this coordinator is looking up many miners it does not know yet; try again in a second".into(),
+                retry_after: Duration::from_secs(1),
+            }
+            .into_response();
         }
         known_caller =
             state.is_admin(&hash) || state.registry.token_owner(&hash) != TokenOwner::Unknown;

@@ -35,6 +35,9 @@ const MAX_LOOKUPS_PER_TICK: usize = 20;
 /// clocks that disagree and for news committed late (a backlog, retries). Reading a document
 /// twice changes nothing.
 const READ_OVERLAP: Duration = Duration::from_secs(15);
+/// Most miners in one news document: each takes under 100 bytes, and a Firestore document holds
+/// at most 1 MiB.
+const MAX_SEEN_PER_DOC: usize = 10_000;
 /// How long a clean stop waits to say it leaves.
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -223,16 +226,26 @@ async fn tick(
     }
 }
 
-/// Queues this coordinator's news, one document per shard that has some.
+/// Queues this coordinator's news, when it has any: the whole window, in documents of at most
+/// [`MAX_SEEN_PER_DOC`] miners (one a tick for a fleet of up to 10 000 miners). Parts left over
+/// from a larger fleet before are not rewritten; their older news changes nothing.
 fn publish(state: &AppState, replica: &Replica, window: Duration) {
+    let Some(seen) = state.registry.news(Instant::now(), window) else {
+        return;
+    };
     let now = Utc::now();
-    for (shard, miners) in state.registry.news(Instant::now(), window) {
-        // Sheddable: the next tick's document says the same and more.
+    let parts: Vec<&[crate::store::Seen]> = if seen.is_empty() {
+        vec![&[]]
+    } else {
+        seen.chunks(MAX_SEEN_PER_DOC).collect()
+    };
+    for (part, miners) in parts.into_iter().enumerate() {
+        // Sheddable: the next tick's news says the same and more.
         state.writer.send_sample(Write::Seen(Box::new(SeenDoc {
             replica: replica.name.clone(),
-            shard,
+            part: u32::try_from(part).unwrap_or(u32::MAX),
             written_at: now,
-            miners,
+            miners: miners.to_vec(),
         })));
     }
 }

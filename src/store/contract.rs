@@ -561,16 +561,16 @@ async fn store_history_len(store: &dyn Store, id: &str) -> Result<usize, StoreEr
     Ok(store.status_history(id).await?.len())
 }
 
-fn seen_doc(replica: &str, shard: u32, written_at: DateTime<Utc>) -> SeenDoc {
+fn seen_doc(replica: &str, part: u32, written_at: DateTime<Utc>) -> SeenDoc {
     SeenDoc {
         replica: replica.into(),
-        shard,
+        part,
         written_at,
         miners: vec![Seen {
             miner_id: format!("seen-by-{replica}"),
             last_heartbeat: written_at,
             status: HeartbeatStatus::Online,
-            heartbeats: u64::from(shard) + 1,
+            heartbeats: u64::from(part) + 1,
         }],
     }
 }

@@ -126,11 +126,12 @@ pub struct Seen {
     pub heartbeats: u64,
 }
 
-/// One coordinator's news about one shard's miners: document `{shard}-{replica}`.
+/// One coordinator's news: the miners it took heartbeats for (or swept) lately, in documents
+/// `{part}-{replica}` of at most 10 000 miners each, parts numbered from 0.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SeenDoc {
     pub replica: String,
-    pub shard: u32,
+    pub part: u32,
     pub written_at: DateTime<Utc>,
     pub miners: Vec<Seen>,
 }

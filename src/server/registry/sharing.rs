@@ -34,10 +34,6 @@ pub const ALL_SHARDS: u64 = u64::MAX;
 /// the owner's word decides what is stored, but this coordinator stops showing it as up.
 pub(super) const ORPHAN_GIVE_UP_FACTOR: u32 = 3;
 
-/// Most miners in one news document: each takes under 100 bytes, and a Firestore document holds
-/// at most 1 MiB.
-const MAX_SEEN_PER_DOC: usize = 10_000;
-
 #[derive(Debug)]
 pub(super) struct Sharing {
     /// The shards this coordinator sweeps, one bit each.
@@ -179,45 +175,35 @@ impl Registry {
         };
     }
 
-    /// Per shard with news since the last call, what this coordinator took within `window`
-    /// (a shard whose news all aged out gets an empty list, replacing its older document).
-    pub fn news(&self, now: Instant, window: Duration) -> Vec<(u32, Vec<Seen>)> {
+    /// When anything is new since the last call, every miner this coordinator took a heartbeat
+    /// for (or swept) within `window`, newest first; `None` when nothing is new (the news
+    /// already written says it all). The whole window goes out each time, so a reader that
+    /// missed a version of the news loses nothing.
+    pub fn news(&self, now: Instant, window: Duration) -> Option<Vec<Seen>> {
         let mut guard = self.lock();
         let inner = &mut *guard;
-        let dirty = std::mem::take(&mut inner.sharing.dirty);
-        let mut out = Vec::new();
-        for shard in (0..SHARDS).filter(|s| dirty & (1 << s) != 0) {
-            let Some(recent) = inner.sharing.recent.get_mut(shard as usize) else {
-                continue;
-            };
-            recent.retain(|_, at| now.duration_since(*at) <= window);
-            // A document holds at most 1 MiB: past the cap, the miners heard longest ago wait
-            // for a later document (and the README's Scaling says where this stops).
-            let mut newest: Vec<(Instant, usize)> =
-                recent.iter().map(|(&i, &at)| (at, i)).collect();
-            if newest.len() > MAX_SEEN_PER_DOC {
-                newest.sort_unstable_by(|a, b| b.cmp(a));
-                newest.truncate(MAX_SEEN_PER_DOC);
-                tracing::warn!(
-                    shard,
-                    "more miners heard in one shard than one document holds; the rest wait"
-                );
-            }
-            let seen = newest
-                .into_iter()
-                .filter_map(|(_, i)| {
-                    let entry = &inner.miners[i];
-                    Some(Seen {
-                        miner_id: entry.id.to_string(),
-                        last_heartbeat: entry.last_seen?,
-                        status: entry.status?,
-                        heartbeats: entry.heard,
-                    })
-                })
-                .collect();
-            out.push((shard, seen));
+        if std::mem::take(&mut inner.sharing.dirty) == 0 {
+            return None;
         }
-        out
+        let mut heard: Vec<(Instant, usize)> = Vec::new();
+        for recent in &mut inner.sharing.recent {
+            recent.retain(|_, at| now.duration_since(*at) <= window);
+            heard.extend(recent.iter().map(|(&i, &at)| (at, i)));
+        }
+        heard.sort_unstable_by(|a, b| b.cmp(a));
+        let seen = heard
+            .into_iter()
+            .filter_map(|(_, i)| {
+                let entry = &inner.miners[i];
+                Some(Seen {
+                    miner_id: entry.id.to_string(),
+                    last_heartbeat: entry.last_seen?,
+                    status: entry.status?,
+                    heartbeats: entry.heard,
+                })
+            })
+            .collect();
+        Some(seen)
     }
 
     /// Merges another coordinator's news, received at `now`. A newer heartbeat moves the
@@ -353,7 +339,7 @@ mod tests {
             .unwrap_or_else(Utc::now);
         SeenDoc {
             replica: replica.into(),
-            shard: 0,
+            part: 0,
             written_at,
             miners,
         }
@@ -488,40 +474,31 @@ mod tests {
     }
 
     #[test]
-    fn news_lists_what_this_coordinator_heard_per_shard_while_publishing() {
+    fn news_lists_what_this_coordinator_heard_in_the_window_while_publishing() {
         let r = registry(&["a", "b"]);
         let (t0, w0) = (Instant::now(), Utc::now());
         beat(&r, "a", 0, t0, w0);
-        assert!(r.news(t0, AFTER).is_empty(), "nothing kept while alone");
+        assert_eq!(r.news(t0, AFTER), None, "nothing kept while alone");
         r.set_members(2);
         beat(&r, "a", 0, t0 + Duration::from_secs(1), w0);
-        beat(&r, "b", 1, t0 + Duration::from_secs(1), w0);
-        let news = r.news(t0 + Duration::from_secs(2), AFTER);
-        let ids: BTreeSet<String> = news
+        beat(&r, "b", 1, t0 + Duration::from_secs(2), w0);
+        let news = r
+            .news(t0 + Duration::from_secs(2), AFTER)
+            .unwrap_or_default();
+        let heard: Vec<(&str, u64)> = news
             .iter()
-            .flat_map(|(_, seen)| seen.iter().map(|s| s.miner_id.clone()))
+            .map(|s| (s.miner_id.as_str(), s.heartbeats))
             .collect();
-        assert_eq!(ids, BTreeSet::from(["a".to_owned(), "b".to_owned()]));
-        let a = news
-            .iter()
-            .find_map(|(shard, seen)| {
-                seen.iter()
-                    .find(|s| s.miner_id == "a")
-                    .map(|s| (*shard, s.heartbeats))
-            })
-            .ok_or("a");
-        assert_eq!(a, Ok((crate::store::shard_of("a"), 2)));
-        assert!(
-            r.news(t0 + Duration::from_secs(3), AFTER).is_empty(),
+        assert_eq!(heard, [("b", 1), ("a", 2)], "newest first, with counts");
+        assert_eq!(
+            r.news(t0 + Duration::from_secs(3), AFTER),
+            None,
             "no news since"
         );
-        // Past the window, a shard's next news no longer lists a miner heard long ago.
+        // Past the window, the next news no longer lists a miner heard long ago.
         beat(&r, "b", 1, t0 + AFTER * 2, w0);
-        let news = r.news(t0 + AFTER * 2, AFTER);
-        assert!(
-            news.iter()
-                .all(|(_, seen)| seen.iter().all(|s| s.miner_id == "b"))
-        );
+        let news = r.news(t0 + AFTER * 2, AFTER).unwrap_or_default();
+        assert!(news.iter().all(|s| s.miner_id == "b") && news.len() == 1);
     }
 
     #[test]

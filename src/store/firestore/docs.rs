@@ -138,11 +138,11 @@ pub(super) struct ReplicaDoc {
     pub(super) updated_at: FirestoreTimestamp,
 }
 
-/// `replica_seen/{shard:02}-{replica}`.
+/// `replica_seen/{part:02}-{replica}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(super) struct SeenDocDoc {
     pub(super) replica: String,
-    pub(super) shard: u32,
+    pub(super) part: u32,
     pub(super) written_at: FirestoreTimestamp,
     #[serde(default)]
     pub(super) miners: Vec<SeenEntryDoc>,
@@ -335,15 +335,15 @@ pub(super) fn command(id: String, doc: &CommandDoc) -> Result<StoredCommand, Sto
     })
 }
 
-/// The id of a replica's seen document for one shard.
-pub(super) fn seen_id(shard: u32, replica: &str) -> String {
-    format!("{shard:02}-{replica}")
+/// The id of one part of a replica's news.
+pub(super) fn seen_id(part: u32, replica: &str) -> String {
+    format!("{part:02}-{replica}")
 }
 
 pub(super) fn seen_doc(doc: &SeenDoc) -> Result<SeenDocDoc, StoreError> {
     Ok(SeenDocDoc {
         replica: doc.replica.clone(),
-        shard: doc.shard,
+        part: doc.part,
         written_at: timestamp(doc.written_at)?,
         miners: doc
             .miners
@@ -363,7 +363,7 @@ pub(super) fn seen_doc(doc: &SeenDoc) -> Result<SeenDocDoc, StoreError> {
 pub(super) fn seen(doc: &SeenDocDoc, what: &str) -> Result<SeenDoc, StoreError> {
     Ok(SeenDoc {
         replica: doc.replica.clone(),
-        shard: doc.shard,
+        part: doc.part,
         written_at: time(doc.written_at, what)?,
         miners: doc
             .miners

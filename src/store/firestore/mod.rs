@@ -14,7 +14,7 @@
 //! | `metrics_history/{miner_id}-{timestamp in µs}` | `miner_id`, `timestamp`, `status`, `metrics` (JSON text), `time_since_last` (seconds) |
 //! | `commands/{command_id}` | `miner_id`, `command` (JSON text), `state` (`queued`, `delivered`, `done`, `failed`, `expired`), `reason`, `created_at`, `expires_at`, `delivered_at`, `finished_at` |
 //! | `replicas/{replica}` | `replica`, `expires_at`, `updated_at`: a coordinator's membership |
-//! | `replica_seen/{shard:02}-{replica}` | `replica`, `shard`, `written_at`, `miners`: array of maps `{miner_id, last_heartbeat, status, heartbeats}` |
+//! | `replica_seen/{part:02}-{replica}` | `replica`, `part` (0, 1, …: at most 10 000 miners a document), `written_at`, `miners`: array of maps `{miner_id, last_heartbeat, status, heartbeats}` |
 //!
 //! An absent optional field reads as none. Ids Firestore cannot store (`/`, `.`, `..`, `__…__`)
 //! are never written and never found.
@@ -950,7 +950,7 @@ impl Peers for FirestoreStore {
                     Err(err) => tracing::warn!(document = %what, error = %err, "another coordinator's news is unreadable; skipped"),
                 }
             }
-            seen.sort_by(|a, b| (&a.replica, a.shard).cmp(&(&b.replica, b.shard)));
+            seen.sort_by(|a, b| (&a.replica, a.part).cmp(&(&b.replica, b.part)));
             Ok(seen)
         })
         .await

@@ -459,7 +459,7 @@ impl Planner {
                 }
             }
             Write::Seen(seen) => {
-                let id = docs::seen_id(seen.shard, &seen.replica);
+                let id = docs::seen_id(seen.part, &seen.replica);
                 if !docs::valid_id(&id) {
                     return Err(refused(&id));
                 }
