@@ -591,11 +591,16 @@ mod tests {
         }
     }
 
+    /// Each a microsecond after the one made before: two made in the same microsecond would be
+    /// one change to the store (see `last_transition`).
     fn transition(old: Option<HeartbeatStatus>, new: HeartbeatStatus) -> Write {
+        static NEXT: std::sync::atomic::AtomicI64 =
+            std::sync::atomic::AtomicI64::new(1_700_000_000_000_000);
+        let micros = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Write::Transition(Box::new(TransitionWrite {
             change: StatusChange {
                 miner_id: "m".into(),
-                timestamp: Utc::now(),
+                timestamp: DateTime::from_timestamp_micros(micros).unwrap_or_default(),
                 old_status: old,
                 new_status: new,
                 reason: "r".into(),
