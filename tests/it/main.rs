@@ -4,7 +4,7 @@
 
 // Every test that uses the shared parts runs on Unix only, until the tests run on Windows too
 // (issue 13); there, the shared parts are compiled (and checked) but unused.
-#[cfg_attr(not(unix), allow(dead_code, unused_imports))]
+#[cfg_attr(not(unix), allow(dead_code, unused_imports, unused_macros))]
 mod common;
 
 mod agent;
