@@ -79,6 +79,33 @@ fn firestore_server(home: &std::path::Path, args: &[&str], env: &[(&str, &str)])
 }
 
 /// The one line of a start-up failure (other lines fail the test).
+/// Starts a Firestore coordinator with one variable set (`setting`) that must stop it: it
+/// exits non-zero within 10 s (printed, labelled `what`, for the test's log).
+fn start_fails(
+    home: &std::path::Path,
+    setting: (&str, &str),
+    what: &str,
+) -> Result<Failed, Box<dyn std::error::Error>> {
+    let failed = exits_within(
+        firestore_server(
+            home,
+            &["--firestore-project", "polaris-test-project"],
+            &[setting],
+        ),
+        Duration::from_secs(10),
+    )?;
+    println!(
+        "{what}: exit {:?} after {:?}: {}",
+        failed.code, failed.took, failed.stderr
+    );
+    assert!(
+        matches!(failed.code, Some(c) if c != 0),
+        "{}",
+        failed.stderr
+    );
+    Ok(failed)
+}
+
 fn one_line(failed: &Failed) -> String {
     let lines: Vec<&str> = failed
         .stderr
@@ -102,23 +129,11 @@ fn garbage_credentials_stop_the_start_in_seconds_naming_the_variable_not_the_con
     let secret = "private_key-PLEASE-NEVER-PRINT-ME-4f1c";
     std::fs::write(&file, format!("this is not JSON {{ {secret}"))?;
     let path = file.to_string_lossy().into_owned();
-    let failed = exits_within(
-        firestore_server(
-            home.path(),
-            &["--firestore-project", "polaris-test-project"],
-            &[("GOOGLE_APPLICATION_CREDENTIALS", &path)],
-        ),
-        Duration::from_secs(10),
+    let failed = start_fails(
+        home.path(),
+        ("GOOGLE_APPLICATION_CREDENTIALS", &path),
+        "garbage credentials",
     )?;
-    println!(
-        "garbage credentials: exit {:?} after {:?}: {}",
-        failed.code, failed.took, failed.stderr
-    );
-    assert!(
-        matches!(failed.code, Some(c) if c != 0),
-        "{}",
-        failed.stderr
-    );
     let line = one_line(&failed);
     assert!(line.contains("GOOGLE_APPLICATION_CREDENTIALS"), "{line}");
     assert!(
@@ -136,23 +151,11 @@ fn garbage_credentials_stop_the_start_in_seconds_naming_the_variable_not_the_con
 fn an_emulator_nobody_listens_on_stops_the_start_in_seconds_naming_it() -> TestResult {
     let home = tempfile::tempdir()?;
     let closed = format!("127.0.0.1:{}", free_port()?);
-    let failed = exits_within(
-        firestore_server(
-            home.path(),
-            &["--firestore-project", "polaris-test-project"],
-            &[("FIRESTORE_EMULATOR_HOST", &closed)],
-        ),
-        Duration::from_secs(10),
+    let failed = start_fails(
+        home.path(),
+        ("FIRESTORE_EMULATOR_HOST", &closed),
+        "closed emulator port",
     )?;
-    println!(
-        "closed emulator port: exit {:?} after {:?}: {}",
-        failed.code, failed.took, failed.stderr
-    );
-    assert!(
-        matches!(failed.code, Some(c) if c != 0),
-        "{}",
-        failed.stderr
-    );
     let line = one_line(&failed);
     assert!(
         line.contains(&closed) && line.contains("FIRESTORE_EMULATOR_HOST"),
